@@ -1,0 +1,91 @@
+//! Connection configuration.
+
+use core::time::Duration;
+
+/// Per-connection settings. Start from [`Config::default`] and adjust.
+///
+/// Every limit bounds memory a peer can make us use; none of them reserves
+/// memory up front.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest payload accepted in one received frame. A header announcing
+    /// more fails the connection with 1009 before any payload is buffered.
+    /// Default: 16 MiB.
+    pub max_frame_size: usize,
+    /// Largest received message (all fragments together). Default: 64 MiB.
+    pub max_message_size: usize,
+    /// Outgoing messages longer than this are split into frames of at most
+    /// this many payload bytes. Default: 16 MiB (the default `max_frame_size`,
+    /// so two peers with default configs always agree).
+    pub max_send_frame_size: usize,
+    /// Once this many bytes wait in the outgoing queue, `send` answers
+    /// [`SendError::Full`](crate::SendError::Full) until some are written.
+    /// One message is always accepted into a queue below the limit, so the
+    /// queue holds at most this plus one message. Default: 4 MiB.
+    pub max_write_buffer: usize,
+    /// How long to wait for the peer's Close after sending ours, and (client)
+    /// for the server to close the transport after the close handshake.
+    /// `None` waits forever. Default: 10 s.
+    pub close_timeout: Option<Duration>,
+    /// Accept unmasked frames from a client (server role only). RFC 6455
+    /// forbids them; some embedded peers send them anyway. Default: false.
+    pub accept_unmasked_frames: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_send_frame_size: 16 << 20,
+            max_write_buffer: 4 << 20,
+            close_timeout: Some(Duration::from_secs(10)),
+            accept_unmasked_frames: false,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`max_frame_size`](Self::max_frame_size).
+    #[must_use]
+    pub const fn with_max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`max_message_size`](Self::max_message_size).
+    #[must_use]
+    pub const fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`max_send_frame_size`](Self::max_send_frame_size) (at least 1).
+    #[must_use]
+    pub const fn with_max_send_frame_size(mut self, bytes: usize) -> Self {
+        self.max_send_frame_size = if bytes == 0 { 1 } else { bytes };
+        self
+    }
+
+    /// Sets [`max_write_buffer`](Self::max_write_buffer).
+    #[must_use]
+    pub const fn with_max_write_buffer(mut self, bytes: usize) -> Self {
+        self.max_write_buffer = bytes;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    #[must_use]
+    pub const fn with_close_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`accept_unmasked_frames`](Self::accept_unmasked_frames).
+    #[must_use]
+    pub const fn with_accept_unmasked_frames(mut self, accept: bool) -> Self {
+        self.accept_unmasked_frames = accept;
+        self
+    }
+}

@@ -1,0 +1,711 @@
+//! The connection state machine: receive, send, close, outgoing queue, timer.
+
+mod outgoing;
+
+use alloc::boxed::Box;
+use core::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+pub use self::outgoing::Outgoing;
+use crate::{
+    close::{CloseCode, CloseFrame, MAX_CLOSE_REASON},
+    config::Config,
+    entropy::{BoxedEntropy, Entropy},
+    error::{ProtocolError, SendError},
+    event::{Event, Message},
+    frame::{FrameHeader, OpCode},
+    mask::apply_mask,
+    utf8::{Utf8Bytes, Utf8Validator},
+};
+
+/// Which end of the connection we are. Decides masking and who closes the
+/// transport first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the opening request; masks its frames.
+    Client,
+    /// The end that accepted the request; closes the transport first.
+    Server,
+}
+
+/// Where the close handshake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Data flows both ways.
+    Open,
+    /// We sent a Close and wait for the peer's.
+    Closing,
+    /// The close handshake is complete, the connection failed, or the
+    /// transport ended. No more frames are sent or delivered.
+    Closed,
+}
+
+/// Payloads up to this size are copied next to their header so that a small
+/// frame is one chunk (one iovec); larger ones are sent without a copy.
+const INLINE_PAYLOAD: usize = 512;
+/// Frames larger than this get a buffer of their own instead of the scratch
+/// buffer, so the scratch buffer never pins a large allocation.
+const SCRATCH_MAX: usize = 64 * 1024;
+
+/// A frame whose header has been read and whose payload is arriving.
+#[derive(Clone, Copy, Debug)]
+struct InFrame {
+    fin: bool,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    /// Payload bytes already unmasked (and UTF-8 checked) in the caller's buffer.
+    processed: usize,
+    /// Whether the payload is text that must be UTF-8 checked as it arrives.
+    text: bool,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct InMessage {
+    text: bool,
+    data: BytesMut,
+}
+
+/// The close timer: off, waiting to be armed at the next `poll_timeout`,
+/// armed at a deadline, or expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    Off,
+    Pending,
+    Armed(Duration),
+    Expired,
+}
+
+/// A WebSocket connection after the opening handshake.
+///
+/// The methods fall into four groups, in the manner of `quinn-proto`:
+///
+/// - **Getters** (`&self`): [`role`](Self::role), [`state`](Self::state),
+///   [`close_sent`](Self::close_sent), [`close_received`](Self::close_received),
+///   [`wants_write`](Self::wants_write),
+///   [`should_close_transport`](Self::should_close_transport).
+/// - **Inputs**: [`next_event`](Self::next_event) with the bytes read from the
+///   transport, [`handle_eof`](Self::handle_eof) when the transport reports
+///   end of stream, [`handle_timeout`](Self::handle_timeout) when the deadline
+///   from [`poll_timeout`](Self::poll_timeout) has passed.
+/// - **Commands**: [`send`](Self::send), [`send_fragment`](Self::send_fragment),
+///   [`ping`](Self::ping), [`pong`](Self::pong), [`close`](Self::close). They
+///   only queue bytes.
+/// - **Outputs**: [`outgoing`](Self::outgoing), the bytes to write, and
+///   [`poll_timeout`](Self::poll_timeout), the deadline to arm.
+///
+/// After every input or command: drain `next_event` until it returns
+/// `Ok(None)`, write `outgoing`, re-arm the timer from `poll_timeout`, and
+/// close the transport once `should_close_transport` says so.
+///
+/// Time is a [`Duration`] since any fixed origin the caller chooses (with
+/// `std`, `origin.elapsed()` for an `Instant` taken once), which keeps the
+/// core free of clocks and usable without `std`.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    out: Outgoing,
+    /// Reused buffer for small encoded frames; split into `Bytes` chunks.
+    scratch: BytesMut,
+    /// Mask key source; clients only.
+    entropy: Option<BoxedEntropy>,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    utf8: Utf8Validator,
+    /// The type of an outgoing fragmented message in progress (true: text).
+    sending_fragmented: Option<bool>,
+    close_sent: bool,
+    close_received: bool,
+    /// The first protocol error; returned again by every later `next_event`.
+    error: Option<ProtocolError>,
+    eof: bool,
+    /// An abnormal-closure event waiting to be returned by `next_event`.
+    pending_close: Option<CloseFrame>,
+    /// Whether the Close event (or an error) ended the event stream.
+    finished: bool,
+    /// Whether the transport should be closed once `out` is flushed.
+    transport_done: bool,
+    timer: Timer,
+}
+
+impl Connection {
+    /// A connection that masks client frames with operating-system randomness.
+    #[cfg(feature = "getrandom")]
+    pub fn new(role: Role, config: Config) -> Self {
+        Self::with_entropy(role, config, crate::entropy::OsEntropy::new())
+    }
+
+    /// A connection with an injected randomness source for client mask keys
+    /// (ignored for servers, which never mask).
+    pub fn with_entropy(
+        role: Role,
+        config: Config,
+        entropy: impl Entropy + Send + 'static,
+    ) -> Self {
+        let entropy = match role {
+            Role::Client => Some(BoxedEntropy(Box::new(entropy))),
+            Role::Server => None,
+        };
+        Self {
+            role,
+            config,
+            out: Outgoing::default(),
+            scratch: BytesMut::new(),
+            entropy,
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            sending_fragmented: None,
+            close_sent: false,
+            close_received: false,
+            error: None,
+            eof: false,
+            pending_close: None,
+            finished: false,
+            transport_done: false,
+            timer: Timer::Off,
+        }
+    }
+
+    // ----- Getters -----
+
+    /// Our role.
+    pub const fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the close handshake stands.
+    pub fn state(&self) -> State {
+        if self.close_received
+            || self.error.is_some()
+            || self.finished
+            || self.timer == Timer::Expired
+        {
+            State::Closed
+        } else if self.close_sent {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether we have queued a Close frame (ours or the reply to the peer's).
+    pub const fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether the peer's Close frame has arrived.
+    pub const fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether bytes wait in [`outgoing`](Self::outgoing).
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Whether the caller should now close the transport.
+    ///
+    /// True once the outgoing bytes are flushed and: the server has completed
+    /// the close handshake (RFC 6455 section 7.1.1: the server closes first),
+    /// the client has seen the server end the stream, the connection failed,
+    /// or the close timeout expired (then regardless of unflushed bytes).
+    pub fn should_close_transport(&self) -> bool {
+        self.timer == Timer::Expired || (self.transport_done && self.out.is_empty())
+    }
+
+    // ----- Inputs -----
+
+    /// Parses the next event from `buf`, the bytes read from the transport.
+    ///
+    /// Consumes from the front of `buf` and leaves any incomplete frame in
+    /// it; returns `Ok(None)` when more bytes are needed. Call it repeatedly
+    /// until `Ok(None)` after each read, always with the same buffer, only
+    /// ever appending to it. Each call yields at most one event, so a flood
+    /// of tiny frames never queues events inside the connection.
+    ///
+    /// A complete single-frame message is handed out without copying: the
+    /// payload is unmasked in place and split off `buf`. Payloads are
+    /// unmasked and UTF-8 checked as they arrive, so invalid text fails at
+    /// the first bad byte even inside a frame still in flight.
+    ///
+    /// On a [`ProtocolError`] the matching Close frame is already queued in
+    /// [`outgoing`](Self::outgoing); the same error is returned by every later
+    /// call. After the Close event, incoming bytes are discarded.
+    pub fn next_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        if let Some(error) = &self.error {
+            return Err(error.clone());
+        }
+        if let Some(close) = self.pending_close.take() {
+            return Ok(Some(Event::Close(close)));
+        }
+        if self.finished {
+            buf.clear();
+            return Ok(None);
+        }
+        match self.read_event(buf) {
+            Ok(Some(event)) => Ok(Some(event)),
+            Ok(None) if self.eof => {
+                // The transport ended without a close handshake.
+                self.finished = true;
+                self.transport_done = true;
+                Ok(Some(Event::Close(CloseFrame::new(
+                    CloseCode::ABNORMAL,
+                    Utf8Bytes::new(),
+                ))))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => {
+                self.fail(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// The transport reported end of stream. Bytes already passed to
+    /// `next_event` are still processed; then, unless the close handshake
+    /// finished, `next_event` yields `Event::Close` with code 1006.
+    pub fn handle_eof(&mut self) {
+        self.eof = true;
+        if self.finished {
+            self.transport_done = true;
+        }
+    }
+
+    /// The deadline from [`poll_timeout`](Self::poll_timeout) has passed (or
+    /// may have; early calls are harmless). When the close timeout expires
+    /// before the peer's Close arrived, `next_event` yields `Event::Close`
+    /// with code 1006; either way the transport should be closed.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        if let Timer::Armed(deadline) = self.timer
+            && now >= deadline
+        {
+            self.timer = Timer::Expired;
+            self.transport_done = true;
+            if !self.finished && self.error.is_none() {
+                self.finished = true;
+                self.pending_close = Some(CloseFrame::new(CloseCode::ABNORMAL, Utf8Bytes::new()));
+            }
+        }
+    }
+
+    // ----- Commands -----
+
+    /// Queues a message, split into frames of at most
+    /// [`Config::max_send_frame_size`] payload bytes.
+    ///
+    /// A server sends the payload `Bytes` without copying them; a client
+    /// copies once while masking.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.check_send()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        if self.out.len() >= self.config.max_write_buffer {
+            return Err(SendError::Full(message));
+        }
+        let (opcode, data) = split_message(message);
+        self.push_data(opcode, data, true);
+        Ok(())
+    }
+
+    /// Queues one piece of a message whose total size need not be known in
+    /// advance; `fin` ends the message. Every piece must have the type of the
+    /// first. Text pieces are whole code points each (they are `Utf8Bytes`).
+    pub fn send_fragment(&mut self, fragment: Message, fin: bool) -> Result<(), SendError> {
+        self.check_send()?;
+        let text = fragment.is_text();
+        let opcode = match self.sending_fragmented {
+            None if text => OpCode::Text,
+            None => OpCode::Binary,
+            Some(was_text) if was_text == text => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentInProgress),
+        };
+        if self.out.len() >= self.config.max_write_buffer {
+            return Err(SendError::Full(fragment));
+        }
+        let (_, data) = split_message(fragment);
+        self.push_data(opcode, data, fin);
+        self.sending_fragmented = if fin { None } else { Some(text) };
+        Ok(())
+    }
+
+    /// Queues a ping with up to 125 bytes of payload.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited pong with up to 125 bytes of payload. Replies to
+    /// pings are sent automatically; this is for heartbeats.
+    pub fn pong(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the close handshake: queues a Close frame and arms the close
+    /// timer. Data received until the peer's Close is still delivered.
+    ///
+    /// `code` must be sendable ([`CloseCode::is_sendable`]), except that
+    /// [`CloseCode::NO_STATUS`] with an empty reason sends a Close without a
+    /// status code. The reason is at most 123 bytes.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.check_send()?;
+        let no_status = code == CloseCode::NO_STATUS && reason.is_empty();
+        if !code.is_sendable() && !no_status {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::ControlTooLong(reason.len()));
+        }
+        self.queue_close(if no_status { None } else { Some(code) }, reason);
+        self.start_close_timer();
+        Ok(())
+    }
+
+    // ----- Outputs -----
+
+    /// The bytes waiting to be written, as a [`Buf`]: write from `chunk()`
+    /// (or `chunks_vectored`) and `advance` by what the transport took.
+    pub fn outgoing(&mut self) -> &mut Outgoing {
+        &mut self.out
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout), as a time on
+    /// the caller's clock, or `None` for no timer.
+    ///
+    /// Takes `now` because timers start lazily: a command such as
+    /// [`close`](Self::close) only marks the timer, and this call fixes its
+    /// deadline, so commands need no clock argument. Call it after every
+    /// input or command, as the run loop does anyway.
+    pub fn poll_timeout(&mut self, now: Duration) -> Option<Duration> {
+        if self.timer == Timer::Pending {
+            match self.config.close_timeout {
+                Some(timeout) => self.timer = Timer::Armed(now.saturating_add(timeout)),
+                None => self.timer = Timer::Off,
+            }
+        }
+        match self.timer {
+            Timer::Armed(deadline) => Some(deadline),
+            _ => None,
+        }
+    }
+
+    // ----- Receive internals -----
+
+    fn read_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            let frame = match &mut self.frame {
+                Some(frame) => frame,
+                None => {
+                    let Some((header, header_len)) = FrameHeader::parse(buf)? else {
+                        return Ok(None);
+                    };
+                    let frame = self.check_header(&header)?;
+                    buf.advance(header_len);
+                    self.frame.insert(frame)
+                }
+            };
+            let available = buf.len().min(frame.len);
+            if available > frame.processed {
+                let fresh = &mut buf[frame.processed..available];
+                if let Some(key) = frame.mask {
+                    apply_mask(fresh, key, frame.processed);
+                }
+                if frame.text {
+                    self.utf8
+                        .feed(fresh)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.processed = available;
+            }
+            if available < frame.len {
+                return Ok(None);
+            }
+            let frame = *frame;
+            self.frame = None;
+            let payload = buf.split_to(frame.len);
+            if let Some(event) = self.on_frame(frame, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Applies the role, state and size rules to a frame header before any of
+    /// its payload is buffered.
+    fn check_header(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
+        match (self.role, header.mask) {
+            (Role::Server, None) if !self.config.accept_unmasked_frames => {
+                return Err(ProtocolError::UnmaskedFrameFromClient);
+            }
+            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedFrameFromServer),
+            _ => {}
+        }
+        let mut text = false;
+        if header.opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if header.payload_len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(header.payload_len));
+            }
+        } else {
+            match (header.opcode, &self.message) {
+                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Continuation, Some(message)) => text = message.text,
+                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+                (opcode, None) => text = opcode == OpCode::Text,
+            }
+            let max_frame = self.config.max_frame_size;
+            if header.payload_len > max_frame as u64 {
+                return Err(ProtocolError::FrameTooBig {
+                    len: header.payload_len,
+                    max: max_frame,
+                });
+            }
+            let so_far = self.message.as_ref().map_or(0, |m| m.data.len()) as u64;
+            let total = so_far.saturating_add(header.payload_len);
+            if total > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig {
+                    len: total,
+                    max: self.config.max_message_size,
+                });
+            }
+        }
+        Ok(InFrame {
+            fin: header.fin,
+            opcode: header.opcode,
+            mask: header.mask,
+            // Bounded by max_frame_size (a usize) or 125 above.
+            len: usize::try_from(header.payload_len).unwrap_or(usize::MAX),
+            processed: 0,
+            text,
+        })
+    }
+
+    fn on_frame(
+        &mut self,
+        frame: InFrame,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, ProtocolError> {
+        match frame.opcode {
+            OpCode::Ping => {
+                let payload = payload.freeze();
+                if !self.close_sent {
+                    let pong = self.encode_frame(OpCode::Pong, true, &payload);
+                    self.out.push_pong(pong);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => self.on_close(payload.freeze()).map(Some),
+            OpCode::Text | OpCode::Binary if frame.fin => {
+                self.finish_message(frame.text, payload).map(Some)
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.message = Some(InMessage {
+                    text: frame.text,
+                    data: payload,
+                });
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some(message) = &mut self.message else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                message.data.extend_from_slice(&payload);
+                if !frame.fin {
+                    return Ok(None);
+                }
+                let Some(message) = self.message.take() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                self.finish_message(message.text, message.data).map(Some)
+            }
+        }
+    }
+
+    fn finish_message(&mut self, text: bool, data: BytesMut) -> Result<Event, ProtocolError> {
+        let data = data.freeze();
+        let message = if text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Message::Text(Utf8Bytes::from_validated(data))
+        } else {
+            Message::Binary(data)
+        };
+        Ok(Event::Message(message))
+    }
+
+    fn on_close(&mut self, payload: Bytes) -> Result<Event, ProtocolError> {
+        let frame = match payload.len() {
+            0 => CloseFrame::new(CloseCode::NO_STATUS, Utf8Bytes::new()),
+            1 => return Err(ProtocolError::InvalidClosePayload),
+            _ => {
+                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+                if !code.is_sendable() {
+                    return Err(ProtocolError::InvalidCloseCode(code.0));
+                }
+                let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                CloseFrame::new(code, reason)
+            }
+        };
+        self.close_received = true;
+        self.finished = true;
+        if !self.close_sent {
+            // Echo the status code (RFC 6455 section 5.5.1).
+            let code = (frame.code != CloseCode::NO_STATUS).then_some(frame.code);
+            self.queue_close(code, "");
+        }
+        match self.role {
+            Role::Server => self.transport_done = true,
+            // The client waits for the server to close the transport, but not forever.
+            Role::Client if self.eof => self.transport_done = true,
+            Role::Client => self.start_close_timer(),
+        }
+        Ok(Event::Close(frame))
+    }
+
+    /// Fails the connection: queues the Close frame for `error` and makes the
+    /// error sticky.
+    fn fail(&mut self, error: &ProtocolError) {
+        if !self.close_sent {
+            self.queue_close(Some(error.close_code()), error.reason());
+        }
+        self.error = Some(error.clone());
+        self.finished = true;
+        self.transport_done = true;
+        self.frame = None;
+        self.message = None;
+    }
+
+    // ----- Send internals -----
+
+    fn check_send(&self) -> Result<(), SendError> {
+        if self.close_sent || self.error.is_some() || self.finished {
+            Err(SendError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        self.check_send()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        if self.out.len() >= self.config.max_write_buffer {
+            return Err(SendError::Full(Message::Binary(payload)));
+        }
+        let frame = self.encode_frame(opcode, true, &payload);
+        self.out.push(frame);
+        Ok(())
+    }
+
+    fn queue_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        let mut payload = [0u8; 125];
+        let len = match code {
+            Some(code) => {
+                let reason = &reason.as_bytes()[..reason.len().min(MAX_CLOSE_REASON)];
+                payload[..2].copy_from_slice(&code.0.to_be_bytes());
+                payload[2..2 + reason.len()].copy_from_slice(reason);
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        let frame = self.encode_frame(OpCode::Close, true, &payload[..len]);
+        // Nothing may follow a Close, including a pong still waiting.
+        self.out.drop_waiting_pong();
+        self.out.push(frame);
+        self.close_sent = true;
+    }
+
+    fn start_close_timer(&mut self) {
+        if self.timer == Timer::Off && self.config.close_timeout.is_some() {
+            self.timer = Timer::Pending;
+        }
+    }
+
+    /// Queues a data payload, fragmenting at `max_send_frame_size`.
+    fn push_data(&mut self, first_opcode: OpCode, mut data: Bytes, fin: bool) {
+        let max = self.config.max_send_frame_size.max(1);
+        let mut opcode = first_opcode;
+        while data.len() > max {
+            let part = data.split_to(max);
+            self.push_payload(opcode, false, part);
+            opcode = OpCode::Continuation;
+        }
+        self.push_payload(opcode, fin, data);
+    }
+
+    /// Queues one data frame; a large unmasked payload is queued as its own
+    /// chunk without copying.
+    fn push_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        if self.entropy.is_none() && payload.len() > INLINE_PAYLOAD {
+            let header = FrameHeader {
+                fin,
+                rsv: 0,
+                opcode,
+                mask: None,
+                payload_len: payload.len() as u64,
+            };
+            self.scratch.reserve(header.encoded_len());
+            header.encode(&mut self.scratch);
+            let header = self.scratch.split().freeze();
+            self.out.push(header);
+            self.out.push(payload);
+        } else {
+            let frame = self.encode_frame(opcode, fin, &payload);
+            self.out.push(frame);
+        }
+    }
+
+    /// Encodes a whole frame (header, then payload masked for a client) into
+    /// one contiguous chunk.
+    fn encode_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Bytes {
+        let mask = self.entropy.as_mut().map(|entropy| {
+            let mut key = [0u8; 4];
+            entropy.0.fill(&mut key);
+            key
+        });
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let total = header.encoded_len() + payload.len();
+        let mut own;
+        let buf = if total > SCRATCH_MAX {
+            own = BytesMut::with_capacity(total);
+            &mut own
+        } else {
+            self.scratch.reserve(total);
+            &mut self.scratch
+        };
+        header.encode(buf);
+        let start = buf.len();
+        buf.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut buf[start..], key, 0);
+        }
+        buf.split().freeze()
+    }
+}
+
+fn split_message(message: Message) -> (OpCode, Bytes) {
+    match message {
+        Message::Text(text) => (OpCode::Text, text.into_bytes()),
+        Message::Binary(data) => (OpCode::Binary, data),
+    }
+}

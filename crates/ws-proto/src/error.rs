@@ -1,0 +1,225 @@
+//! Error types. Each says who is at fault and what goes on the wire.
+
+use alloc::{boxed::Box, string::String};
+use core::fmt;
+
+use crate::{close::CloseCode, event::Message, handshake::HttpResponse};
+
+/// The peer broke RFC 6455.
+///
+/// By the time a `ProtocolError` is returned, the Close frame with
+/// [`close_code`](Self::close_code) is already queued in the connection's
+/// outgoing bytes: flush them, then close the transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// RSV1-3 bits set although no extension that defines them was negotiated.
+    ReservedBits(u8),
+    /// An opcode reserved for future use (0x3-0x7, 0xB-0xF).
+    ReservedOpcode(u8),
+    /// A control frame (close, ping, pong) without the FIN bit.
+    FragmentedControlFrame,
+    /// A control frame with a payload longer than 125 bytes.
+    ControlFrameTooLong(u64),
+    /// A 64-bit payload length with its most significant bit set.
+    InvalidLength,
+    /// A client sent a frame without a mask.
+    UnmaskedFrameFromClient,
+    /// A server sent a masked frame.
+    MaskedFrameFromServer,
+    /// A continuation frame arrived while no fragmented message was in progress.
+    UnexpectedContinuation,
+    /// A new text or binary frame arrived inside a fragmented message.
+    ExpectedContinuation,
+    /// A text message, or a close reason, was not valid UTF-8.
+    InvalidUtf8,
+    /// A close frame with a 1-byte payload.
+    InvalidClosePayload,
+    /// A close frame with a status code that may not appear on the wire.
+    InvalidCloseCode(u16),
+    /// A frame announced a payload longer than the configured `max_frame_size`.
+    FrameTooBig {
+        /// The announced payload length.
+        len: u64,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A message grew beyond the configured `max_message_size`.
+    MessageTooBig {
+        /// The message length the frame would reach.
+        len: u64,
+        /// The configured limit.
+        max: usize,
+    },
+}
+
+impl ProtocolError {
+    /// The close code this error sends to the peer (RFC 6455 section 7.4.1).
+    pub const fn close_code(&self) -> CloseCode {
+        match self {
+            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+
+    /// A short reason, suitable as the close frame's reason text.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::ReservedBits(_) => "reserved bits set",
+            Self::ReservedOpcode(_) => "reserved opcode",
+            Self::FragmentedControlFrame => "fragmented control frame",
+            Self::ControlFrameTooLong(_) => "control frame too long",
+            Self::InvalidLength => "invalid payload length",
+            Self::UnmaskedFrameFromClient => "unmasked frame from client",
+            Self::MaskedFrameFromServer => "masked frame from server",
+            Self::UnexpectedContinuation => "unexpected continuation frame",
+            Self::ExpectedContinuation => "expected continuation frame",
+            Self::InvalidUtf8 => "invalid UTF-8",
+            Self::InvalidClosePayload => "invalid close payload",
+            Self::InvalidCloseCode(_) => "invalid close code",
+            Self::FrameTooBig { .. } => "frame too big",
+            Self::MessageTooBig { .. } => "message too big",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ReservedBits(bits) => write!(f, "reserved bits {bits:#05b} set"),
+            Self::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            Self::ControlFrameTooLong(len) => {
+                write!(f, "control frame payload of {len} bytes (max 125)")
+            }
+            Self::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
+            Self::FrameTooBig { len, max } => {
+                write!(f, "frame of {len} bytes exceeds max_frame_size {max}")
+            }
+            Self::MessageTooBig { len, max } => {
+                write!(f, "message of {len} bytes exceeds max_message_size {max}")
+            }
+            other => f.write_str(other.reason()),
+        }?;
+        write!(f, " (close code {})", self.close_code().0)
+    }
+}
+
+impl core::error::Error for ProtocolError {}
+
+/// The opening handshake failed at the HTTP level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The HTTP message could not be parsed.
+    Http(httparse::Error),
+    /// The request or response head is larger than the configured limit.
+    TooLarge {
+        /// The configured limit in bytes.
+        max: usize,
+    },
+    /// The request method is not GET.
+    Method(String),
+    /// The HTTP version is not 1.1 or later.
+    Version,
+    /// The request has no `Host` header.
+    MissingHost,
+    /// A required header is missing or lacks the required token
+    /// (`Upgrade: websocket`, `Connection: upgrade`).
+    MissingUpgrade(&'static str),
+    /// `Sec-WebSocket-Key` is missing or does not decode to 16 bytes.
+    InvalidKey,
+    /// `Sec-WebSocket-Version` is missing or not 13.
+    UnsupportedVersion,
+    /// The server answered with something other than 101; the whole response
+    /// is kept so the caller can see a 401 or follow a redirect.
+    Rejected(Box<HttpResponse>),
+    /// `Sec-WebSocket-Accept` does not match the key we sent.
+    InvalidAccept,
+    /// The server chose a subprotocol the client did not offer.
+    UnofferedSubprotocol(String),
+    /// The server accepted an extension the client did not offer.
+    UnofferedExtension(String),
+    /// The client request could not be built (bad URI, bad header).
+    InvalidRequest(&'static str),
+}
+
+impl HandshakeError {
+    /// The HTTP status a server answers this error with, or `None` for
+    /// client-side errors.
+    pub const fn status(&self) -> Option<u16> {
+        match self {
+            Self::TooLarge { .. } => Some(431),
+            Self::Http(httparse::Error::TooManyHeaders) => Some(431),
+            Self::UnsupportedVersion => Some(426),
+            Self::Http(_)
+            | Self::Method(_)
+            | Self::Version
+            | Self::MissingHost
+            | Self::MissingUpgrade(_)
+            | Self::InvalidKey => Some(400),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Http(e) => write!(f, "malformed HTTP: {e}"),
+            Self::TooLarge { max } => write!(f, "HTTP head exceeds {max} bytes"),
+            Self::Method(m) => write!(f, "method {m} is not GET"),
+            Self::Version => f.write_str("HTTP version is not 1.1"),
+            Self::MissingHost => f.write_str("missing Host header"),
+            Self::MissingUpgrade(what) => write!(f, "missing or invalid {what}"),
+            Self::InvalidKey => f.write_str("missing or invalid Sec-WebSocket-Key"),
+            Self::UnsupportedVersion => f.write_str("Sec-WebSocket-Version is not 13"),
+            Self::Rejected(resp) => write!(f, "server answered {} {}", resp.status, resp.reason),
+            Self::InvalidAccept => f.write_str("Sec-WebSocket-Accept does not match the key"),
+            Self::UnofferedSubprotocol(p) => write!(f, "server chose unoffered subprotocol {p:?}"),
+            Self::UnofferedExtension(e) => write!(f, "server accepted unoffered extension {e:?}"),
+            Self::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for HandshakeError {}
+
+/// The caller misused the API. Never caused by peer data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A Close frame was already sent (or the connection failed): no more
+    /// frames can be sent.
+    Closed,
+    /// The outgoing buffer is at `max_write_buffer`; flush and try again.
+    /// The message is handed back (pings and pongs as `Message::Binary`).
+    Full(Message),
+    /// A ping or pong payload longer than 125 bytes, or a close reason longer
+    /// than 123 bytes.
+    ControlTooLong(usize),
+    /// A close code that may not be sent (1004-1006, 1015, <1000, ...).
+    InvalidCloseCode(CloseCode),
+    /// `send` was called while a fragmented message started with
+    /// `send_fragment` is unfinished, or a continuation changed the type.
+    FragmentInProgress,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the connection is closing or closed"),
+            Self::Full(_) => f.write_str("the outgoing buffer is full"),
+            Self::ControlTooLong(len) => {
+                write!(
+                    f,
+                    "control payload of {len} bytes exceeds 125 (close reason: 123)"
+                )
+            }
+            Self::InvalidCloseCode(code) => write!(f, "close code {} may not be sent", code.0),
+            Self::FragmentInProgress => f.write_str("a fragmented message is in progress"),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}

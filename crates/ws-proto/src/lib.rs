@@ -1,0 +1,110 @@
+//! # ws-proto: a sans-IO WebSocket core
+//!
+//! An implementation of RFC 6455 that does no I/O: **bytes in, events out;
+//! commands in, bytes out**. It reads no clock, spawns no threads, uses no
+//! global randomness, and works without `std` (with `alloc`). Runtime adapters
+//! (`ws-tokio`, `ws-futures`, `ws-std`) and your own event loop all drive it
+//! through the same public API.
+//!
+//! ```text
+//!            transport bytes                       application
+//!  read ──► BytesMut ──► Connection::next_event ──► Event (Message, Ping, Pong, Close)
+//!  write ◄── Outgoing (Buf) ◄── Connection::send / ping / close ◄── commands
+//!  timer ◄── poll_timeout(now)          handle_timeout(now) ◄── timer fired
+//! ```
+//!
+//! ## The two steps
+//! 1. The opening handshake: [`ClientHandshake`] (write its request, feed the
+//!    response to [`ClientHandshake::receive`]) or [`ServerHandshake`] (feed the
+//!    request to [`ServerHandshake::receive`], then answer [`Request::accept`]
+//!    or [`Request::reject`]). Bytes after the HTTP head stay in your buffer.
+//! 2. The [`Connection`]: the framing, masking, fragmentation, UTF-8 checks,
+//!    ping/pong and the close handshake.
+//!
+//! ## The run loop
+//! After every input (bytes read, EOF, timer) or command (send, close):
+//! drain [`Connection::next_event`] until `Ok(None)`, write
+//! [`Connection::outgoing`], re-arm the timer from [`Connection::poll_timeout`],
+//! and close the transport once [`Connection::should_close_transport`].
+//! Pings and Close frames are answered automatically: don't do it again.
+//!
+//! ```
+//! use bytes::{Buf, BytesMut};
+//! use ws_proto::{
+//!     AcceptOptions, ClientHandshake, ClientRequest, Config, Connection, Event, Message, Role,
+//!     ServerHandshake,
+//! };
+//!
+//! // A deterministic "network": two buffers standing in for the two directions.
+//! let fixed = |dest: &mut [u8]| dest.fill(7);
+//! let request = ClientRequest::new("ws://example.com/chat")?.protocol("chat");
+//! let mut client_hs = ClientHandshake::with_entropy(&request, &mut { fixed })?;
+//! let mut to_server = BytesMut::from(client_hs.request());
+//!
+//! let mut server_hs = ServerHandshake::new();
+//! let request = server_hs.receive(&mut to_server)?.expect("the request is complete");
+//! assert_eq!(request.path(), "/chat");
+//! let mut to_client = BytesMut::from(&request.accept(&AcceptOptions::new().protocol("chat"))?[..]);
+//! let response = client_hs.receive(&mut to_client)?.expect("the response is complete");
+//! assert_eq!(response.protocol.as_deref(), Some("chat"));
+//!
+//! let mut client = Connection::with_entropy(Role::Client, Config::default(), fixed);
+//! let mut server = Connection::with_entropy(Role::Server, Config::default(), fixed);
+//!
+//! client.send(Message::text("hello"))?;
+//! // "Write" the client's outgoing bytes into the server's read buffer.
+//! let out = client.outgoing();
+//! while out.has_remaining() {
+//!     let chunk = out.chunk().to_vec();
+//!     to_server.extend_from_slice(&chunk);
+//!     out.advance(chunk.len());
+//! }
+//! match server.next_event(&mut to_server)? {
+//!     Some(Event::Message(Message::Text(text))) => assert_eq!(text, "hello"),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! assert_eq!(server.next_event(&mut to_server)?, None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Features
+//! - `std` (default): `std::io::IoSlice` support in [`Outgoing`]'s
+//!   `chunks_vectored`.
+//! - `getrandom` (default): [`OsEntropy`], [`Connection::new`] and
+//!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod close;
+pub mod config;
+pub mod connection;
+pub mod entropy;
+pub mod error;
+pub mod event;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use bytes;
+
+#[cfg(feature = "getrandom")]
+pub use crate::entropy::OsEntropy;
+pub use crate::{
+    close::{CloseCode, CloseFrame},
+    config::Config,
+    connection::{Connection, Outgoing, Role, State},
+    entropy::Entropy,
+    error::{HandshakeError, ProtocolError, SendError},
+    event::{Event, Message},
+    frame::{FrameHeader, OpCode},
+    handshake::{
+        AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, HandshakeConfig,
+        HttpResponse, Request, ServerHandshake, accept_key,
+    },
+    utf8::{Utf8Bytes, Utf8Validator},
+};
