@@ -28,6 +28,16 @@ pub struct Config {
     /// for the server to close the transport after the close handshake.
     /// `None` waits forever. Default: 10 s.
     pub close_timeout: Option<Duration>,
+    /// Send a ping after this long without receiving anything, to keep
+    /// middleboxes from dropping an idle connection and to detect a dead
+    /// peer. `None` (the default) sends no automatic pings.
+    pub ping_interval: Option<Duration>,
+    /// After an automatic ping, how long to wait for any sign of life (a
+    /// pong or any other bytes) before giving up on the peer: the connection
+    /// then sends Close 1011, reports `Event::Close` with 1006 and asks for
+    /// the transport to be closed at once. Only used with `ping_interval`;
+    /// `None` keeps pinging without a deadline. Default: 20 s.
+    pub ping_timeout: Option<Duration>,
     /// Accept unmasked frames from a client (server role only). RFC 6455
     /// forbids them; some embedded peers send them anyway. Default: false.
     pub accept_unmasked_frames: bool,
@@ -41,6 +51,8 @@ impl Default for Config {
             max_send_frame_size: 16 << 20,
             max_write_buffer: 4 << 20,
             close_timeout: Some(Duration::from_secs(10)),
+            ping_interval: None,
+            ping_timeout: Some(Duration::from_secs(20)),
             accept_unmasked_frames: false,
         }
     }
@@ -79,6 +91,19 @@ impl Config {
     #[must_use]
     pub const fn with_close_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ping_interval`](Self::ping_interval) and
+    /// [`ping_timeout`](Self::ping_timeout): keepalive with dead-peer detection.
+    #[must_use]
+    pub const fn with_keepalive(
+        mut self,
+        interval: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        self.ping_interval = interval;
+        self.ping_timeout = timeout;
         self
     }
 

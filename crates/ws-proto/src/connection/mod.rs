@@ -128,7 +128,15 @@ pub struct Connection {
     finished: bool,
     /// Whether the transport should be closed once `out` is flushed.
     transport_done: bool,
+    /// Whether to close the transport now, flushed or not (a timeout fired).
+    abandon: bool,
     timer: Timer,
+    /// When the next keepalive ping is due (armed lazily by `poll_timeout`).
+    next_ping: Option<Duration>,
+    /// When the peer must have shown a sign of life after our keepalive ping.
+    pong_deadline: Option<Duration>,
+    /// Whether bytes arrived since the keepalive timer was last armed.
+    activity: bool,
 }
 
 impl Connection {
@@ -166,7 +174,11 @@ impl Connection {
             pending_close: None,
             finished: false,
             transport_done: false,
+            abandon: false,
             timer: Timer::Off,
+            next_ping: None,
+            pong_deadline: None,
+            activity: false,
         }
     }
 
@@ -216,10 +228,11 @@ impl Connection {
     ///
     /// True once the outgoing bytes are flushed and: the server has completed
     /// the close handshake (RFC 6455 section 7.1.1: the server closes first),
-    /// the client has seen the server end the stream, the connection failed,
-    /// or the close timeout expired (then regardless of unflushed bytes).
+    /// the client has seen the server end the stream, or the connection
+    /// failed. At once, flushed or not, when the close timeout or the
+    /// keepalive deadline expired: the peer is not listening.
     pub fn should_close_transport(&self) -> bool {
-        self.timer == Timer::Expired || (self.transport_done && self.out.is_empty())
+        self.abandon || (self.transport_done && self.out.is_empty())
     }
 
     // ----- Inputs -----
@@ -259,7 +272,7 @@ impl Connection {
                 self.transport_done = true;
                 Ok(Some(Event::Close(CloseFrame::new(
                     CloseCode::ABNORMAL,
-                    Utf8Bytes::new(),
+                    Utf8Bytes::from_static("the transport ended without a close handshake"),
                 ))))
             }
             Ok(None) => Ok(None),
@@ -281,19 +294,53 @@ impl Connection {
     }
 
     /// The deadline from [`poll_timeout`](Self::poll_timeout) has passed (or
-    /// may have; early calls are harmless). When the close timeout expires
-    /// before the peer's Close arrived, `next_event` yields `Event::Close`
-    /// with code 1006; either way the transport should be closed.
+    /// may have; early calls are harmless).
+    ///
+    /// - The close timeout expired: the transport should be closed at once;
+    ///   if the peer's Close never came, `next_event` yields `Event::Close`
+    ///   with code 1006.
+    /// - A keepalive ping is due: it is queued.
+    /// - The keepalive deadline passed with no sign of life: Close 1011 is
+    ///   queued, `next_event` yields `Event::Close` with code 1006, and the
+    ///   transport should be closed at once.
     pub fn handle_timeout(&mut self, now: Duration) {
         if let Timer::Armed(deadline) = self.timer
             && now >= deadline
         {
             self.timer = Timer::Expired;
-            self.transport_done = true;
-            if !self.finished && self.error.is_none() {
-                self.finished = true;
-                self.pending_close = Some(CloseFrame::new(CloseCode::ABNORMAL, Utf8Bytes::new()));
+            self.abandon("close timeout: the peer did not finish the close handshake");
+            return;
+        }
+        if self.close_sent || self.finished {
+            return;
+        }
+        if self.pong_deadline.is_some_and(|deadline| now >= deadline) {
+            self.queue_close(Some(CloseCode::INTERNAL_ERROR), "keepalive ping timeout");
+            self.abandon("keepalive ping timeout: the peer stopped answering");
+            return;
+        }
+        if self.next_ping.is_some_and(|due| now >= due) {
+            // Control frames bypass the write-buffer cap: one ping per interval.
+            let ping = self.encode_frame(OpCode::Ping, true, &[]);
+            self.out.push(ping);
+            self.next_ping = None;
+            match self.config.ping_timeout {
+                Some(timeout) => self.pong_deadline = Some(now.saturating_add(timeout)),
+                None => self.activity = true,
             }
+        }
+    }
+
+    /// Gives up on the peer: close the transport now and report 1006.
+    fn abandon(&mut self, why: &'static str) {
+        self.abandon = true;
+        self.transport_done = true;
+        if !self.finished && self.error.is_none() {
+            self.finished = true;
+            self.pending_close = Some(CloseFrame::new(
+                CloseCode::ABNORMAL,
+                Utf8Bytes::from_static(why),
+            ));
         }
     }
 
@@ -391,10 +438,25 @@ impl Connection {
                 None => self.timer = Timer::Off,
             }
         }
-        match self.timer {
+        let close_deadline = match self.timer {
             Timer::Armed(deadline) => Some(deadline),
             _ => None,
+        };
+        if self.close_sent || self.finished {
+            return close_deadline;
         }
+        if let Some(interval) = self.config.ping_interval
+            && (self.activity || (self.next_ping.is_none() && self.pong_deadline.is_none()))
+        {
+            // Anything received proves the peer alive: restart the idle clock.
+            self.activity = false;
+            self.pong_deadline = None;
+            self.next_ping = Some(now.saturating_add(interval));
+        }
+        [close_deadline, self.next_ping, self.pong_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- Receive internals -----
@@ -409,6 +471,7 @@ impl Connection {
                     };
                     let frame = self.check_header(&header)?;
                     buf.advance(header_len);
+                    self.activity = true;
                     self.frame.insert(frame)
                 }
             };
@@ -424,6 +487,7 @@ impl Connection {
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 frame.processed = available;
+                self.activity = true;
             }
             if available < frame.len {
                 return Ok(None);

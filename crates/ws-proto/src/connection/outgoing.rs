@@ -48,6 +48,15 @@ impl Outgoing {
         self.next_pong = None;
     }
 
+    /// Removes and returns the front chunk whole, for callers that hand
+    /// owned buffers to the transport (a writer task, completion-based I/O).
+    /// Equivalent to copying `chunk()` and calling `advance` with its length.
+    pub fn pop_chunk(&mut self) -> Option<Bytes> {
+        let chunk = self.chunks.front()?.clone();
+        self.advance(chunk.len());
+        Some(chunk)
+    }
+
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
         self.len
