@@ -145,8 +145,10 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// The HTTP status a server answers this error with, or `None` for
-    /// client-side errors.
+    /// The HTTP status a server answers this error with (400, 426 or 431),
+    /// or `None` for errors only a client meets (a rejected or invalid
+    /// response). Errors both sides can meet, such as malformed HTTP, have a
+    /// status even when a client met them; a client simply ignores it.
     pub const fn status(&self) -> Option<u16> {
         match self {
             Self::TooLarge { .. } => Some(431),

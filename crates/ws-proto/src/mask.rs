@@ -23,7 +23,7 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
 /// Byte-at-a-time masking: the reference that [`apply_mask`] is tested against.
 pub fn apply_mask_bytewise(data: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, byte) in data.iter_mut().enumerate() {
-        *byte ^= key[(offset + i) % 4];
+        *byte ^= key[offset.wrapping_add(i) % 4];
     }
 }
 

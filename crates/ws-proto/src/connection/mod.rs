@@ -773,3 +773,98 @@ fn split_message(message: Message) -> (OpCode, Bytes) {
         Message::Binary(data) => (OpCode::Binary, data),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn server(config: Config) -> Connection {
+        Connection::with_entropy(Role::Server, config, |d: &mut [u8]| d.fill(0))
+    }
+
+    fn drain(conn: &mut Connection) -> Vec<u8> {
+        let out = conn.outgoing();
+        let bytes = out.copy_to_bytes(out.remaining());
+        bytes.to_vec()
+    }
+
+    #[test]
+    fn keepalive_pings_when_idle_and_gives_up_on_a_silent_peer() {
+        let config = Config::default().with_keepalive(Some(5 * SECOND), Some(2 * SECOND));
+        let mut conn = server(config);
+        assert_eq!(conn.poll_timeout(Duration::ZERO), Some(5 * SECOND));
+        conn.handle_timeout(4 * SECOND);
+        assert!(!conn.wants_write(), "not due yet");
+        conn.handle_timeout(5 * SECOND);
+        assert_eq!(drain(&mut conn), [0x89, 0x00], "an empty ping");
+        assert_eq!(conn.poll_timeout(5 * SECOND), Some(7 * SECOND));
+        conn.handle_timeout(7 * SECOND);
+        assert!(conn.should_close_transport(), "abandoned at once");
+        let mut buf = BytesMut::new();
+        match conn.next_event(&mut buf) {
+            Ok(Some(Event::Close(frame))) => assert_eq!(frame.code, CloseCode::ABNORMAL),
+            other => panic!("expected a 1006 close, got {other:?}"),
+        }
+        assert_eq!(
+            drain(&mut conn)[..4],
+            [0x88, 0x18, 0x03, 0xF3],
+            "Close 1011 queued"
+        );
+        assert_eq!(conn.state(), State::Closed);
+    }
+
+    #[test]
+    fn keepalive_clock_restarts_on_any_received_bytes() {
+        let config = Config::default().with_keepalive(Some(5 * SECOND), Some(2 * SECOND));
+        let mut conn = server(config);
+        assert_eq!(conn.poll_timeout(Duration::ZERO), Some(5 * SECOND));
+        conn.handle_timeout(5 * SECOND);
+        let _ = drain(&mut conn);
+        // A masked pong arrives before the deadline.
+        let mut buf = BytesMut::from(&[0x8A, 0x80, 1, 2, 3, 4][..]);
+        assert!(matches!(
+            conn.next_event(&mut buf),
+            Ok(Some(Event::Pong(_)))
+        ));
+        assert_eq!(conn.poll_timeout(6 * SECOND), Some(11 * SECOND));
+        conn.handle_timeout(7 * SECOND);
+        assert!(!conn.should_close_transport());
+    }
+
+    #[test]
+    fn a_stalled_partial_frame_is_not_activity() {
+        let config = Config::default().with_keepalive(Some(5 * SECOND), Some(2 * SECOND));
+        let mut conn = server(config);
+        let mut buf = BytesMut::from(&[0x81, 0x85, 1, 2, 3, 4, b'a'][..]);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert_eq!(conn.poll_timeout(Duration::ZERO), Some(5 * SECOND));
+        conn.handle_timeout(5 * SECOND);
+        // The same partial bytes are offered again: no progress, no reprieve.
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert_eq!(conn.poll_timeout(5 * SECOND), Some(7 * SECOND));
+        conn.handle_timeout(7 * SECOND);
+        assert!(conn.should_close_transport());
+    }
+
+    #[test]
+    fn no_timer_without_keepalive_or_close() {
+        let mut conn = server(Config::default());
+        assert_eq!(conn.poll_timeout(Duration::ZERO), None);
+        conn.close(CloseCode::NORMAL, "").unwrap();
+        assert_eq!(conn.poll_timeout(SECOND), Some(11 * SECOND));
+    }
+
+    #[test]
+    fn idle_connection_is_small() {
+        // Guards the per-connection footprint (no eager buffers inline).
+        assert!(
+            size_of::<Connection>() <= 512,
+            "{}",
+            size_of::<Connection>()
+        );
+    }
+}
