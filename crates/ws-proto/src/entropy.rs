@@ -19,12 +19,12 @@ impl<F: FnMut(&mut [u8])> Entropy for F {
     }
 }
 
-/// Operating-system randomness, fetched in blocks so that a mask key costs a
-/// copy rather than a system call.
+/// Operating-system randomness, fetched 256 bytes at a time so that a mask
+/// key costs a copy rather than a system call (one call per 64 frames).
 #[cfg(feature = "getrandom")]
 #[derive(Clone)]
 pub struct OsEntropy {
-    pool: [u8; 64],
+    pool: [u8; 256],
     used: usize,
 }
 
@@ -33,8 +33,8 @@ impl OsEntropy {
     /// A source with an empty pool; the first use fills it.
     pub const fn new() -> Self {
         Self {
-            pool: [0; 64],
-            used: 64,
+            pool: [0; 256],
+            used: 256,
         }
     }
 }

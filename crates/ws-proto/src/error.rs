@@ -142,6 +142,8 @@ pub enum HandshakeError {
     UnofferedExtension(String),
     /// The client request could not be built (bad URI, bad header).
     InvalidRequest(&'static str),
+    /// The transport ended before the HTTP head was complete.
+    UnexpectedEof,
 }
 
 impl HandshakeError {
@@ -181,6 +183,7 @@ impl fmt::Display for HandshakeError {
             Self::UnofferedSubprotocol(p) => write!(f, "server chose unoffered subprotocol {p:?}"),
             Self::UnofferedExtension(e) => write!(f, "server accepted unoffered extension {e:?}"),
             Self::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            Self::UnexpectedEof => f.write_str("the transport ended during the handshake"),
         }
     }
 }

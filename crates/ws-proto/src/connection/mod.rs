@@ -224,6 +224,13 @@ impl Connection {
         !self.out.is_empty()
     }
 
+    /// Whether [`send`](Self::send) would answer [`SendError::Full`] now:
+    /// the queue holds at least [`Config::max_write_buffer`] bytes. An empty
+    /// queue is never full, so one message always fits.
+    pub fn is_write_buffer_full(&self) -> bool {
+        !self.out.is_empty() && self.out.len() >= self.config.max_write_buffer
+    }
+
     /// Whether the caller should now close the transport.
     ///
     /// True once the outgoing bytes are flushed and: the server has completed
@@ -356,7 +363,7 @@ impl Connection {
         if self.sending_fragmented.is_some() {
             return Err(SendError::FragmentInProgress);
         }
-        if self.out.len() >= self.config.max_write_buffer {
+        if self.is_write_buffer_full() {
             return Err(SendError::Full(message));
         }
         let (opcode, data) = split_message(message);
@@ -376,7 +383,7 @@ impl Connection {
             Some(was_text) if was_text == text => OpCode::Continuation,
             Some(_) => return Err(SendError::FragmentInProgress),
         };
-        if self.out.len() >= self.config.max_write_buffer {
+        if self.is_write_buffer_full() {
             return Err(SendError::Full(fragment));
         }
         let (_, data) = split_message(fragment);
@@ -648,6 +655,9 @@ impl Connection {
         self.error = Some(error.clone());
         self.finished = true;
         self.transport_done = true;
+        // Bound the flush of our Close: a peer that stopped reading must not
+        // keep the transport open forever.
+        self.start_close_timer();
         self.frame = None;
         self.message = None;
     }
@@ -667,7 +677,7 @@ impl Connection {
         if payload.len() > 125 {
             return Err(SendError::ControlTooLong(payload.len()));
         }
-        if self.out.len() >= self.config.max_write_buffer {
+        if self.is_write_buffer_full() {
             return Err(SendError::Full(Message::Binary(payload)));
         }
         let frame = self.encode_frame(opcode, true, &payload);
@@ -856,6 +866,37 @@ mod tests {
         assert_eq!(conn.poll_timeout(Duration::ZERO), None);
         conn.close(CloseCode::NORMAL, "").unwrap();
         assert_eq!(conn.poll_timeout(SECOND), Some(11 * SECOND));
+    }
+
+    #[test]
+    fn a_failed_connection_gives_up_flushing_at_the_close_timeout() {
+        let mut conn = server(Config::default().with_close_timeout(Some(SECOND)));
+        let mut buf = BytesMut::from(&[0x81, 0x05][..]); // unmasked from a client
+        assert!(conn.next_event(&mut buf).is_err());
+        assert!(
+            !conn.should_close_transport(),
+            "the Close waits to be flushed"
+        );
+        assert_eq!(conn.poll_timeout(Duration::ZERO), Some(SECOND));
+        conn.handle_timeout(SECOND);
+        assert!(
+            conn.should_close_transport(),
+            "the peer stopped reading: give up"
+        );
+    }
+
+    #[test]
+    fn a_zero_write_buffer_still_sends_one_message_at_a_time() {
+        let mut conn = server(Config::default().with_max_write_buffer(0));
+        assert!(!conn.is_write_buffer_full());
+        conn.send(Message::text("a")).unwrap();
+        assert!(conn.is_write_buffer_full());
+        assert!(matches!(
+            conn.send(Message::text("b")),
+            Err(SendError::Full(_))
+        ));
+        let _ = drain(&mut conn);
+        conn.send(Message::text("b")).unwrap();
     }
 
     #[test]

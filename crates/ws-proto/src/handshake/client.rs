@@ -278,6 +278,8 @@ pub struct ClientHandshake {
     protocols: Vec<String>,
     extension_names: Vec<String>,
     config: HandshakeConfig,
+    /// Whether the transport ended: stop waiting for an announced body.
+    eof: bool,
 }
 
 impl ClientHandshake {
@@ -306,6 +308,7 @@ impl ClientHandshake {
                 .map(|e| extension_name(e).to_string())
                 .collect(),
             config: HandshakeConfig::default(),
+            eof: false,
         })
     }
 
@@ -392,6 +395,18 @@ impl ClientHandshake {
         }))
     }
 
+    /// The transport ended: returns the error to report. A complete non-101
+    /// head becomes [`HandshakeError::Rejected`] with whatever body arrived
+    /// (so a 401 whose body was cut short is still a 401); anything else is
+    /// [`HandshakeError::UnexpectedEof`] or the parse error.
+    pub fn receive_eof(&mut self, buf: &mut BytesMut) -> HandshakeError {
+        self.eof = true;
+        match self.receive(buf) {
+            Err(error) => error,
+            Ok(_) => HandshakeError::UnexpectedEof,
+        }
+    }
+
     /// Builds the error for a non-101 answer, waiting for an announced body.
     fn rejected(
         &self,
@@ -405,10 +420,10 @@ impl ClientHandshake {
             find_header(&headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
         let body_len = match announced {
             Some(len) if len <= self.config.max_body_size => {
-                if buf.len() - head_len < len {
+                if buf.len() - head_len < len && !self.eof {
                     return Ok(None);
                 }
-                len
+                len.min(buf.len() - head_len)
             }
             _ => (buf.len() - head_len).min(self.config.max_body_size),
         };
@@ -454,6 +469,28 @@ mod tests {
         ] {
             assert!(ClientRequest::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_rejection_cut_short_by_eof_keeps_its_status() {
+        let r = ClientRequest::new("ws://h").unwrap();
+        let mut hs = ClientHandshake::with_entropy(&r, &mut |d: &mut [u8]| d.fill(0)).unwrap();
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 10\r\n\r\nnope"[..]);
+        assert_eq!(
+            hs.receive(&mut buf),
+            Ok(None),
+            "waits for the announced body"
+        );
+        match hs.receive_eof(&mut buf) {
+            HandshakeError::Rejected(resp) => {
+                assert_eq!((resp.status, &resp.body[..]), (401, &b"nope"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut hs = ClientHandshake::with_entropy(&r, &mut |d: &mut [u8]| d.fill(0)).unwrap();
+        let mut buf = BytesMut::from(&b"HTTP/1.1 101 Swi"[..]);
+        assert_eq!(hs.receive_eof(&mut buf), HandshakeError::UnexpectedEof);
     }
 
     #[test]
