@@ -219,6 +219,20 @@ impl Connection {
         self.close_received
     }
 
+    /// Whether the event stream has ended: the Close event (or the protocol
+    /// error) was delivered, and `next_event` will only return `Ok(None)` (or
+    /// the same error) from now on.
+    pub fn is_finished(&self) -> bool {
+        self.finished && self.pending_close.is_none()
+    }
+
+    /// Whether the peer was given up on (close timeout or keepalive deadline):
+    /// close the transport now. A Close frame may still be queued; writing it
+    /// is best effort and must not wait.
+    pub const fn is_abandoned(&self) -> bool {
+        self.abandon
+    }
+
     /// Whether bytes wait in [`outgoing`](Self::outgoing).
     pub fn wants_write(&self) -> bool {
         !self.out.is_empty()

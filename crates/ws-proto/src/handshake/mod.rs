@@ -68,6 +68,13 @@ impl HandshakeConfig {
         self
     }
 
+    /// Sets [`max_body_size`](Self::max_body_size).
+    #[must_use]
+    pub const fn with_max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
     /// Sets [`max_headers`](Self::max_headers).
     #[must_use]
     pub const fn with_max_headers(mut self, count: usize) -> Self {
