@@ -828,11 +828,14 @@ mod tests {
         assert_eq!(conn.poll_timeout(5 * SECOND), Some(7 * SECOND));
         conn.handle_timeout(7 * SECOND);
         assert!(conn.should_close_transport(), "abandoned at once");
+        assert!(conn.is_abandoned());
+        assert!(!conn.is_finished(), "the 1006 event is still to come");
         let mut buf = BytesMut::new();
         match conn.next_event(&mut buf) {
             Ok(Some(Event::Close(frame))) => assert_eq!(frame.code, CloseCode::ABNORMAL),
             other => panic!("expected a 1006 close, got {other:?}"),
         }
+        assert!(conn.is_finished());
         assert_eq!(
             drain(&mut conn)[..4],
             [0x88, 0x18, 0x03, 0xF3],
