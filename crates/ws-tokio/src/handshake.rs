@@ -1,0 +1,274 @@
+//! The opening handshake: connecting as a client, accepting as a server.
+
+use core::{future::Future, time::Duration};
+use std::io;
+
+use bytes::BytesMut;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use ws_proto::{
+    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, HandshakeConfig,
+    HandshakeError, Request, Role, ServerHandshake,
+};
+
+use crate::{Result, WebSocket};
+
+/// Settings for the handshake and the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The connection's limits and timers.
+    pub config: Config,
+    /// Limits on the HTTP head of the handshake.
+    pub handshake: HandshakeConfig,
+    /// Bounds the whole handshake (for [`connect`], DNS and TCP connect
+    /// too); `None` waits forever. Default: 10 s.
+    pub handshake_timeout: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            handshake: HandshakeConfig::default(),
+            handshake_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`config`](Self::config).
+    #[must_use]
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`handshake`](Self::handshake).
+    #[must_use]
+    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
+        self.handshake = handshake;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+/// Runs `fut` within `limit`; running out is [`io::ErrorKind::TimedOut`].
+async fn within<T>(limit: Option<Duration>, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "the handshake timed out").into())
+        }),
+        None => fut.await,
+    }
+}
+
+/// Reads more handshake bytes; end of stream is an error.
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<()> {
+    buf.reserve(4096);
+    if stream.read_buf(buf).await? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection during the handshake",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Connects to a `ws://` URL with the default [`Options`]: DNS, TCP (with
+/// `TCP_NODELAY`) and the handshake, all within the handshake timeout.
+///
+/// `wss://` fails with [`HandshakeError::InvalidRequest`]: there is no TLS
+/// yet; connect a TLS stream yourself and use [`client`].
+///
+/// Cancelling (dropping the future) abandons the connection attempt.
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    connect_with(ClientRequest::new(url)?, &Options::default()).await
+}
+
+/// Like [`connect`], with a prepared request (subprotocols, headers) and
+/// options. Cancelling abandons the connection attempt.
+pub async fn connect_with(
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    if request.is_secure() {
+        return Err(HandshakeError::InvalidRequest(
+            "wss:// needs TLS, which ws-tokio does not provide: use client() over a TLS stream",
+        )
+        .into());
+    }
+    within(options.handshake_timeout, async {
+        let stream = TcpStream::connect((request.host(), request.port())).await?;
+        stream.set_nodelay(true)?;
+        client_handshake(stream, &request, options).await
+    })
+    .await
+}
+
+/// Runs the client handshake over an already connected stream (TLS, a
+/// proxy tunnel, ...), within the handshake timeout. A refusal (any status
+/// but 101) is [`HandshakeError::Rejected`] with the response.
+///
+/// Cancelling drops the stream mid-handshake.
+pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<S>, ClientResponse)> {
+    within(
+        options.handshake_timeout,
+        client_handshake(stream, &request, options),
+    )
+    .await
+}
+
+async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<S>, ClientResponse)> {
+    let mut handshake = ClientHandshake::new(request)?.with_config(options.handshake.clone());
+    stream.write_all(handshake.request()).await?;
+    stream.flush().await?;
+    let mut buf = BytesMut::new();
+    loop {
+        buf.reserve(4096);
+        if stream.read_buf(&mut buf).await? == 0 {
+            // A 401 whose body was cut short is still a 401.
+            return Err(handshake.receive_eof(&mut buf).into());
+        }
+        if let Some(response) = handshake.receive(&mut buf)? {
+            let config = options.config.clone();
+            let socket = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
+            return Ok((socket, response));
+        }
+    }
+}
+
+/// Accepts a WebSocket connection with the default [`Options`] and no
+/// subprotocol, within the handshake timeout for reading the request.
+/// Cancelling drops the stream mid-handshake.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>> {
+    accept_with(stream, &Options::default()).await
+}
+
+/// Accepts a WebSocket connection with `options` and no subprotocol.
+/// Cancelling drops the stream mid-handshake.
+pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    options: &Options,
+) -> Result<WebSocket<S>> {
+    read_request(stream, options)
+        .await?
+        .accept(&AcceptOptions::new())
+        .await
+}
+
+/// Reads the opening request, within the handshake timeout, for the
+/// application to inspect before it [accepts](Incoming::accept) or
+/// [rejects](Incoming::reject) it (it may await anything in between).
+///
+/// A malformed request gets its HTTP error response (400, 426, 431) written
+/// before the error is returned. Cancelling drops the stream.
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    options: &Options,
+) -> Result<Incoming<S>> {
+    let mut handshake = ServerHandshake::with_config(options.handshake.clone());
+    let mut buf = BytesMut::new();
+    let request = within(options.handshake_timeout, async {
+        loop {
+            read_more(&mut stream, &mut buf).await?;
+            match handshake.receive(&mut buf) {
+                Ok(Some(request)) => return Ok(request),
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(response) = e.response() {
+                        let _ = stream.write_all(&response).await;
+                        let _ = stream.shutdown().await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(Incoming {
+        stream,
+        buf,
+        request,
+        config: options.config.clone(),
+    })
+}
+
+/// A valid opening request waiting for the application's answer.
+#[derive(Debug)]
+pub struct Incoming<S> {
+    stream: S,
+    /// Bytes read past the request head: the connection's first input.
+    buf: BytesMut,
+    request: Request,
+    config: Config,
+}
+
+impl<S> Incoming<S> {
+    /// The request: path, headers, offered subprotocols.
+    pub const fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The underlying stream (e.g. for the peer address).
+    pub const fn get_ref(&self) -> &S {
+        &self.stream
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
+    /// Accepts: writes the `101` response (with the chosen subprotocol and
+    /// headers) and returns the connection. An `options` the request does
+    /// not allow (an unoffered subprotocol) is an error and nothing is
+    /// written. Cancelling drops the stream, possibly mid-response.
+    pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
+        let response = self.request.accept(options)?;
+        let Self {
+            mut stream,
+            buf,
+            config,
+            ..
+        } = self;
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        Ok(WebSocket::from_raw_with_buffer(
+            stream,
+            Role::Server,
+            config,
+            buf,
+        ))
+    }
+
+    /// Refuses: writes a response with `status`, `headers` and `body` (a
+    /// `Content-Length` is added), then shuts the stream down. Cancelling
+    /// drops the stream, possibly mid-response.
+    pub async fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+        let response = self.request.reject(status, headers, body);
+        let mut stream = self.stream;
+        stream.write_all(&response).await?;
+        stream.shutdown().await?;
+        Ok(())
+    }
+}
