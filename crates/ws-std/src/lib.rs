@@ -1,0 +1,292 @@
+//! # ws-std: blocking WebSocket over `std::io`
+//!
+//! A thin adapter that drives the sans-IO [`ws_proto`] core over any
+//! blocking [`Read`](std::io::Read) + [`Write`](std::io::Write) stream: it
+//! moves bytes, arms the core's one timer through the stream's read timeout,
+//! and maps types. No threads are spawned: keepalive pings and the close
+//! timeout run inside the blocking receive calls (`recv`, `recv_event`,
+//! `close`, and [`WriteHalf::close`]), so an application that only sends
+//! should split the socket and keep a thread receiving.
+//!
+//! - Client: [`connect`] (DNS + TCP + handshake, bounded by
+//!   [`Options::handshake_timeout`]), [`connect_with`], or [`client`] over a
+//!   stream you connected yourself (TLS included).
+//! - Server: [`accept`], [`accept_with`], or [`read_request`] then
+//!   [`Incoming::accept`] / [`Incoming::reject`] to decide in between.
+//! - Then [`WebSocket::recv`] / [`WebSocket::send`] / [`WebSocket::close`],
+//!   or [`WebSocket::split`] into a [`ReadHalf`] and a [`WriteHalf`] for two
+//!   threads.
+//!
+//! Streams implement the small [`Transport`] trait, which gives the adapter
+//! read timeouts (for the core's deadline and the handshake timeout) and
+//! shutdown. It is implemented for [`TcpStream`](std::net::TcpStream) (and
+//! `UnixStream`); wrap any other stream in [`Plain`], or implement the trait
+//! with no methods: the timer then runs whenever a read returns.
+//!
+//! ```no_run
+//! use std::{net::TcpListener, thread};
+//!
+//! fn main() -> Result<(), ws_std::Error> {
+//!     let listener = TcpListener::bind("127.0.0.1:9002")?;
+//!     thread::spawn(move || {
+//!         for stream in listener.incoming().flatten() {
+//!             thread::spawn(move || -> Result<(), ws_std::Error> {
+//!                 let mut ws = ws_std::accept(stream)?;
+//!                 while let Some(message) = ws.recv() {
+//!                     ws.send(message?)?;
+//!                 }
+//!                 Ok(())
+//!             });
+//!         }
+//!     });
+//!
+//!     let (mut ws, _response) = ws_std::connect("ws://127.0.0.1:9002/")?;
+//!     ws.send(ws_std::Message::text("hello"))?;
+//!     if let Some(echo) = ws.recv() {
+//!         println!("{:?}", echo?);
+//!     }
+//!     ws.close(ws_std::CloseCode::NORMAL, "bye")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Timeouts
+//! With a read timeout set on the stream (before the handshake, or later with
+//! [`WebSocket::set_read_timeout`]), a `recv` that waits longer returns
+//! [`Error::Io`] of kind `WouldBlock` / `TimedOut`; nothing is lost (a
+//! partly received frame stays in the read buffer) and the call can be
+//! retried. Write timeouts are left to the stream: a timed-out flush keeps
+//! the unwritten bytes queued for the next flush.
+
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod handshake;
+mod socket;
+
+use core::{fmt, time::Duration};
+use std::{io, net::Shutdown};
+
+pub use bytes::{Bytes, BytesMut};
+pub use ws_proto::{
+    self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
+    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
+};
+
+pub use crate::{
+    handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
+    socket::{ReadHalf, WebSocket, WriteHalf, reunite},
+};
+
+/// What can go wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed, or a read timed out (`WouldBlock` / `TimedOut`:
+    /// retry the call).
+    Io(io::Error),
+    /// The peer broke the protocol; the matching Close frame was sent and the
+    /// transport shut down.
+    Protocol(ProtocolError),
+    /// The opening handshake failed.
+    Handshake(HandshakeError),
+    /// The call was not possible (connection closing, bad close code, ...).
+    Send(SendError),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Self::Send(e) => write!(f, "cannot send: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Protocol(e) => Some(e),
+            Self::Handshake(e) => Some(e),
+            Self::Send(e) => Some(e),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Self::Handshake(e)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        Self::Send(e)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            Error::Protocol(e) => Self::new(io::ErrorKind::InvalidData, e),
+            Error::Handshake(e) => Self::new(io::ErrorKind::InvalidData, e),
+            Error::Send(e) => Self::other(e),
+        }
+    }
+}
+
+/// Connection and handshake settings.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Options {
+    /// The connection's limits, keepalive and close timeout.
+    pub config: Config,
+    /// Limits on the HTTP head of the opening handshake.
+    pub handshake: HandshakeConfig,
+    /// Bounds connecting and the whole opening handshake (a silent or slow
+    /// peer gets `Error::Io` of kind `TimedOut`). Default: 10 s. Enforced
+    /// through the stream's timeouts, so only for streams whose
+    /// [`Transport`] implements them; name resolution is not bounded.
+    pub handshake_timeout: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            handshake: HandshakeConfig::default(),
+            handshake_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`config`](Self::config).
+    #[must_use]
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`handshake`](Self::handshake).
+    #[must_use]
+    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
+        self.handshake = handshake;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+/// A blocking byte stream with the few socket controls the adapter uses.
+///
+/// Every method has a default that does nothing, so any stream can opt in
+/// with `impl Transport for MyStream {}` (or be wrapped in [`Plain`]). Without
+/// timeouts, keepalive and the close timeout are checked whenever a read
+/// returns, and the handshake timeout is not enforced.
+pub trait Transport: io::Read + io::Write {
+    /// Bounds each following read (`None`: wait forever). Called with the
+    /// time left until the core's next deadline, never with zero.
+    fn set_read_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The current read timeout (restored after the handshake).
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    /// Bounds each following write; only used during the handshake.
+    fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The current write timeout (restored after the handshake).
+    fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    /// Shuts down one or both directions: `Write` when the core says the
+    /// transport is done, `Both` to wake a blocked reader after a timeout.
+    fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! socket_transport {
+    ($ty:ty) => {
+        impl Transport for $ty {
+            fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                <$ty>::set_read_timeout(self, timeout)
+            }
+            fn read_timeout(&self) -> io::Result<Option<Duration>> {
+                <$ty>::read_timeout(self)
+            }
+            fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                <$ty>::set_write_timeout(self, timeout)
+            }
+            fn write_timeout(&self) -> io::Result<Option<Duration>> {
+                <$ty>::write_timeout(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                <$ty>::shutdown(self, how)
+            }
+        }
+    };
+}
+
+socket_transport!(std::net::TcpStream);
+#[cfg(unix)]
+socket_transport!(std::os::unix::net::UnixStream);
+
+/// Wraps any `Read + Write` stream as a [`Transport`] without timeouts or
+/// shutdown.
+#[derive(Debug, Default)]
+pub struct Plain<S>(pub S);
+
+impl<S: io::Read> io::Read for Plain<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: io::Write> io::Write for Plain<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<S: io::Read + io::Write> Transport for Plain<S> {}

@@ -1,0 +1,614 @@
+//! The WebSocket, its halves, and the run loop they share.
+
+use alloc::{collections::VecDeque, sync::Arc};
+use core::{ops::Deref, time::Duration};
+use std::{
+    io::{self, IoSlice, Read, Write},
+    net::Shutdown,
+    sync::{Condvar, Mutex, MutexGuard, PoisonError, TryLockError},
+    time::Instant,
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use ws_proto::{
+    CloseCode, CloseFrame, Config, Connection, Event, Message, Outgoing, Role, SendError, State,
+};
+
+use crate::{Error, Result, Transport};
+
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 8 * 1024;
+/// Chunks taken from the connection per vectored write.
+const MAX_IOV: usize = 64;
+
+/// A WebSocket over a blocking stream `S`, after the opening handshake.
+///
+/// All state lives in the read buffer and the [`Connection`], so any call
+/// that fails with a timeout can simply be retried.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    stream: S,
+    core: Core,
+    reader: Reader,
+}
+
+/// The receiving half of a split [`WebSocket`]; see [`WebSocket::split`].
+#[derive(Debug)]
+pub struct ReadHalf<S> {
+    shared: Arc<Shared<S>>,
+    reader: Reader,
+}
+
+/// The sending half of a split [`WebSocket`]; see [`WebSocket::split`].
+#[derive(Debug)]
+pub struct WriteHalf<S> {
+    shared: Arc<Shared<S>>,
+}
+
+#[derive(Debug)]
+struct Shared<S> {
+    stream: S,
+    core: Core,
+}
+
+/// The connection and the write side's queue, each behind a short-lived lock.
+/// Lock order: `out` before `conn`; neither is held across a read, and only
+/// `out` (the write mutex) across a write.
+#[derive(Debug)]
+struct Core {
+    conn: Mutex<Connection>,
+    out: Mutex<Pending>,
+    /// Signalled when the reader finishes (for [`WriteHalf::close`]).
+    finished: Condvar,
+    origin: Instant,
+}
+
+/// Chunks taken from the connection's `Outgoing` but not yet written.
+#[derive(Debug, Default)]
+struct Pending {
+    chunks: VecDeque<Bytes>,
+    shut: bool,
+}
+
+/// The receive side's own state.
+#[derive(Debug)]
+struct Reader {
+    buf: BytesMut,
+    /// The application's read timeout, applied to each read.
+    timeout: Option<Duration>,
+    /// The timeout last set on the stream, to skip redundant system calls.
+    applied: Option<Option<Duration>>,
+    close: Option<CloseFrame>,
+    done: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads one chunk and appends it to `buf`; an empty buffer holds no memory
+/// while the read waits.
+pub(crate) fn read_into(io: &mut impl Read, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = io.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+impl Pending {
+    fn refill(&mut self, out: &mut Outgoing) {
+        while self.chunks.len() < MAX_IOV {
+            let Some(chunk) = out.pop_chunk() else { break };
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    fn write_some(&mut self, io: &mut impl Write) -> io::Result<()> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk);
+        }
+        let count = self.chunks.len().min(MAX_IOV);
+        let mut written = io.write_vectored(&slices[..count])?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while let Some(front) = self.chunks.front_mut() {
+            if written < front.len() {
+                front.advance(written);
+                break;
+            }
+            written -= front.len();
+            self.chunks.pop_front();
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    fn new(role: Role, config: Config) -> Self {
+        Self {
+            conn: Mutex::new(Connection::new(role, config)),
+            out: Mutex::new(Pending::default()),
+            finished: Condvar::new(),
+            origin: Instant::now(),
+        }
+    }
+
+    /// Writes everything queued, then shuts the write side down if the core
+    /// says so. With `wait` false (the reader) it never waits for the write
+    /// mutex: whoever holds it re-checks the queue after releasing it.
+    fn flush<S, P>(&self, io: &mut P, mut wait: bool) -> io::Result<()>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        loop {
+            let mut out = if wait {
+                lock(&self.out)
+            } else {
+                match self.out.try_lock() {
+                    Ok(guard) => guard,
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(TryLockError::WouldBlock) => return Ok(()),
+                }
+            };
+            loop {
+                if out.chunks.is_empty() {
+                    let mut conn = lock(&self.conn);
+                    if conn.should_close_transport() {
+                        drop(conn);
+                        if !out.shut {
+                            out.shut = true;
+                            let _ = io.shutdown(Shutdown::Write);
+                        }
+                        return Ok(());
+                    }
+                    out.refill(conn.outgoing());
+                    if out.chunks.is_empty() {
+                        break;
+                    }
+                }
+                match out.write_some(io) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_timeout(&e) => return Err(e),
+                    Err(e) => {
+                        // The transport is broken: the core reports 1006.
+                        lock(&self.conn).handle_eof();
+                        return Err(e);
+                    }
+                }
+            }
+            drop(out);
+            if !lock(&self.conn).wants_write() {
+                return Ok(());
+            }
+            wait = false;
+        }
+    }
+
+    /// Runs a command; when the core's buffer is full, flushes and retries.
+    fn queue<S, P>(
+        &self,
+        io: &mut P,
+        mut command: impl FnMut(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<()>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        loop {
+            let (result, queued) = {
+                let mut conn = lock(&self.conn);
+                (command(&mut conn), conn.wants_write())
+            };
+            match result {
+                Err(SendError::Full(_)) if queued => self.flush(io, true)?,
+                result => return result.map_err(Error::Send),
+            }
+        }
+    }
+
+    fn close<S, P>(&self, io: &mut P, code: CloseCode, reason: &str) -> Result<()>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        let queued = lock(&self.conn).close(code, reason);
+        match queued {
+            Ok(()) | Err(SendError::Closed) => Ok(self.flush(io, true)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Reader {
+    fn new(buf: BytesMut, timeout: Option<Duration>) -> Self {
+        Self {
+            buf,
+            timeout,
+            applied: None,
+            close: None,
+            done: false,
+        }
+    }
+
+    /// The run loop: drain an event, flush, re-arm the timer, read.
+    fn recv_event<S, P>(&mut self, st: &Core, io: &mut P) -> Option<Result<Event>>
+    where
+        S: Transport + ?Sized,
+        P: Read + Write + Deref<Target = S>,
+    {
+        if self.done {
+            return None;
+        }
+        loop {
+            let polled = lock(&st.conn).next_event(&mut self.buf);
+            match polled {
+                Ok(Some(event)) => {
+                    // Opportunistic: pongs and the Close echo go out now.
+                    let _ = st.flush(io, false);
+                    if let Event::Close(frame) = &event {
+                        self.close = Some(frame.clone());
+                        self.finish(st);
+                    }
+                    return Some(Ok(event));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = st.flush(io, false);
+                    self.finish(st);
+                    return Some(Err(e.into()));
+                }
+            }
+            if let Err(e) = st.flush(io, false) {
+                return Some(Err(e.into()));
+            }
+            let now = st.origin.elapsed();
+            let deadline = lock(&st.conn).poll_timeout(now);
+            if deadline.is_some_and(|deadline| deadline <= now) {
+                lock(&st.conn).handle_timeout(now);
+                continue;
+            }
+            let core_wait = deadline.map(|d| (d - now).max(Duration::from_millis(1)));
+            let by_core = core_wait.is_some_and(|c| self.timeout.is_none_or(|t| c < t));
+            let wait = if by_core { core_wait } else { self.timeout };
+            if self.applied != Some(wait) {
+                if let Err(e) = io.set_read_timeout(wait) {
+                    return Some(Err(e.into()));
+                }
+                self.applied = Some(wait);
+            }
+            if self.buf.is_empty() {
+                // Idle: release the buffer (it may share a delivered message's allocation).
+                self.buf = BytesMut::new();
+            }
+            match read_into(io, &mut self.buf) {
+                Ok(0) => lock(&st.conn).handle_eof(),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The core's deadline: loop to handle_timeout. The caller's: report.
+                Err(e) if is_timeout(&e) && by_core => {}
+                Err(e) if is_timeout(&e) => return Some(Err(e.into())),
+                Err(e) => {
+                    lock(&st.conn).handle_eof();
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, st: &Core) {
+        self.done = true;
+        // Take the lock so a waiting `WriteHalf::close` cannot miss the wakeup.
+        drop(lock(&st.conn));
+        st.finished.notify_all();
+    }
+
+    fn recv<S, P>(&mut self, st: &Core, io: &mut P) -> Option<Result<Message>>
+    where
+        S: Transport + ?Sized,
+        P: Read + Write + Deref<Target = S>,
+    {
+        loop {
+            match self.recv_event(st, io)? {
+                Ok(Event::Message(message)) => return Some(Ok(message)),
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl<S: Transport> WebSocket<S> {
+    /// Wraps a stream on which the opening handshake already happened
+    /// elsewhere (e.g. an HTTP server's upgrade).
+    pub fn from_raw(stream: S, role: Role, config: Config) -> Self {
+        Self::from_raw_with_buffer(stream, role, config, BytesMut::new())
+    }
+
+    /// Like [`from_raw`](Self::from_raw), with bytes already read past the
+    /// handshake: they are the connection's first input.
+    pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        let timeout = stream.read_timeout().unwrap_or(None);
+        Self {
+            stream,
+            core: Core::new(role, config),
+            reader: Reader::new(read_buf, timeout),
+        }
+    }
+
+    /// The next data message. Pings are answered and pongs consumed inside.
+    ///
+    /// `None` once the close handshake finished, the transport ended or after
+    /// an error was returned; then [`close_frame`](Self::close_frame) tells
+    /// why. A protocol error is returned once, after its Close frame was sent
+    /// and the transport shut down. A read timeout returns `Error::Io`
+    /// (`WouldBlock` / `TimedOut`) and loses nothing: call again.
+    pub fn recv(&mut self) -> Option<Result<Message>> {
+        self.reader.recv(&self.core, &mut &mut self.stream)
+    }
+
+    /// Like [`recv`](Self::recv) but yields every event: pings (already
+    /// answered), pongs and the Close (then `None`).
+    pub fn recv_event(&mut self) -> Option<Result<Event>> {
+        self.reader.recv_event(&self.core, &mut &mut self.stream)
+    }
+
+    /// Queues a message and writes everything queued. When the queue is at
+    /// `Config::max_write_buffer` it is flushed first: nothing is dropped.
+    pub fn send(&mut self, message: Message) -> Result<()> {
+        self.feed(message)?;
+        self.flush()
+    }
+
+    /// Queues a message without writing, unless the queue is full.
+    pub fn feed(&mut self, message: Message) -> Result<()> {
+        self.core
+            .queue(&mut &mut self.stream, |c| c.send(message.clone()))
+    }
+
+    /// Writes everything queued, with vectored writes. After a write timeout
+    /// the unwritten bytes stay queued for the next call.
+    pub fn flush(&mut self) -> Result<()> {
+        Ok(self.core.flush(&mut &mut self.stream, true)?)
+    }
+
+    /// Sends a ping (at most 125 bytes); its pong arrives as `Event::Pong`.
+    pub fn ping(&mut self, payload: Bytes) -> Result<()> {
+        self.core
+            .queue(&mut &mut self.stream, |c| c.ping(payload.clone()))?;
+        self.flush()
+    }
+
+    /// Closes: sends a Close with `code` and `reason` (unless one was sent),
+    /// then reads (discarding data) until the peer's Close arrives, the
+    /// transport ends or the core's close timeout fires, and shuts the
+    /// transport down. After a read timeout, call again.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.core.close(&mut &mut self.stream, code, reason)?;
+        while let Some(event) = self.recv_event() {
+            event?;
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+        Ok(())
+    }
+
+    /// Sets the read timeout used by `recv` (a plain
+    /// `get_ref().set_read_timeout` would be overwritten by the core's timer).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)?;
+        self.reader.timeout = timeout;
+        self.reader.applied = Some(timeout);
+        Ok(())
+    }
+
+    /// Why the connection ended: the peer's Close frame, or code 1006.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.reader.close.as_ref()
+    }
+
+    /// The protocol state machine, e.g. for `state()` or `close_received()`.
+    pub fn connection(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.core.conn)
+    }
+
+    /// The protocol state machine, e.g. for `send_fragment` (follow with
+    /// [`flush`](Self::flush)).
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        self.core
+            .conn
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The underlying stream.
+    pub const fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The underlying stream, mutably (reading or writing corrupts the
+    /// connection).
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// The underlying stream; queued and buffered bytes are dropped.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+impl<S> WebSocket<S>
+where
+    S: Transport,
+    for<'a> &'a S: Read + Write,
+{
+    /// Splits into a receiving and a sending half, usable from two threads
+    /// (`TcpStream` is read and written through `&TcpStream`).
+    ///
+    /// The connection sits behind a mutex held only for short calls; writes
+    /// hold a small write mutex. Pongs and Close replies produced while
+    /// receiving are written by the reader when the write side is free, and
+    /// otherwise by the writer as it finishes its current write.
+    pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
+        let shared = Arc::new(Shared {
+            stream: self.stream,
+            core: self.core,
+        });
+        let write = WriteHalf {
+            shared: Arc::clone(&shared),
+        };
+        let read = ReadHalf {
+            shared,
+            reader: self.reader,
+        };
+        (read, write)
+    }
+}
+
+/// Puts split halves back together; fails (dropping both) if they come from
+/// different sockets.
+pub fn reunite<S>(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<WebSocket<S>> {
+    if !Arc::ptr_eq(&read.shared, &write.shared) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the halves come from different WebSockets",
+        )
+        .into());
+    }
+    drop(write);
+    let shared =
+        Arc::try_unwrap(read.shared).map_err(|_| io::Error::other("a half is still shared"))?;
+    Ok(WebSocket {
+        stream: shared.stream,
+        core: shared.core,
+        reader: read.reader,
+    })
+}
+
+impl<S> ReadHalf<S>
+where
+    S: Transport,
+    for<'a> &'a S: Read + Write,
+{
+    /// Like [`WebSocket::recv`].
+    pub fn recv(&mut self) -> Option<Result<Message>> {
+        self.reader
+            .recv(&self.shared.core, &mut &self.shared.stream)
+    }
+
+    /// Like [`WebSocket::recv_event`].
+    pub fn recv_event(&mut self) -> Option<Result<Event>> {
+        self.reader
+            .recv_event(&self.shared.core, &mut &self.shared.stream)
+    }
+
+    /// Like [`WebSocket::set_read_timeout`].
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.shared.stream.set_read_timeout(timeout)?;
+        self.reader.timeout = timeout;
+        self.reader.applied = Some(timeout);
+        Ok(())
+    }
+
+    /// Like [`WebSocket::close_frame`].
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.reader.close.as_ref()
+    }
+
+    /// The protocol state machine (do not keep the guard across calls).
+    pub fn connection(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.shared.core.conn)
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.shared.stream
+    }
+}
+
+impl<S> WriteHalf<S>
+where
+    S: Transport,
+    for<'a> &'a S: Read + Write,
+{
+    /// Like [`WebSocket::send`].
+    pub fn send(&mut self, message: Message) -> Result<()> {
+        self.feed(message)?;
+        self.flush()
+    }
+
+    /// Like [`WebSocket::feed`].
+    pub fn feed(&mut self, message: Message) -> Result<()> {
+        let shared = &*self.shared;
+        shared
+            .core
+            .queue(&mut &shared.stream, |c| c.send(message.clone()))
+    }
+
+    /// Like [`WebSocket::flush`]; also writes pongs the reader could not.
+    pub fn flush(&mut self) -> Result<()> {
+        Ok(self.shared.core.flush(&mut &self.shared.stream, true)?)
+    }
+
+    /// Like [`WebSocket::ping`].
+    pub fn ping(&mut self, payload: Bytes) -> Result<()> {
+        let shared = &*self.shared;
+        shared
+            .core
+            .queue(&mut &shared.stream, |c| c.ping(payload.clone()))?;
+        self.flush()
+    }
+
+    /// Sends a Close and waits until the [`ReadHalf`] has received the
+    /// peer's Close (so it must keep receiving) or the core's close timeout
+    /// fires; then shuts the transport down, which also wakes a reader still
+    /// blocked after a timeout (its `recv` then reports 1006).
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        let shared = &*self.shared;
+        let st = &shared.core;
+        st.close(&mut &shared.stream, code, reason)?;
+        let mut conn = lock(&st.conn);
+        while conn.state() != State::Closed {
+            let now = st.origin.elapsed();
+            conn = match conn.poll_timeout(now) {
+                Some(deadline) if deadline <= now => {
+                    conn.handle_timeout(now);
+                    conn
+                }
+                Some(deadline) => {
+                    st.finished
+                        .wait_timeout(conn, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => st
+                    .finished
+                    .wait(conn)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+        drop(conn);
+        let _ = shared.stream.shutdown(Shutdown::Both);
+        Ok(())
+    }
+
+    /// The protocol state machine (do not keep the guard across calls).
+    pub fn connection(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.shared.core.conn)
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.shared.stream
+    }
+}
