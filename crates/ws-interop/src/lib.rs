@@ -1,0 +1,12 @@
+//! Interop test suite for the `ws-tokio`, `ws-futures` and `ws-std` adapters.
+//!
+//! This crate has no library code: everything lives in `tests/`.
+//!
+//! - `tests/cross.rs`: every adapter's client against every adapter's server
+//!   (tokio, smol, async-std, std: 16 pairs).
+//! - `tests/peers.rs`: Python `websockets` and Node.js `ws` (from `interop/`)
+//!   as clients of each of our servers and as servers for each of our clients.
+//!
+//! The peers are installed by `interop/setup.sh`. When they are missing, the
+//! peer tests print a skip message and pass, unless the environment variable
+//! `CI` is `true`, where they fail.

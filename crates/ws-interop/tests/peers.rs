@@ -1,0 +1,286 @@
+//! Real peers: Python `websockets` and Node.js `ws` (see `interop/`) as
+//! clients of each of our servers and as servers for each of our clients.
+//!
+//! The peers are child processes on 127.0.0.1, killed by their own PID when
+//! a test ends. Install them with `bash interop/setup.sh`. When a peer is
+//! missing the tests print a skip message and pass, unless `CI=true`, where
+//! they fail.
+
+mod common;
+
+use core::time::Duration;
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::Instant,
+};
+
+use common::{Adapter, ClientKind, Plan, TIMEOUT, check_reports};
+
+/// A peer implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    /// `interop/python/peer.py` (websockets).
+    Python,
+    /// `interop/node/peer.js` (ws).
+    Node,
+}
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
+}
+
+/// `interop/.venv/bin/python` when `interop/setup.sh` made it, else `python3`.
+fn python() -> PathBuf {
+    let venv = interop_dir().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+impl Peer {
+    /// The interpreter and the peer script, with the working directory set.
+    fn command(self) -> Command {
+        let dir = interop_dir();
+        match self {
+            Self::Python => {
+                let mut command = Command::new(python());
+                command
+                    .arg(dir.join("python/peer.py"))
+                    .current_dir(dir.join("python"));
+                command
+            }
+            Self::Node => {
+                let mut command = Command::new("node");
+                command
+                    .arg(dir.join("node/peer.js"))
+                    .current_dir(dir.join("node"));
+                command
+            }
+        }
+    }
+
+    /// Whether the interpreter and its WebSocket module are there.
+    fn check_installed(self) -> Result<(), String> {
+        let dir = interop_dir();
+        let mut command = match self {
+            Self::Python => {
+                let mut command = Command::new(python());
+                command.args(["-c", "import websockets"]);
+                command
+            }
+            Self::Node => {
+                let mut command = Command::new("node");
+                command
+                    .args(["-e", "require('ws')"])
+                    .current_dir(dir.join("node"));
+                command
+            }
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+        let (status, _, stderr) = wait_bounded(ChildGuard(child), TIMEOUT)?;
+        if status {
+            Ok(())
+        } else {
+            let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+            let why = lines
+                .clone()
+                .find(|l| l.contains("Error"))
+                .or_else(|| lines.next_back());
+            Err(why.unwrap_or("no output").to_owned())
+        }
+    }
+
+    /// `true` if the peer can run. If not: fails under `CI=true`, otherwise
+    /// prints why the test is skipped and returns `false`.
+    fn require(self) -> bool {
+        match self.check_installed() {
+            Ok(()) => true,
+            Err(why) => {
+                let msg = format!(
+                    "the {self:?} interop peer is not installed ({why}); run `bash interop/setup.sh`"
+                );
+                if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                    panic!("{msg}");
+                }
+                // Straight to stderr: libtest would capture `eprintln!` of a passing test.
+                let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
+                false
+            }
+        }
+    }
+}
+
+/// Kills the child by its PID when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a pipe to the end on its own thread.
+fn collect(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
+    });
+    rx
+}
+
+/// Waits at most `limit` for the child, then kills it. Returns whether it
+/// exited successfully, and its stdout and stderr (when piped).
+fn wait_bounded(mut guard: ChildGuard, limit: Duration) -> Result<(bool, String, String), String> {
+    let stdout = guard.0.stdout.take().map(collect);
+    let stderr = guard.0.stderr.take().map(collect);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match guard.0.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => return Err(format!("still running after {limit:?}: killed")),
+            Err(e) => return Err(format!("wait: {e}")),
+        }
+    };
+    let read = |rx: Option<mpsc::Receiver<String>>| {
+        rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(5)).ok())
+            .unwrap_or_default()
+    };
+    Ok((status.success(), read(stdout), read(stderr)))
+}
+
+/// Starts the peer's echo server on an ephemeral port and returns it with the port.
+fn start_peer_server(peer: Peer) -> (ChildGuard, u16) {
+    let mut command = peer.command();
+    command
+        .args(["server", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut guard = ChildGuard(
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {peer:?} server: {e}")),
+    );
+    let stdout = guard.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut tx = Some(tx);
+        // Keep draining until the peer exits, so it never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(port) = line
+                .strip_prefix("PORT ")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(port) => (guard, port),
+        Err(_) => {
+            let status = guard.0.try_wait();
+            panic!("the {peer:?} server printed no `PORT n` within {TIMEOUT:?} (exit: {status:?})");
+        }
+    }
+}
+
+/// A peer's client scenario against one of our servers.
+fn peer_client_against(peer: Peer, server: Adapter) {
+    if !peer.require() {
+        return;
+    }
+    let running = server.start_server(2);
+    let mut command = peer.command();
+    command
+        .args(["client", &running.url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {peer:?} client: {e}"));
+    match wait_bounded(ChildGuard(child), 2 * TIMEOUT) {
+        Ok((true, stdout, _)) if stdout.lines().any(|l| l == "OK") => {}
+        Ok((_, stdout, stderr)) => {
+            panic!("{peer:?} client against our {server:?} server failed:\n{stdout}{stderr}")
+        }
+        Err(e) => panic!("{peer:?} client against our {server:?} server: {e}"),
+    }
+    check_reports(&running.reports(), ClientKind::Peer);
+}
+
+/// Our client scenario against a peer's server.
+fn our_client_against(client: Adapter, peer: Peer) {
+    if !peer.require() {
+        return;
+    }
+    let (_guard, port) = start_peer_server(peer);
+    let plan = Plan {
+        big: false,
+        peer_server: true,
+    };
+    if let Err(e) = client.run_client(&format!("ws://127.0.0.1:{port}/interop"), plan) {
+        panic!("our {client:?} client against the {peer:?} server: {e}");
+    }
+}
+
+macro_rules! peer_clients {
+    ($($name:ident: $peer:ident -> $server:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                peer_client_against(Peer::$peer, Adapter::$server);
+            }
+        )*
+    };
+}
+
+macro_rules! peer_servers {
+    ($($name:ident: $client:ident -> $peer:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                our_client_against(Adapter::$client, Peer::$peer);
+            }
+        )*
+    };
+}
+
+peer_clients! {
+    python_client_tokio_server: Python -> Tokio;
+    python_client_smol_server: Python -> Smol;
+    python_client_async_std_server: Python -> AsyncStd;
+    python_client_std_server: Python -> Std;
+    node_client_tokio_server: Node -> Tokio;
+    node_client_smol_server: Node -> Smol;
+    node_client_async_std_server: Node -> AsyncStd;
+    node_client_std_server: Node -> Std;
+}
+
+peer_servers! {
+    tokio_client_python_server: Tokio -> Python;
+    smol_client_python_server: Smol -> Python;
+    async_std_client_python_server: AsyncStd -> Python;
+    std_client_python_server: Std -> Python;
+    tokio_client_node_server: Tokio -> Node;
+    smol_client_node_server: Smol -> Node;
+    async_std_client_node_server: AsyncStd -> Node;
+    std_client_node_server: Std -> Node;
+}

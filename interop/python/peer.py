@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Python `websockets` interop peer for crates/ws-interop.
+
+Usage:
+    peer.py server <port-or-0>
+        Echo server on 127.0.0.1. Prints `PORT <n>` once listening, then serves
+        until killed. Text is echoed as text, binary as binary. Subprotocol
+        `chat` is selected when offered (and none otherwise). Commands (text):
+          close-me    close with 4001 "bye"
+          ping-me     ping with b"from-server", reply "pong-received" once the pong is in
+          last-close  reply "<code> <reason>" of the last connection that closed
+                      ("none" before any)
+
+    peer.py client <ws-url>
+        Runs the fixed scenario against one of our servers (which must speak the
+        same commands) and exits 0 printing `OK` only if every check passes:
+          connection 1: `chat` negotiated; text and binary echo at
+            0, 125, 126, 65535, 65536 and 1048576 bytes, a UTF-8 text, and a
+            fragmented text and binary message (sent in several frames);
+            a ping answered by its pong; `ping-me` answered by "pong-received";
+            then we close with 1000 "done" and expect the server's echo with code 1000.
+          connection 2: no subprotocol offered (none may be chosen); we send
+            `close-me` and expect the server's Close 4001 "bye".
+
+Compression is off and messages up to 16 MiB are accepted on both sides.
+"""
+
+import asyncio
+import os
+import sys
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+MAX_SIZE = 16 * 1024 * 1024
+SIZES = [0, 125, 126, 65535, 65536, 1048576]
+UTF8_TEXT = "h\u00e9llo w\u00f6rld \u2713 \U0001f389"
+TIMEOUT = 30
+
+LAST_CLOSE = "none"
+
+
+def select_chat(_connection, subprotocols):
+    return "chat" if "chat" in subprotocols else None
+
+
+async def handler(ws):
+    global LAST_CLOSE
+    try:
+        async for message in ws:
+            if message == "close-me":
+                await ws.close(4001, "bye")
+                break
+            if message == "ping-me":
+                pong = await ws.ping(b"from-server")
+                await asyncio.wait_for(pong, TIMEOUT)
+                await ws.send("pong-received")
+            elif message == "last-close":
+                await ws.send(LAST_CLOSE)
+            else:
+                await ws.send(message)
+    except ConnectionClosed:
+        pass
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    LAST_CLOSE = f"{ws.close_code} {ws.close_reason}"
+
+
+async def run_server(port):
+    server = await serve(
+        handler,
+        "127.0.0.1",
+        port,
+        select_subprotocol=select_chat,
+        compression=None,
+        max_size=MAX_SIZE,
+        ping_interval=None,
+        close_timeout=TIMEOUT,
+    )
+    port = server.sockets[0].getsockname()[1]
+    print(f"PORT {port}", flush=True)
+    await server.serve_forever()
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition, what):
+    if not condition:
+        raise CheckFailed(what)
+
+
+def text_of(size):
+    pattern = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+async def recv(ws):
+    return await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+
+async def scenario(url):
+    options = dict(
+        subprotocols=["chat"],
+        compression=None,
+        max_size=MAX_SIZE,
+        ping_interval=None,
+        close_timeout=TIMEOUT,
+        open_timeout=TIMEOUT,
+    )
+    # Connection 1: echo, pings, client-initiated close.
+    ws = await connect(url, **options)
+    check(ws.subprotocol == "chat", f"subprotocol {ws.subprotocol!r}, expected 'chat'")
+    for size in SIZES:
+        text = text_of(size)
+        await ws.send(text)
+        echo = await recv(ws)
+        check(isinstance(echo, str), f"text echo of {size} bytes came back as {type(echo).__name__}")
+        check(echo == text, f"text echo of {size} bytes differs (got {len(echo)} chars)")
+        data = os.urandom(size)
+        await ws.send(data)
+        echo = await recv(ws)
+        check(isinstance(echo, bytes), f"binary echo of {size} bytes came back as {type(echo).__name__}")
+        check(echo == data, f"binary echo of {size} bytes differs (got {len(echo)} bytes)")
+    await ws.send(UTF8_TEXT)
+    echo = await recv(ws)
+    check(echo == UTF8_TEXT, f"UTF-8 echo differs: {echo!r}")
+    # Fragmented messages: one frame per piece, continuation frames after the first.
+    await ws.send(["frag", "men", "ted \u2713"])
+    echo = await recv(ws)
+    check(echo == "fragmented \u2713", f"fragmented text echo differs: {echo!r}")
+    await ws.send([b"\x00\x01", b"", b"\x02" * 70000])
+    echo = await recv(ws)
+    check(echo == b"\x00\x01" + b"\x02" * 70000, f"fragmented binary echo differs ({len(echo)} bytes)")
+    pong = await ws.ping(b"from-client")
+    await asyncio.wait_for(pong, TIMEOUT)
+    await ws.send("ping-me")
+    reply = await recv(ws)
+    check(reply == "pong-received", f"ping-me answered {reply!r}")
+    await asyncio.wait_for(ws.close(1000, "done"), TIMEOUT)
+    # The echo repeats the code; the reason of an echo is the echoing side's choice.
+    check(ws.close_code == 1000, f"close echo {ws.close_code} {ws.close_reason!r}, expected 1000")
+
+    # Connection 2: no subprotocol offered, server-initiated close.
+    del options["subprotocols"]
+    ws = await connect(url, **options)
+    check(ws.subprotocol is None, f"connection 2: subprotocol {ws.subprotocol!r} though none was offered")
+    await ws.send("close-me")
+    try:
+        message = await recv(ws)
+        raise CheckFailed(f"expected the server's close, got a message {message!r}")
+    except ConnectionClosed as closed:
+        rcvd = closed.rcvd
+        check(rcvd is not None, "connection ended without a Close frame from the server")
+        check(
+            (rcvd.code, rcvd.reason) == (4001, "bye"),
+            f"server closed with {rcvd.code} {rcvd.reason!r}, expected 4001 'bye'",
+        )
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "server":
+        try:
+            asyncio.run(run_server(int(argv[2])))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if len(argv) == 3 and argv[1] == "client":
+        try:
+            asyncio.run(asyncio.wait_for(scenario(argv[2]), 4 * TIMEOUT))
+        except Exception as e:  # noqa: BLE001 - report any failure as exit 1
+            print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            return 1
+        print("OK", flush=True)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
