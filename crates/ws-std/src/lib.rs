@@ -76,7 +76,7 @@ pub use ws_proto::{
 
 pub use crate::{
     handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
-    socket::{ReadHalf, WebSocket, WriteHalf, reunite},
+    socket::{ReadHalf, WebSocket, WriteHalf},
 };
 
 /// What can go wrong.

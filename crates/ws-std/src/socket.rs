@@ -475,9 +475,22 @@ where
     }
 }
 
-/// Puts split halves back together; fails (dropping both) if they come from
-/// different sockets.
-pub fn reunite<S>(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<WebSocket<S>> {
+impl<S> WebSocket<S> {
+    /// Puts split halves back together; fails (dropping both) if they come
+    /// from different sockets.
+    pub fn reunite(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<Self> {
+        reunite(read, write)
+    }
+}
+
+impl<S> ReadHalf<S> {
+    /// Puts the halves back together: `WebSocket::reunite(self, write)`.
+    pub fn reunite(self, write: WriteHalf<S>) -> Result<WebSocket<S>> {
+        reunite(self, write)
+    }
+}
+
+fn reunite<S>(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<WebSocket<S>> {
     if !Arc::ptr_eq(&read.shared, &write.shared) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

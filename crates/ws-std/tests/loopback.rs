@@ -412,12 +412,12 @@ fn reunite_checks_the_halves() {
         let (a, _) = ws_std::connect(&url_a).unwrap();
         let (b, _) = ws_std::connect(&url_b).unwrap();
         let (read_a, write_a) = a.split();
-        let mut a = ws_std::reunite(read_a, write_a).unwrap();
+        let mut a = ws_std::WebSocket::reunite(read_a, write_a).unwrap();
         a.send(Message::text("still works")).unwrap();
         assert_eq!(a.recv().unwrap().unwrap(), Message::text("still works"));
         let (read_a, write_a) = a.split();
         let (read_b, write_b) = b.split();
-        assert!(ws_std::reunite(read_a, write_b).is_err());
+        assert!(read_a.reunite(write_b).is_err());
         drop((write_a, read_b));
         // Both sockets are dropped: the servers see the transport end.
         server_a.join().unwrap();

@@ -191,6 +191,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
+    /// Puts the halves back together: `WebSocket::reunite(self, write)`.
+    pub fn reunite(self, write: WriteHalf<S>) -> Result<WebSocket<S>> {
+        WebSocket::reunite(self, write)
+    }
+}
+
 impl<S> ReadHalf<S> {
     /// Why the connection ended; see [`WebSocket::close_frame`].
     pub const fn close_frame(&self) -> Option<&CloseFrame> {
