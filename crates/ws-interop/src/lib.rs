@@ -10,3 +10,9 @@
 //! The peers are installed by `interop/setup.sh`. When they are missing, the
 //! peer tests print a skip message and pass, unless the environment variable
 //! `CI` is `true`, where they fail.
+
+// The README's code blocks compile as doctests here, where every adapter is a
+// dependency, so the snippets cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
