@@ -119,6 +119,9 @@ pub(crate) struct Receiver {
     close_frame: Option<CloseFrame>,
     /// A protocol error to report once the Close is flushed.
     error: Option<ProtocolError>,
+    /// An event read while the application was only sending, returned by the
+    /// next receive call. At most one: reading stops behind a data message.
+    stashed: Option<Event>,
     eof: bool,
     done: bool,
 }
@@ -133,6 +136,7 @@ impl Receiver {
             read_size: READ_CHUNK,
             close_frame: None,
             error: None,
+            stashed: None,
             eof: false,
             done: false,
         }
@@ -157,6 +161,9 @@ impl Receiver {
         link: &mut L,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Event>>> {
+        if let Some(event) = self.stashed.take() {
+            return Poll::Ready(Some(Ok(event)));
+        }
         loop {
             if self.done {
                 return Poll::Ready(None);
@@ -260,6 +267,58 @@ impl Receiver {
                     return Poll::Ready((!closed).then(|| Err(e.into())));
                 }
             }
+        }
+    }
+
+    /// Reads what the transport already has, without waiting, so that pings
+    /// are answered and Close frames echoed while the application only sends.
+    /// Stops at the first data message or Close, which waits in `stashed` for
+    /// the next receive call: memory stays bounded and nothing is lost. Ping
+    /// and Pong events read here are kept only while nothing else waits
+    /// (their automatic replies are sent regardless).
+    pub(crate) fn poll_background<L: ReadLink>(&mut self, link: &mut L, cx: &mut Context<'_>) {
+        // A few reads at most: this runs inside a send.
+        for _ in 0..4 {
+            if self.done || self.eof || self.error.is_some() {
+                break;
+            }
+            if matches!(self.stashed, Some(Event::Message(_) | Event::Close(_))) {
+                break;
+            }
+            let buf = &mut self.buf;
+            match link.with_conn(|conn| conn.next_event(buf)) {
+                Ok(Some(event)) => {
+                    if let Event::Close(frame) = &event {
+                        self.close_frame = Some(frame.clone());
+                    }
+                    if self.stashed.is_none() || !matches!(event, Event::Ping(_) | Event::Pong(_)) {
+                        self.stashed = Some(event);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Reported (after the Close is flushed) by the next receive.
+                    self.error = Some(e);
+                    break;
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match link.poll_read(cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    link.with_conn(Connection::handle_eof);
+                }
+                Poll::Ready(Ok(_)) => {}
+                // A read error resurfaces on the next receive call.
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
+        }
+        if link.with_conn(|conn| conn.wants_write()) {
+            // Best effort: a full transport is the next flush's business.
+            let _ = link.poll_write_out(cx);
         }
     }
 
@@ -419,8 +478,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Polls writing everything queued; see [`flush`](Self::flush).
+    ///
+    /// Once written, it also reads what already arrived, without waiting, so
+    /// that pings are answered and Close frames echoed even when the
+    /// application only sends (see [`recv`](Self::recv) for what it keeps).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.link().0.poll_write_out(cx).map_err(Error::from)
+        let (mut link, rx) = self.link();
+        ready!(link.poll_write_out(cx))?;
+        rx.poll_background(&mut link, cx);
+        Poll::Ready(Ok(()))
     }
 
     /// Receives the next data message. Pings are answered and Close frames

@@ -696,3 +696,44 @@ async fn split_read_half_answers_pings_alone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn pings_are_answered_while_the_application_only_sends() {
+    timed(async {
+        let (mut client, mut server) = pair(&Options::default()).await;
+        let server_task = tokio::spawn(async move {
+            let mut pongs = Vec::new();
+            let mut messages = 0;
+            while pongs.len() < 20 {
+                match server.recv_event().await.unwrap().unwrap() {
+                    Event::Message(_) => {
+                        server
+                            .ping(Bytes::from(format!("p{messages}")))
+                            .await
+                            .unwrap();
+                        messages += 1;
+                    }
+                    Event::Pong(payload) => pongs.push(payload),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            pongs
+        });
+        // The client never calls recv: its sends carry the pongs.
+        for i in 0..20 {
+            client.send(Message::text(format!("m{i}"))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.flush().await.unwrap();
+        let pongs = server_task.await.unwrap();
+        let expected: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("p{i}"))).collect();
+        assert_eq!(pongs, expected, "every ping answered, in order");
+        // The first Ping event read during the sends is kept for the application.
+        assert_eq!(
+            client.recv_event().await.unwrap().unwrap(),
+            Event::Ping(Bytes::from_static(b"p0"))
+        );
+    })
+    .await;
+}
