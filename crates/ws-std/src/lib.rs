@@ -5,8 +5,20 @@
 //! moves bytes, arms the core's one timer through the stream's read timeout,
 //! and maps types. No threads are spawned: keepalive pings and the close
 //! timeout run inside the blocking receive calls (`recv`, `recv_event`,
-//! `close`, and [`WriteHalf::close`]), so an application that only sends
-//! should split the socket and keep a thread receiving.
+//! `close`, and [`WriteHalf::close`]), so an application that needs them
+//! while it only sends should split the socket and keep a thread receiving.
+//!
+//! Pings from the peer are answered, and its Close frame echoed, while
+//! receiving, and also when an unsplit [`WebSocket`] only sends: after each
+//! successful [`flush`](WebSocket::flush) (so in `send` and `ping` too) it
+//! reads what already arrived, without waiting, through
+//! [`Transport::read_nonblocking`]. That reading stops at the first data
+//! message or Close, which the next receive call returns first (so memory
+//! stays bounded and nothing is lost), and the first Ping or Pong read this
+//! way is kept for `recv_event` only while nothing else waits. It needs a
+//! stream with that capability, such as `TcpStream` and `UnixStream`: over
+//! [`Plain`] (or a [`Transport`] keeping the default), pings are answered
+//! only while receiving. A [`WriteHalf`] never reads: its [`ReadHalf`] does.
 //!
 //! - Client: [`connect`] (DNS + TCP + handshake, bounded by
 //!   [`Options::handshake_timeout`]), [`connect_with`], or [`client`] over a
@@ -18,10 +30,11 @@
 //!   threads.
 //!
 //! Streams implement the small [`Transport`] trait, which gives the adapter
-//! read timeouts (for the core's deadline and the handshake timeout) and
-//! shutdown. It is implemented for [`TcpStream`](std::net::TcpStream) (and
-//! `UnixStream`); wrap any other stream in [`Plain`], or implement the trait
-//! with no methods: the timer then runs whenever a read returns.
+//! read timeouts (for the core's deadline and the handshake timeout),
+//! shutdown and non-blocking reads. It is implemented for
+//! [`TcpStream`](std::net::TcpStream) (and `UnixStream`); wrap any other
+//! stream in [`Plain`], or implement the trait with no methods: the timer
+//! then runs whenever a read returns.
 //!
 //! ```no_run
 //! use std::{net::TcpListener, thread};
@@ -208,7 +221,9 @@ impl Options {
 /// Every method has a default that does nothing, so any stream can opt in
 /// with `impl Transport for MyStream {}` (or be wrapped in [`Plain`]). Without
 /// timeouts, keepalive and the close timeout are checked whenever a read
-/// returns, and the handshake timeout is not enforced.
+/// returns, and the handshake timeout is not enforced; without
+/// [`read_nonblocking`](Self::read_nonblocking), pings are answered only
+/// while receiving.
 pub trait Transport: io::Read + io::Write {
     /// Bounds each following read (`None`: wait forever). Called with the
     /// time left until the core's next deadline, never with zero.
@@ -236,6 +251,22 @@ pub trait Transport: io::Read + io::Write {
     fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
         Ok(())
     }
+
+    /// Reads what has already arrived, without waiting: `Ok(Some(n))` for
+    /// `n` bytes read into `buf` (`0`: end of stream), `Ok(None)` when
+    /// nothing can be read without waiting. A stream that would block must
+    /// return `Ok(None)`, not an error, and must be left as it was (e.g. in
+    /// blocking mode).
+    ///
+    /// An unsplit [`WebSocket`] calls it after each successful
+    /// [`flush`](WebSocket::flush) (so also in `send` and `ping`) to answer
+    /// pings and echo Close frames while the application only sends. The
+    /// default returns `Ok(None)` (the capability is not supported): pings
+    /// are then answered only while receiving. The halves of a split socket
+    /// never call it.
+    fn read_nonblocking(&mut self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(None)
+    }
 }
 
 macro_rules! socket_transport {
@@ -256,6 +287,26 @@ macro_rules! socket_transport {
             fn shutdown(&self, how: Shutdown) -> io::Result<()> {
                 <$ty>::shutdown(self, how)
             }
+            /// Switches the socket to non-blocking mode for one read, then
+            /// back to blocking mode (the mode is shared with `try_clone`d
+            /// handles, which must not be used meanwhile).
+            fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+                self.set_nonblocking(true)?;
+                let read = loop {
+                    match io::Read::read(self, buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        read => break read,
+                    }
+                };
+                let restored = self.set_nonblocking(false);
+                match read {
+                    // The bytes are consumed: returning them beats reporting
+                    // a failed restore (which no valid socket produces).
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => restored.map(|()| None),
+                    Err(e) => Err(e),
+                }
+            }
         }
     };
 }
@@ -264,8 +315,9 @@ socket_transport!(std::net::TcpStream);
 #[cfg(unix)]
 socket_transport!(std::os::unix::net::UnixStream);
 
-/// Wraps any `Read + Write` stream as a [`Transport`] without timeouts or
-/// shutdown.
+/// Wraps any `Read + Write` stream as a [`Transport`] without timeouts,
+/// shutdown or non-blocking reads (so pings are answered only while
+/// receiving).
 #[derive(Debug, Default)]
 pub struct Plain<S>(pub S);
 

@@ -20,6 +20,8 @@ use crate::{Error, Result, Transport};
 const READ_CHUNK: usize = 8 * 1024;
 /// Chunks taken from the connection per vectored write.
 const MAX_IOV: usize = 64;
+/// Non-blocking reads per flush of an unsplit socket: this runs inside a send.
+const BACKGROUND_READS: usize = 4;
 
 /// A WebSocket over a blocking stream `S`, after the opening handshake.
 ///
@@ -79,6 +81,12 @@ struct Reader {
     /// The timeout last set on the stream, to skip redundant system calls.
     applied: Option<Option<Duration>>,
     close: Option<CloseFrame>,
+    /// An event read while the application was only sending, returned by the
+    /// next receive call. At most one: reading stops behind a data message.
+    stashed: Option<Event>,
+    /// An error met while the application was only sending, reported by the
+    /// next receive call (after `stashed`).
+    error: Option<Error>,
     done: bool,
 }
 
@@ -237,7 +245,96 @@ impl Reader {
             timeout,
             applied: None,
             close: None,
+            stashed: None,
+            error: None,
             done: false,
+        }
+    }
+
+    /// Returns what [`read_available`](Self::read_available) kept: the
+    /// stashed event, then a recorded error.
+    fn take_kept<S, P>(&mut self, st: &Core, io: &mut P) -> Option<Result<Event>>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        if let Some(event) = self.stashed.take() {
+            // Replies not yet written go out now, as in `recv_event`.
+            let _ = st.flush(io, false);
+            if matches!(event, Event::Close(_)) {
+                self.finish(st);
+            }
+            return Some(Ok(event));
+        }
+        let error = self.error.take()?;
+        let _ = st.flush(io, false);
+        if matches!(error, Error::Protocol(_)) {
+            self.finish(st);
+        }
+        Some(Err(error))
+    }
+
+    /// Reads what the stream already has, without waiting, so that pings are
+    /// answered and Close frames echoed while the application only sends
+    /// (unsplit sockets only: a `WriteHalf` must not read).
+    ///
+    /// Stops at the first data message or Close, which waits in `stashed`
+    /// for the next receive call: memory stays bounded and nothing is lost (a
+    /// partial frame stays in the read buffer). Ping and Pong events read
+    /// here are kept only while nothing else waits (their automatic replies
+    /// are sent regardless). Errors are recorded for the next receive call.
+    fn read_available<S: Transport + ?Sized>(&mut self, st: &Core, io: &mut &mut S) {
+        let mut reads = 0;
+        loop {
+            if self.done
+                || self.error.is_some()
+                || matches!(self.stashed, Some(Event::Message(_) | Event::Close(_)))
+            {
+                break;
+            }
+            let polled = lock(&st.conn).next_event(&mut self.buf);
+            match polled {
+                Ok(Some(event)) => {
+                    if let Event::Close(frame) = &event {
+                        self.close = Some(frame.clone());
+                    }
+                    if self.stashed.is_none() || !matches!(event, Event::Ping(_) | Event::Pong(_)) {
+                        self.stashed = Some(event);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Reported (its Close sent first) by the next receive call.
+                    self.error = Some(e.into());
+                    break;
+                }
+            }
+            if reads == BACKGROUND_READS {
+                break;
+            }
+            reads += 1;
+            let mut chunk = [0u8; READ_CHUNK];
+            match io.read_nonblocking(&mut chunk) {
+                // Loop once more: the core yields its 1006 Close.
+                Ok(Some(0)) => lock(&st.conn).handle_eof(),
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                // Nothing more for now, or not supported by the stream.
+                Ok(None) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(e) => {
+                    // As in `recv_event`: the core reports 1006 after it.
+                    lock(&st.conn).handle_eof();
+                    self.error = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if lock(&st.conn).wants_write() {
+            // Best effort: a failure stays with the core or the queue, for
+            // the next call to meet.
+            let _ = st.flush(io, true);
         }
     }
 
@@ -247,6 +344,9 @@ impl Reader {
         S: Transport + ?Sized,
         P: Read + Write + Deref<Target = S>,
     {
+        if let Some(kept) = self.take_kept(st, io) {
+            return Some(kept);
+        }
         if self.done {
             return None;
         }
@@ -352,7 +452,9 @@ impl<S: Transport> WebSocket<S> {
     /// an error was returned; then [`close_frame`](Self::close_frame) tells
     /// why. A protocol error is returned once, after its Close frame was sent
     /// and the transport shut down. A read timeout returns `Error::Io`
-    /// (`WouldBlock` / `TimedOut`) and loses nothing: call again.
+    /// (`WouldBlock` / `TimedOut`) and loses nothing: call again. What
+    /// [`flush`](Self::flush) read while the application only sent comes
+    /// first.
     pub fn recv(&mut self) -> Option<Result<Message>> {
         self.reader.recv(&self.core, &mut &mut self.stream)
     }
@@ -365,6 +467,9 @@ impl<S: Transport> WebSocket<S> {
 
     /// Queues a message and writes everything queued. When the queue is at
     /// `Config::max_write_buffer` it is flushed first: nothing is dropped.
+    ///
+    /// Like [`flush`](Self::flush), it then answers pings that already
+    /// arrived, so an application that only sends stays responsive.
     pub fn send(&mut self, message: Message) -> Result<()> {
         self.feed(message)?;
         self.flush()
@@ -378,8 +483,22 @@ impl<S: Transport> WebSocket<S> {
 
     /// Writes everything queued, with vectored writes. After a write timeout
     /// the unwritten bytes stay queued for the next call.
+    ///
+    /// Once written, it also reads what already arrived, without waiting
+    /// ([`Transport::read_nonblocking`]), so that pings are answered and
+    /// Close frames echoed even when the application only sends (calling
+    /// `flush` with nothing queued does just that). This reading stops at the
+    /// first data message or Close, which the next `recv` / `recv_event`
+    /// returns first; `recv_event` also returns the first Ping or Pong read
+    /// this way if nothing else was waiting, and a protocol error met here is
+    /// returned by the next receive call (its Close frame already sent).
+    /// Streams without the capability, like [`Plain`](crate::Plain) ones,
+    /// answer pings only while receiving.
     pub fn flush(&mut self) -> Result<()> {
-        Ok(self.core.flush(&mut &mut self.stream, true)?)
+        self.core.flush(&mut &mut self.stream, true)?;
+        self.reader
+            .read_available(&self.core, &mut &mut self.stream);
+        Ok(())
     }
 
     /// Sends a ping (at most 125 bytes); its pong arrives as `Event::Pong`.
@@ -554,7 +673,8 @@ where
     S: Transport,
     for<'a> &'a S: Read + Write,
 {
-    /// Like [`WebSocket::send`].
+    /// Like [`WebSocket::send`], but never reads (the [`ReadHalf`] answers
+    /// pings).
     pub fn send(&mut self, message: Message) -> Result<()> {
         self.feed(message)?;
         self.flush()
@@ -568,7 +688,8 @@ where
             .queue(&mut &shared.stream, |c| c.send(message.clone()))
     }
 
-    /// Like [`WebSocket::flush`]; also writes pongs the reader could not.
+    /// Like [`WebSocket::flush`], but never reads (the [`ReadHalf`] does);
+    /// also writes pongs the reader could not.
     pub fn flush(&mut self) -> Result<()> {
         Ok(self.shared.core.flush(&mut &self.shared.stream, true)?)
     }

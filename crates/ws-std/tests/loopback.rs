@@ -792,3 +792,189 @@ fn write_timeout_keeps_unwritten_bytes_for_the_next_flush() {
         assert_eq!(server.join().unwrap(), Message::binary(data));
     });
 }
+
+#[test]
+fn pings_are_answered_while_the_application_only_sends() {
+    bounded(20, || {
+        let (pongs_tx, pongs_rx) = mpsc::channel();
+        let (url, server) = serve_one(move |stream| {
+            let mut ws = ws_std::accept(stream).unwrap();
+            let mut pongs = Vec::new();
+            let mut messages = 0;
+            while pongs.len() < 20 {
+                match ws.recv_event().unwrap().unwrap() {
+                    Event::Message(_) => {
+                        ws.ping(Bytes::from(format!("p{messages}"))).unwrap();
+                        messages += 1;
+                    }
+                    Event::Pong(payload) => pongs.push(payload),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            pongs_tx.send(pongs).unwrap();
+            // Until the client's Close.
+            while let Some(event) = ws.recv_event() {
+                event.unwrap();
+            }
+            ws.close_frame().cloned()
+        });
+        let (mut client, _) = ws_std::connect(&url).unwrap();
+        // The client never calls recv: its sends carry the pongs.
+        for i in 0..20 {
+            client.send(Message::text(format!("m{i}"))).unwrap();
+            thread::sleep(Duration::from_millis(10));
+        }
+        // A flush with nothing queued answers the pings still arriving.
+        let pongs = loop {
+            match pongs_rx.recv_timeout(Duration::from_millis(10)) {
+                Ok(pongs) => break pongs,
+                Err(mpsc::RecvTimeoutError::Timeout) => client.flush().unwrap(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let expected: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("p{i}"))).collect();
+        assert_eq!(pongs, expected, "every ping answered, in order");
+        // The first Ping event read during the sends is kept for the application.
+        assert_eq!(
+            client.recv_event().unwrap().unwrap(),
+            Event::Ping(Bytes::from_static(b"p0"))
+        );
+        client.close(CloseCode::NORMAL, "done").unwrap();
+        assert_eq!(server.join().unwrap().unwrap().code, CloseCode::NORMAL);
+    });
+}
+
+#[test]
+fn a_partial_frame_read_while_sending_is_kept() {
+    bounded(10, || {
+        let (pong_tx, pong_rx) = mpsc::channel();
+        let (url, server) = serve_one(move |stream| {
+            let stream = raw_server(stream);
+            let mut ws =
+                ws_std::WebSocket::from_raw(stream, ws_std::Role::Server, Config::default());
+            // A ping, then half of a text frame "hello".
+            ws.get_ref()
+                .write_all(&[0x89, 2, b'h', b'i', 0x81, 5, b'h', b'e'])
+                .unwrap();
+            let first = ws.recv_event().unwrap().unwrap();
+            let pong = ws.recv_event().unwrap().unwrap();
+            pong_tx.send(()).unwrap();
+            ws.get_ref().write_all(b"llo").unwrap();
+            while let Some(event) = ws.recv_event() {
+                event.unwrap();
+            }
+            (first, pong)
+        });
+        let (mut client, _) = ws_std::connect(&url).unwrap();
+        client.send(Message::text("m")).unwrap();
+        // Only flushing (no recv) until the server got its pong.
+        while pong_rx.try_recv().is_err() {
+            thread::sleep(Duration::from_millis(5));
+            client.flush().unwrap();
+        }
+        // The half frame stayed in the read buffer; the Ping event is skipped.
+        assert_eq!(client.recv().unwrap().unwrap(), Message::text("hello"));
+        client.close(CloseCode::NORMAL, "").unwrap();
+        let (first, pong) = server.join().unwrap();
+        assert_eq!(first, Event::Message(Message::text("m")));
+        assert_eq!(pong, Event::Pong(Bytes::from_static(b"hi")));
+    });
+}
+
+#[test]
+fn a_close_is_echoed_while_the_application_only_sends() {
+    bounded(10, || {
+        let (url, server) = serve_one(|stream| {
+            let mut ws = ws_std::accept(stream).unwrap();
+            // Returns once the client's echo arrived (data is discarded).
+            ws.close(CloseCode(4001), "bye").unwrap();
+        });
+        let (mut client, _) = ws_std::connect(&url).unwrap();
+        let mut sent = 0;
+        loop {
+            match client.send(Message::text("m")) {
+                Ok(()) => sent += 1,
+                Err(Error::Send(_)) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(sent < 1000, "the Close never arrived");
+            thread::sleep(Duration::from_millis(5));
+        }
+        server.join().unwrap();
+        assert_eq!(client.close_frame().unwrap().code, CloseCode(4001));
+        match client.recv_event().unwrap().unwrap() {
+            Event::Close(frame) => assert_eq!(frame.reason, "bye"),
+            other => panic!("expected the Close, got {other:?}"),
+        }
+        assert!(client.recv_event().is_none());
+    });
+}
+
+#[test]
+fn split_write_half_never_reads() {
+    bounded(10, || {
+        let (url, server) = serve_one(|stream| {
+            let mut ws = ws_std::accept(stream).unwrap();
+            ws.ping(Bytes::from_static(b"split")).unwrap();
+            let mut events = Vec::new();
+            while let Some(event) = ws.recv_event() {
+                events.push(event.unwrap());
+            }
+            events
+        });
+        let (ws, _) = ws_std::connect(&url).unwrap();
+        let (mut read, mut write) = ws.split();
+        write.send(Message::text("first")).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        write.send(Message::text("second")).unwrap();
+        // The ping is still unread: the ReadHalf gets it and answers it.
+        assert_eq!(
+            read.recv_event().unwrap().unwrap(),
+            Event::Ping(Bytes::from_static(b"split"))
+        );
+        let mut ws = read.reunite(write).unwrap();
+        ws.close(CloseCode::NORMAL, "").unwrap();
+        let events = server.join().unwrap();
+        assert_eq!(events[0], Event::Message(Message::text("first")));
+        assert_eq!(events[1], Event::Message(Message::text("second")));
+        assert_eq!(events[2], Event::Pong(Bytes::from_static(b"split")));
+    });
+}
+
+#[test]
+fn tcp_read_nonblocking_restores_blocking_mode() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        Transport::read_nonblocking(&mut client, &mut buf).unwrap(),
+        None
+    );
+    server.write_all(b"abc").unwrap();
+    let start = Instant::now();
+    let got = loop {
+        if let Some(n) = Transport::read_nonblocking(&mut client, &mut buf).unwrap() {
+            break n;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+        thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(&buf[..got], b"abc");
+    // Blocking again: a read waits for its timeout instead of failing at once.
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let err = client.read(&mut buf).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    drop(server);
+    assert_eq!(
+        Transport::read_nonblocking(&mut client, &mut buf).unwrap(),
+        Some(0)
+    );
+}
