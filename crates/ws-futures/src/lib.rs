@@ -24,18 +24,31 @@
 //!
 //! ## Cancellation
 //! [`WebSocket::recv`] and [`WebSocket::recv_event`] are cancel-safe: all
-//! state lives in the read buffer and the [`Connection`], so dropping the
-//! future loses nothing. The sending methods queue the message first and then
-//! write: a future dropped while it waits for room in the outgoing buffer
-//! drops its message unsent; one dropped after queueing (while flushing)
-//! leaves the message queued, and it goes out with the next write (any
-//! send, flush, or recv).
+//! state lives in the receiver (read buffer, an event read during a flush)
+//! and the [`Connection`], so dropping the future loses nothing. The sending
+//! methods queue the message first and then write: a future dropped while it
+//! waits for room in the outgoing buffer drops its message unsent; one
+//! dropped after queueing (while flushing) leaves the message queued, and it
+//! goes out with the next write (any send, flush, or recv).
 //!
 //! ## Progress
 //! Reading, automatic replies (pongs, close echoes), keepalive pings and the
 //! close timeout all advance inside `recv` / `recv_event` (and `close`,
 //! which receives until the end). Keep one of them running, e.g. in a loop
 //! or on a [`ReadHalf`], for the connection to stay healthy.
+//!
+//! A whole [`WebSocket`] also answers pings and echoes Close frames while
+//! the application only sends: once its flush (`send`, `ping`, `flush`,
+//! `Sink::poll_flush`) has written everything, it reads what already
+//! arrived, without waiting (a few reads at most), and writes the automatic
+//! replies if the transport takes them. That reading stops at the first data
+//! message or Close, which the next `recv` / `recv_event` returns first (so
+//! memory stays bounded and nothing is lost; a Ping or Pong read there is
+//! kept only while nothing else waits), and a protocol error or a failed
+//! read met there is returned by the next receive call. Once a message waits,
+//! pings go unanswered until it is received. Keepalive pings and the close
+//! timeout still need a receive call, and a [`WriteHalf`] never reads: its
+//! [`ReadHalf`] does.
 //!
 //! ## Transport shutdown
 //! The write side is shut down with `AsyncWrite::poll_close`. async-std's
@@ -216,6 +229,11 @@ struct Reader {
     eof: bool,
     done: bool,
     close_frame: Option<CloseFrame>,
+    /// An event read during a flush, returned first by the next receive
+    /// call. At most one: that reading stops behind a data message or Close.
+    stashed: Option<Event>,
+    /// A read error met during a flush, for the next receive call.
+    read_error: Option<io::Error>,
 }
 
 /// Access to the core and the stream: borrowed, or locked per call.
@@ -360,6 +378,9 @@ fn poll_recv_event(
     rd: &mut Reader,
     io: &mut impl Io,
 ) -> Poll<Option<Result<Event>>> {
+    if let Some(event) = rd.stashed.take() {
+        return Poll::Ready(Some(Ok(event)));
+    }
     loop {
         if rd.done {
             return Poll::Ready(None);
@@ -420,7 +441,10 @@ fn poll_recv_event(
         if rd.eof {
             return Poll::Pending;
         }
-        let read = ready!(poll_read_buf(cx, &mut *io.stream(), &mut rd.buf));
+        let read = match rd.read_error.take() {
+            Some(e) => Err(e),
+            None => ready!(poll_read_buf(cx, &mut *io.stream(), &mut rd.buf)),
+        };
         match read {
             Ok(0) => {
                 rd.eof = true;
@@ -438,6 +462,80 @@ fn poll_recv_event(
                 }
                 return Poll::Ready(Some(Err(e.into())));
             }
+        }
+    }
+}
+
+/// Reads at most this many times per flush of a whole [`WebSocket`].
+const BACKGROUND_READS: usize = 4;
+
+/// Run by a whole [`WebSocket`]'s flush once everything is written: reads
+/// what the transport already has, without waiting, so that pings are
+/// answered and Close frames echoed while the application only sends.
+///
+/// Stops at the first data message or Close, which waits in `rd.stashed`
+/// for the next receive call: memory stays bounded and nothing is lost. A
+/// Ping or Pong read here is kept only while the slot is empty (its
+/// automatic reply goes out regardless). A protocol error stays in the core,
+/// whose `next_event` returns it again to the next receive call (after any
+/// stashed event); a read error waits in `rd.read_error`. End of stream is
+/// handed to the core. Then the replies are written, best effort.
+fn poll_background(cx: &mut Context<'_>, rd: &mut Reader, io: &mut impl Io) {
+    // The reads never wait. They register the receiver's waker, if there is
+    // one, so that a receive pending elsewhere (e.g. after
+    // `StreamExt::split`) keeps its wakeup; otherwise nobody's.
+    let receiver = io.core().reader.clone();
+    let mut read_cx = Context::from_waker(receiver.as_ref().unwrap_or(Waker::noop()));
+    let (mut reads, mut progress) = (0, false);
+    loop {
+        if rd.done || rd.eof || rd.read_error.is_some() || io.core().shut_down {
+            break;
+        }
+        if matches!(rd.stashed, Some(Event::Message(_) | Event::Close(_))) {
+            break;
+        }
+        let next = io.core().conn.next_event(&mut rd.buf);
+        match next {
+            Ok(Some(event)) => {
+                progress = true;
+                if let Event::Close(frame) = &event {
+                    rd.close_frame = Some(frame.clone());
+                }
+                if rd.stashed.is_none() || !matches!(event, Event::Ping(_) | Event::Pong(_)) {
+                    rd.stashed = Some(event);
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // Kept by the core for the next receive call.
+                progress = true;
+                break;
+            }
+        }
+        if reads == BACKGROUND_READS {
+            break;
+        }
+        reads += 1;
+        let read = poll_read_buf(&mut read_cx, &mut *io.stream(), &mut rd.buf);
+        match read {
+            Poll::Ready(Ok(0)) => {
+                rd.eof = true;
+                io.core().conn.handle_eof();
+            }
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => rd.read_error = Some(e),
+            Poll::Pending => break,
+        }
+        progress = true;
+    }
+    // Best effort: a full transport or a write error is the next write's
+    // business. This also sends a failure's Close and shuts down when due.
+    let _ = poll_write_out(cx, io);
+    if progress {
+        // A receive pending in another task waited for bytes read here.
+        if let Some(receiver) = io.core().reader.take() {
+            receiver.wake();
         }
     }
 }
@@ -558,10 +656,13 @@ macro_rules! writer_methods {
         }
 
         /// Writes everything queued (vectored) and flushes the stream.
+        /// A whole [`WebSocket`] then also reads what already arrived,
+        /// without waiting, to answer pings (see the crate docs, "Progress");
+        /// a [`WriteHalf`] never reads.
         ///
         /// Cancel-safe: what was not written stays queued.
         pub async fn flush(&mut self) -> Result<()> {
-            Ok(poll_fn(|cx| poll_write_out(cx, &mut self.io())).await?)
+            poll_fn(|cx| self.poll_flush_out(cx)).await
         }
 
         /// Sends a ping with up to 125 bytes of payload. Cancellation: as
@@ -611,6 +712,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             eof: false,
             done: false,
             close_frame: None,
+            stashed: None,
+            read_error: None,
         };
         Self {
             stream,
@@ -632,6 +735,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             stream: &mut self.stream,
         };
         (&mut self.reader, io)
+    }
+
+    /// The flush: writes everything queued, then answers what already
+    /// arrived ([`poll_background`]).
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let (reader, mut io) = self.parts();
+        ready!(poll_write_out(cx, &mut io))?;
+        poll_background(cx, reader, &mut io);
+        Poll::Ready(Ok(()))
     }
 
     reader_methods!();
@@ -746,7 +858,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(ready!(poll_write_out(cx, &mut self.get_mut().io()))?))
+        self.get_mut().poll_flush_out(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -797,6 +909,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
         &self.shared
     }
 
+    /// The flush: writes everything queued; reading is the [`ReadHalf`]'s.
+    fn poll_flush_out(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(ready!(poll_write_out(cx, &mut self.io()))?))
+    }
+
     writer_methods!();
 
     /// Queues a Close with `code` and `reason` and writes it. The
@@ -822,7 +939,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(ready!(poll_write_out(cx, &mut self.get_mut().io()))?))
+        self.get_mut().poll_flush_out(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

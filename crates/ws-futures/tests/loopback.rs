@@ -37,6 +37,7 @@ trait Rt: 'static {
     fn listen() -> BoxFut<'static, (Self::Listener, SocketAddr)>;
     fn accept(listener: &Self::Listener) -> BoxFut<'_, Self::Stream>;
     fn connect(addr: SocketAddr) -> BoxFut<'static, Self::Stream>;
+    fn set_nodelay(stream: &Self::Stream);
     fn spawn<T: Send + 'static>(
         future: impl Future<Output = T> + Send + 'static,
     ) -> BoxFut<'static, T>;
@@ -62,6 +63,9 @@ impl Rt for Smol {
     }
     fn connect(addr: SocketAddr) -> BoxFut<'static, Self::Stream> {
         Box::pin(async move { smol::net::TcpStream::connect(addr).await.unwrap() })
+    }
+    fn set_nodelay(stream: &Self::Stream) {
+        stream.set_nodelay(true).unwrap();
     }
     fn spawn<T: Send + 'static>(
         future: impl Future<Output = T> + Send + 'static,
@@ -92,6 +96,9 @@ impl Rt for AsyncStd {
     }
     fn connect(addr: SocketAddr) -> BoxFut<'static, Self::Stream> {
         Box::pin(async move { async_std::net::TcpStream::connect(addr).await.unwrap() })
+    }
+    fn set_nodelay(stream: &Self::Stream) {
+        stream.set_nodelay(true).unwrap();
     }
     fn spawn<T: Send + 'static>(
         future: impl Future<Output = T> + Send + 'static,
@@ -726,6 +733,59 @@ async fn sink_stream<R: Rt>() {
     join(server_side, client_side).await;
 }
 
+/// A client that only sends still answers pings: its flushes read what
+/// arrived and write the pongs.
+async fn pings_are_answered_while_the_application_only_sends<R: Rt>() {
+    let (server, mut client) = pair::<R>().await;
+    // No bunching (several waiting pings get one pong, for the last): no
+    // Nagle delays, and the client sends once the last message's ping is out.
+    R::set_nodelay(server.get_ref());
+    R::set_nodelay(client.get_ref());
+    let pinged = Arc::new(AtomicUsize::new(0));
+    let server_pinged = Arc::clone(&pinged);
+    let mut server_task = R::spawn(async move {
+        // Split, so that the server's own pings do not read: a whole socket's
+        // flush keeps only the first of the Pong events it meets.
+        let (mut read, mut write) = server.split();
+        let mut pongs = Vec::new();
+        let mut messages = 0;
+        while pongs.len() < 20 {
+            match read.recv_event().await.unwrap().unwrap() {
+                Event::Message(_) => {
+                    write.ping(format!("p{messages}").into()).await.unwrap();
+                    messages += 1;
+                    server_pinged.store(messages, Ordering::Release);
+                }
+                Event::Pong(payload) => pongs.push(payload),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        pongs
+    });
+    // The client never calls recv: its sends carry the pongs.
+    for i in 0..20 {
+        client.send(Message::text(format!("m{i}"))).await.unwrap();
+        while pinged.load(Ordering::Acquire) <= i {
+            Timer::after(Duration::from_millis(1)).await;
+        }
+    }
+    // A flush alone answers the last ping (again, should it come late).
+    let pongs = loop {
+        client.flush().await.unwrap();
+        match select(server_task, Timer::after(Duration::from_millis(50))).await {
+            Either::Left((pongs, _)) => break pongs,
+            Either::Right((_, task)) => server_task = task,
+        }
+    };
+    let expected: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    assert_eq!(pongs, expected, "every ping answered, in order");
+    // The first Ping event read during the sends is kept for the application.
+    assert_eq!(
+        client.recv_event().await.unwrap().unwrap(),
+        Event::Ping("p0".into())
+    );
+}
+
 macro_rules! scenarios {
     ($rt:ty: $($name:ident),* $(,)?) => {
         $(
@@ -742,7 +802,7 @@ mod smol_runtime {
         echo_sizes, fragmented, fragmented_raw, ping_pong, close_from_client, close_from_server,
         reject_403, bad_request, reset_mid_frame, reset_rst, split_concurrent, reunite_mismatch, keepalive,
         handshake_timeout, cancellation, sink_stream, protocol_error, connect_helper, early_data,
-        two_step_accept,
+        two_step_accept, pings_are_answered_while_the_application_only_sends,
     );
 }
 
@@ -751,6 +811,6 @@ mod async_std_runtime {
         echo_sizes, fragmented, fragmented_raw, ping_pong, close_from_client, close_from_server,
         reject_403, bad_request, reset_mid_frame, reset_rst, split_concurrent, reunite_mismatch, keepalive,
         handshake_timeout, cancellation, sink_stream, protocol_error, connect_helper, early_data,
-        two_step_accept,
+        two_step_accept, pings_are_answered_while_the_application_only_sends,
     );
 }
