@@ -700,19 +700,25 @@ async fn split_read_half_answers_pings_alone() {
 #[tokio::test]
 async fn pings_are_answered_while_the_application_only_sends() {
     timed(async {
-        let (mut client, mut server) = pair(&Options::default()).await;
-        let server_task = tokio::spawn(async move {
+        let (mut client, server) = pair(&Options::default()).await;
+        // The server reads on one half and pings on the other, so that its
+        // own sends never read (and never coalesce the client's pongs).
+        let (mut server_rx, mut server_tx) = server.split();
+        let (pinged_tx, mut pinged) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let pinger = tokio::spawn(async move {
+            for i in 0..20 {
+                msg_rx.recv().await.unwrap();
+                server_tx.ping(Bytes::from(format!("p{i}"))).await.unwrap();
+                pinged_tx.send(()).unwrap();
+            }
+            server_tx
+        });
+        let reader = tokio::spawn(async move {
             let mut pongs = Vec::new();
-            let mut messages = 0;
             while pongs.len() < 20 {
-                match server.recv_event().await.unwrap().unwrap() {
-                    Event::Message(_) => {
-                        server
-                            .ping(Bytes::from(format!("p{messages}")))
-                            .await
-                            .unwrap();
-                        messages += 1;
-                    }
+                match server_rx.recv_event().await.unwrap().unwrap() {
+                    Event::Message(_) => msg_tx.send(()).unwrap(),
                     Event::Pong(payload) => pongs.push(payload),
                     other => panic!("unexpected {other:?}"),
                 }
@@ -722,11 +728,15 @@ async fn pings_are_answered_while_the_application_only_sends() {
         // The client never calls recv: its sends carry the pongs.
         for i in 0..20 {
             client.send(Message::text(format!("m{i}"))).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pinged.recv().await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        client.flush().await.unwrap();
-        let pongs = server_task.await.unwrap();
+        // The last ping is answered by a flush once it has arrived.
+        while !reader.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.flush().await.unwrap();
+        }
+        let pongs = reader.await.unwrap();
+        pinger.await.unwrap();
         let expected: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("p{i}"))).collect();
         assert_eq!(pongs, expected, "every ping answered, in order");
         // The first Ping event read during the sends is kept for the application.
