@@ -329,6 +329,18 @@ fn poll_write_out(cx: &mut Context<'_>, io: &mut impl Io) -> Poll<io::Result<()>
         core.unflushed = false;
     }
     if core.conn.should_close_transport() && !core.shut_down {
+        if core.conn.is_abandoned() && core.conn.wants_write() {
+            // The core gave up on the peer; its Close (1011 after a keepalive
+            // timeout) goes out if the transport takes it now, never waiting.
+            let mut slices = [IoSlice::new(&[]); IOV];
+            let out = core.conn.outgoing();
+            let count = out.chunks_vectored(&mut slices);
+            if let Poll::Ready(Ok(written)) =
+                stream.as_mut().poll_write_vectored(cx, &slices[..count])
+            {
+                out.advance(written);
+            }
+        }
         // An error (the peer already hung up) changes nothing: we are done.
         let _ = ready!(stream.poll_close(cx));
         core.shut_down = true;

@@ -20,7 +20,7 @@ use tokio::{
 use tokio_util::io::{poll_read_buf, poll_write_buf};
 use ws_proto::{
     CloseCode, CloseFrame, Config, Connection, Event, Message, ProtocolError, Role, SendError,
-    State,
+    State, Utf8Bytes,
 };
 
 use crate::{Error, Result};
@@ -146,6 +146,20 @@ impl Receiver {
         self.close_frame.as_ref()
     }
 
+    /// The transport failed: the connection is over. Unless it had closed
+    /// already, the error is returned once and `close_frame` reports 1006.
+    fn fail_io(&mut self, error: io::Error, closed: bool) -> Option<Result<Event>> {
+        self.finish();
+        if closed {
+            return None;
+        }
+        if self.close_frame.is_none() {
+            let reason = Utf8Bytes::from_static("the transport failed");
+            self.close_frame = Some(CloseFrame::new(CloseCode::ABNORMAL, reason));
+        }
+        Some(Err(error.into()))
+    }
+
     fn finish(&mut self) {
         self.done = true;
         self.timer = None;
@@ -219,10 +233,7 @@ impl Receiver {
             if wants_write {
                 match link.poll_write_out(cx) {
                     Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(e)) => {
-                        self.finish();
-                        return Poll::Ready((!closed).then(|| Err(e.into())));
-                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(self.fail_io(e, closed)),
                     Poll::Pending => write_pending = true,
                 }
             }
@@ -262,10 +273,7 @@ impl Receiver {
                     link.with_conn(Connection::handle_eof);
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    self.finish();
-                    return Poll::Ready((!closed).then(|| Err(e.into())));
-                }
+                Err(e) => return Poll::Ready(self.fail_io(e, closed)),
             }
         }
     }
@@ -420,8 +428,9 @@ impl<S> WebSocket<S> {
     }
 
     /// Why the connection ended: the peer's Close frame, or code 1006 when
-    /// the transport ended or a timeout fired without one. `None` while open
-    /// (and after a protocol error, which [`recv`](Self::recv) returned).
+    /// the transport ended or failed, or a timeout fired, without one. `None`
+    /// while open (and after a protocol error, which [`recv`](Self::recv)
+    /// returned).
     pub const fn close_frame(&self) -> Option<&CloseFrame> {
         self.rx.close_frame()
     }
