@@ -69,7 +69,8 @@
 //!
 //! ## Features
 //! - `std` (default): `std::io::IoSlice` support in [`Outgoing`]'s
-//!   `chunks_vectored`.
+//!   `chunks_vectored`, SIMD UTF-8 validation with run-time CPU detection,
+//!   and [`driver`]: the error type and options shared by the adapters.
 //! - `getrandom` (default): [`OsEntropy`], [`Connection::new`] and
 //!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
 
@@ -88,6 +89,8 @@ extern crate alloc;
 pub mod close;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "std")]
+pub mod driver;
 pub mod entropy;
 pub mod error;
 pub mod event;

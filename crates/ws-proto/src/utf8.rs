@@ -23,8 +23,8 @@ impl Utf8Bytes {
     }
 
     /// Validates `bytes` as UTF-8 and wraps them without copying.
-    pub fn try_from_bytes(bytes: Bytes) -> Result<Self, str::Utf8Error> {
-        str::from_utf8(&bytes)?;
+    pub fn try_from_bytes(bytes: Bytes) -> Result<Self, InvalidUtf8> {
+        validate(&bytes).map_err(|_| InvalidUtf8)?;
         Ok(Self(bytes))
     }
 
@@ -39,7 +39,8 @@ impl Utf8Bytes {
     pub fn as_str(&self) -> &str {
         // The invariant (valid UTF-8) is upheld by every constructor, so this
         // cannot fail; fall back to "" rather than panic to stay panic-free.
-        str::from_utf8(&self.0).unwrap_or_default()
+        // Safe code must re-check: simdutf8 makes that a fast SIMD pass.
+        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// The underlying bytes.
@@ -119,7 +120,7 @@ impl From<Utf8Bytes> for Bytes {
 }
 
 impl TryFrom<Bytes> for Utf8Bytes {
-    type Error = str::Utf8Error;
+    type Error = InvalidUtf8;
     fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
         Self::try_from_bytes(bytes)
     }
@@ -179,7 +180,7 @@ impl Utf8Validator {
             self.partial[have..have + take].copy_from_slice(&input[..take]);
             let filled = have + take;
             input = &input[take..];
-            match str::from_utf8(&self.partial[..filled]) {
+            match validate(&self.partial[..filled]) {
                 Ok(_) => self.partial_len = 0,
                 Err(e) if e.error_len().is_none() => {
                     // Still incomplete: the input ran out before the code point ended.
@@ -189,8 +190,8 @@ impl Utf8Validator {
                 Err(_) => return Err(InvalidUtf8),
             }
         }
-        match str::from_utf8(input) {
-            Ok(_) => Ok(()),
+        match validate(input) {
+            Ok(()) => Ok(()),
             Err(e) if e.error_len().is_none() => {
                 let tail = &input[e.valid_up_to()..];
                 self.partial[..tail.len()].copy_from_slice(tail);
@@ -213,6 +214,14 @@ impl Utf8Validator {
     pub fn reset(&mut self) {
         self.partial_len = 0;
     }
+}
+
+/// SIMD-accelerated UTF-8 validation (simdutf8 picks the widest instruction
+/// set at run time with `std`, at compile time without), with the same error
+/// details as `core::str::from_utf8`: where the valid prefix ends, and
+/// whether the input is invalid or merely cut short.
+fn validate(input: &[u8]) -> Result<(), simdutf8::compat::Utf8Error> {
+    simdutf8::compat::from_utf8(input).map(|_| ())
 }
 
 /// The length of the UTF-8 sequence a lead byte starts, if it can start one.

@@ -1,0 +1,148 @@
+//! Shared types for code that drives a [`Connection`](crate::Connection)
+//! over `std` I/O: the runtime adapters (`ws-tokio`, `ws-futures`,
+//! `ws-std`) re-export them, so every adapter has the same error type and
+//! options, and an embedder with a loop of their own can use them too.
+
+use core::{fmt, time::Duration};
+use std::io;
+
+use crate::{
+    config::Config,
+    error::{HandshakeError, ProtocolError, SendError},
+    handshake::HandshakeConfig,
+};
+
+/// Everything that can go wrong on a WebSocket connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed. A handshake that took longer than
+    /// [`Options::handshake_timeout`] is reported as
+    /// [`io::ErrorKind::TimedOut`]. A blocking read that ran into the
+    /// stream's own read timeout (`WouldBlock` / `TimedOut`) can be retried.
+    Io(io::Error),
+    /// The peer broke RFC 6455. The matching Close frame was sent (as far as
+    /// the transport allowed) and the transport was shut down.
+    Protocol(ProtocolError),
+    /// The opening handshake failed; a server's refusal is
+    /// [`HandshakeError::Rejected`] with the whole HTTP response.
+    Handshake(HandshakeError),
+    /// A command was refused: the connection is closing, a control payload is
+    /// too long, a close code may not be sent, ...
+    Send(SendError),
+}
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Self::Send(e) => write!(f, "cannot send: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(match self {
+            Self::Io(e) => e,
+            Self::Protocol(e) => e,
+            Self::Handshake(e) => e,
+            Self::Send(e) => e,
+        })
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Self::Handshake(e)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        Self::Send(e)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match &e {
+            Error::Io(_) => io::ErrorKind::Other,
+            Error::Protocol(_) | Error::Handshake(_) => io::ErrorKind::InvalidData,
+            Error::Send(SendError::Closed) => io::ErrorKind::NotConnected,
+            Error::Send(_) => io::ErrorKind::InvalidInput,
+        };
+        match e {
+            Error::Io(inner) => inner,
+            other => Self::new(kind, other),
+        }
+    }
+}
+
+/// Settings for the handshake and the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The connection's limits and timers.
+    pub config: Config,
+    /// Limits on the HTTP head of the handshake.
+    pub handshake: HandshakeConfig,
+    /// Bounds the whole opening handshake (for a client's `connect`, DNS
+    /// and TCP connect too); `None` waits forever. Default: 10 s.
+    pub handshake_timeout: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            handshake: HandshakeConfig::default(),
+            handshake_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`config`](Self::config).
+    #[must_use]
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`handshake`](Self::handshake).
+    #[must_use]
+    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
+        self.handshake = handshake;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
