@@ -60,7 +60,6 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 use core::{
-    fmt,
     future::{Future, poll_fn},
     ops::DerefMut,
     pin::{Pin, pin},
@@ -79,6 +78,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
+pub use ws_proto::driver::{Error, Options, Result};
 pub use ws_proto::{
     self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
     Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
@@ -93,117 +93,6 @@ const MAX_READ: usize = 256 * 1024;
 const KEEP_IDLE: usize = 16 * 1024;
 /// Chunks per vectored write.
 const IOV: usize = 64;
-
-/// Everything that can go wrong.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The transport failed (or the handshake timed out: `TimedOut`).
-    Io(io::Error),
-    /// The peer broke RFC 6455; the matching Close frame was sent.
-    Protocol(ProtocolError),
-    /// The opening handshake failed; a server's refusal is `Rejected`.
-    Handshake(HandshakeError),
-    /// The message could not be sent (closed connection, bad close code, ...).
-    Send(SendError),
-}
-
-/// `Result` with [`Error`].
-pub type Result<T, E = Error> = core::result::Result<T, E>;
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "I/O error: {e}"),
-            Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::Handshake(e) => write!(f, "handshake error: {e}"),
-            Self::Send(e) => write!(f, "send error: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for Error {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        Some(match self {
-            Self::Io(e) => e,
-            Self::Protocol(e) => e,
-            Self::Handshake(e) => e,
-            Self::Send(e) => e,
-        })
-    }
-}
-
-macro_rules! from_error {
-    ($($variant:ident($inner:ty)),*) => {$(
-        impl From<$inner> for Error {
-            fn from(e: $inner) -> Self {
-                Self::$variant(e)
-            }
-        }
-    )*};
-}
-
-from_error!(
-    Io(io::Error),
-    Protocol(ProtocolError),
-    Handshake(HandshakeError),
-    Send(SendError)
-);
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Io(e) => e,
-            Error::Protocol(_) | Error::Handshake(_) => Self::new(io::ErrorKind::InvalidData, e),
-            Error::Send(_) => Self::other(e),
-        }
-    }
-}
-
-/// Connection settings, handshake limits and the handshake timeout.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Options {
-    /// The connection configuration (limits, keepalive, close timeout).
-    pub config: Config,
-    /// Limits on the HTTP head of the opening handshake.
-    pub handshake: HandshakeConfig,
-    /// Bound on the whole opening handshake (connect included). Default: 10 s.
-    pub handshake_timeout: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            handshake: HandshakeConfig::default(),
-            handshake_timeout: Some(Duration::from_secs(10)),
-        }
-    }
-}
-
-impl Options {
-    /// Sets [`config`](Self::config).
-    #[must_use]
-    pub fn with_config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets [`handshake`](Self::handshake).
-    #[must_use]
-    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
-        self.handshake = handshake;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    #[must_use]
-    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
-}
 
 // ----- The shared code path -----
 

@@ -20,6 +20,13 @@
 //! [`Plain`] (or a [`Transport`] keeping the default), pings are answered
 //! only while receiving. A [`WriteHalf`] never reads: its [`ReadHalf`] does.
 //!
+//! The receiving side never blocks on writing those automatic replies: it
+//! writes them with [`Transport::write_nonblocking`], and what the stream
+//! does not take at once stays queued (bounded by the core: one pong queued,
+//! one waiting) for the next write. So a peer that floods pings and never
+//! reads cannot stall the receiving thread. Over a stream without the
+//! capability, such as [`Plain`], replies are written with blocking writes.
+//!
 //! - Client: [`connect`] (DNS + TCP + handshake, bounded by
 //!   [`Options::handshake_timeout`]), [`connect_with`], or [`client`] over a
 //!   stream you connected yourself (TLS included).
@@ -30,8 +37,8 @@
 //!   threads.
 //!
 //! Streams implement the small [`Transport`] trait, which gives the adapter
-//! read timeouts (for the core's deadline and the handshake timeout),
-//! shutdown and non-blocking reads. It is implemented for
+//! read and write timeouts (for the core's deadline and the handshake
+//! timeout), shutdown, and non-blocking reads and writes. It is implemented for
 //! [`TcpStream`](std::net::TcpStream) (and `UnixStream`); wrap any other
 //! stream in [`Plain`], or implement the trait with no methods: the timer
 //! then runs whenever a read returns.
@@ -70,6 +77,23 @@
 //! partly received frame stays in the read buffer) and the call can be
 //! retried. Write timeouts are left to the stream: a timed-out flush keeps
 //! the unwritten bytes queued for the next flush.
+//!
+//! Writes that end the connection (a Close sent by `close`, a Close echo, a
+//! protocol error's Close) block at most until the core's close deadline
+//! ([`Config::close_timeout`]), through the stream's write timeout (restored
+//! afterwards; the stream's own is kept when shorter): a peer that never
+//! reads cannot hold the thread longer. Past that deadline, and when a
+//! keepalive or close timeout gives up on the peer, the last Close is sent
+//! only if the stream takes it without waiting, then the transport is shut
+//! down.
+//!
+//! ## How a connection ended
+//! [`WebSocket::close_frame`] holds the peer's Close frame, or code 1006
+//! ([`CloseCode::ABNORMAL`]) when the connection ended without one: the
+//! transport ended, a timeout gave up on the peer, or an I/O error (its
+//! kind as the reason, e.g. "connection reset"). The I/O error itself is
+//! returned once by the receive call that met it; the next one returns
+//! `None`.
 
 #![forbid(unsafe_code)]
 
@@ -78,7 +102,7 @@ extern crate alloc;
 mod handshake;
 mod socket;
 
-use core::{fmt, time::Duration};
+use core::time::Duration;
 use std::{io, net::Shutdown};
 
 pub use bytes::{Bytes, BytesMut};
@@ -87,143 +111,24 @@ pub use ws_proto::{
     Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
 };
 
+pub use ws_proto::driver::{Error, Options, Result};
+
 pub use crate::{
     handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
     socket::{ReadHalf, WebSocket, WriteHalf},
 };
-
-/// What can go wrong.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The transport failed, or a read timed out (`WouldBlock` / `TimedOut`:
-    /// retry the call).
-    Io(io::Error),
-    /// The peer broke the protocol; the matching Close frame was sent and the
-    /// transport shut down.
-    Protocol(ProtocolError),
-    /// The opening handshake failed.
-    Handshake(HandshakeError),
-    /// The call was not possible (connection closing, bad close code, ...).
-    Send(SendError),
-}
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = core::result::Result<T, E>;
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "I/O error: {e}"),
-            Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
-            Self::Send(e) => write!(f, "cannot send: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for Error {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            Self::Io(e) => Some(e),
-            Self::Protocol(e) => Some(e),
-            Self::Handshake(e) => Some(e),
-            Self::Send(e) => Some(e),
-        }
-    }
-}
-
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Self::Io(e)
-    }
-}
-
-impl From<ProtocolError> for Error {
-    fn from(e: ProtocolError) -> Self {
-        Self::Protocol(e)
-    }
-}
-
-impl From<HandshakeError> for Error {
-    fn from(e: HandshakeError) -> Self {
-        Self::Handshake(e)
-    }
-}
-
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Self {
-        Self::Send(e)
-    }
-}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Io(e) => e,
-            Error::Protocol(e) => Self::new(io::ErrorKind::InvalidData, e),
-            Error::Handshake(e) => Self::new(io::ErrorKind::InvalidData, e),
-            Error::Send(e) => Self::other(e),
-        }
-    }
-}
-
-/// Connection and handshake settings.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Options {
-    /// The connection's limits, keepalive and close timeout.
-    pub config: Config,
-    /// Limits on the HTTP head of the opening handshake.
-    pub handshake: HandshakeConfig,
-    /// Bounds connecting and the whole opening handshake (a silent or slow
-    /// peer gets `Error::Io` of kind `TimedOut`). Default: 10 s. Enforced
-    /// through the stream's timeouts, so only for streams whose
-    /// [`Transport`] implements them; name resolution is not bounded.
-    pub handshake_timeout: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            handshake: HandshakeConfig::default(),
-            handshake_timeout: Some(Duration::from_secs(10)),
-        }
-    }
-}
-
-impl Options {
-    /// Sets [`config`](Self::config).
-    #[must_use]
-    pub fn with_config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets [`handshake`](Self::handshake).
-    #[must_use]
-    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
-        self.handshake = handshake;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    #[must_use]
-    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
-}
 
 /// A blocking byte stream with the few socket controls the adapter uses.
 ///
 /// Every method has a default that does nothing, so any stream can opt in
 /// with `impl Transport for MyStream {}` (or be wrapped in [`Plain`]). Without
 /// timeouts, keepalive and the close timeout are checked whenever a read
-/// returns, and the handshake timeout is not enforced; without
+/// returns, and neither the handshake timeout nor the bound on the final
+/// flush of a closing connection is enforced; without
 /// [`read_nonblocking`](Self::read_nonblocking), pings are answered only
-/// while receiving.
+/// while receiving; without [`write_nonblocking`](Self::write_nonblocking),
+/// replies written while receiving use blocking writes, so a peer that stops
+/// reading can block the receiving thread.
 pub trait Transport: io::Read + io::Write {
     /// Bounds each following read (`None`: wait forever). Called with the
     /// time left until the core's next deadline, never with zero.
@@ -236,12 +141,15 @@ pub trait Transport: io::Read + io::Write {
         Ok(None)
     }
 
-    /// Bounds each following write; only used during the handshake.
+    /// Bounds each following write (`None`: wait forever). Used during the
+    /// handshake, and to bound the final flush of a closing connection by
+    /// the core's close deadline; the previous timeout is restored after.
     fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
         Ok(())
     }
 
-    /// The current write timeout (restored after the handshake).
+    /// The current write timeout (restored after the handshake and after a
+    /// bounded flush).
     fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(None)
     }
@@ -266,6 +174,31 @@ pub trait Transport: io::Read + io::Write {
     /// never call it.
     fn read_nonblocking(&mut self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
         Ok(None)
+    }
+
+    /// Writes what the stream takes now from `bufs` (one vectored write),
+    /// without waiting: `Ok(Some(n))` for `n` bytes written, `Ok(None)` when
+    /// nothing can be written without waiting. A stream that would block must
+    /// return `Ok(None)`, not an error, and must be left as it was (e.g. in
+    /// blocking mode).
+    ///
+    /// The receive calls (`recv`, `recv_event`, a [`ReadHalf`], and the
+    /// reading after a [`WebSocket::flush`]) write automatic replies (pongs,
+    /// keepalive pings) with it, so that a peer that floods pings and never
+    /// reads cannot block the receiving thread: what does not fit stays
+    /// queued (bounded by the core) for the next write. A connection given up
+    /// on (close or keepalive timeout) also sends its last Close with it,
+    /// best effort.
+    ///
+    /// It takes `&self`, like [`shutdown`](Self::shutdown), because the
+    /// reader of a split socket writes through a shared reference. The
+    /// default returns an error of kind [`Unsupported`]: replies are then
+    /// written with blocking writes, and a given-up connection's Close is
+    /// dropped.
+    ///
+    /// [`Unsupported`]: io::ErrorKind::Unsupported
+    fn write_nonblocking(&self, _bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -307,6 +240,27 @@ macro_rules! socket_transport {
                     Err(e) => Err(e),
                 }
             }
+            /// Switches the socket to non-blocking mode for one vectored
+            /// write, then back to blocking mode (as for `read_nonblocking`;
+            /// the adapter calls it while holding its write lock).
+            fn write_nonblocking(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
+                self.set_nonblocking(true)?;
+                let mut stream = self;
+                let written = loop {
+                    match io::Write::write_vectored(&mut stream, bufs) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        written => break written,
+                    }
+                };
+                let restored = self.set_nonblocking(false);
+                match written {
+                    // The bytes are gone: reporting them beats reporting a
+                    // failed restore (which no valid socket produces).
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => restored.map(|()| None),
+                    Err(e) => Err(e),
+                }
+            }
         }
     };
 }
@@ -316,8 +270,8 @@ socket_transport!(std::net::TcpStream);
 socket_transport!(std::os::unix::net::UnixStream);
 
 /// Wraps any `Read + Write` stream as a [`Transport`] without timeouts,
-/// shutdown or non-blocking reads (so pings are answered only while
-/// receiving).
+/// shutdown or non-blocking reads and writes (so pings are answered only
+/// while receiving, with blocking writes).
 #[derive(Debug, Default)]
 pub struct Plain<S>(pub S);
 

@@ -5,7 +5,10 @@ use core::{ops::Deref, time::Duration};
 use std::{
     io::{self, IoSlice, Read, Write},
     net::Shutdown,
-    sync::{Condvar, Mutex, MutexGuard, PoisonError, TryLockError},
+    sync::{
+        Condvar, Mutex, MutexGuard, PoisonError, TryLockError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
 
@@ -22,6 +25,8 @@ const READ_CHUNK: usize = 8 * 1024;
 const MAX_IOV: usize = 64;
 /// Non-blocking reads per flush of an unsplit socket: this runs inside a send.
 const BACKGROUND_READS: usize = 4;
+/// The shortest write timeout of a bounded flush (zero means "none").
+const MIN_WRITE_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// A WebSocket over a blocking stream `S`, after the opening handshake.
 ///
@@ -63,6 +68,60 @@ struct Core {
     /// Signalled when the reader finishes (for [`WriteHalf::close`]).
     finished: Condvar,
     origin: Instant,
+    /// The application queued bytes that no flush has written completely
+    /// yet (`feed`, or a send whose flush failed): an unsplit socket's
+    /// receive calls write those as before, blocking.
+    fed: AtomicBool,
+}
+
+/// How a flush writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The application's writes: blocking, bounded only by the stream's own
+    /// write timeout.
+    Block,
+    /// Automatic replies written while receiving: never waits for the stream
+    /// ([`Transport::write_nonblocking`]); what does not fit stays queued for
+    /// the next write. Streams without the capability block, as in `Block`.
+    Replies,
+    /// The connection ends (our Close or its echo must reach the peer before
+    /// the transport is shut down): blocking, but bounded by the core's close
+    /// deadline; past it, the connection is given up.
+    Finish,
+}
+
+/// How one write call may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    Block,
+    /// Non-blocking, or blocking for a stream without the capability.
+    Try,
+    /// Non-blocking, or nothing at all (best effort).
+    Never,
+}
+
+/// The write timeout of a [`Mode::Finish`] flush, armed before its first
+/// write (nothing is set when there is nothing to write).
+#[derive(Debug, Default)]
+struct Bound {
+    armed: bool,
+    /// When the core's close deadline passes.
+    limit: Option<Instant>,
+    /// The stream's own write timeout, restored afterwards.
+    saved: Option<Duration>,
+    /// The timeout last set on the stream, if any was.
+    applied: Option<Duration>,
+    /// Whether the core's deadline (not the stream's own timeout) bounds
+    /// the current write.
+    by_core: bool,
+}
+
+/// How a drain of the queue ended.
+enum Drained {
+    /// Everything queued was written (or given up on).
+    All,
+    /// The stream takes nothing more now; the rest stays queued.
+    WouldBlock,
 }
 
 /// Chunks taken from the connection's `Outgoing` but not yet written.
@@ -88,6 +147,9 @@ struct Reader {
     /// next receive call (after `stashed`).
     error: Option<Error>,
     done: bool,
+    /// Whether this is a [`ReadHalf`]: it never blocks on writing what the
+    /// application queued (the [`WriteHalf`] does that).
+    split: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,13 +180,32 @@ impl Pending {
         }
     }
 
-    fn write_some(&mut self, io: &mut impl Write) -> io::Result<()> {
+    /// One vectored write from the front of the queue; `Ok(false)` when the
+    /// stream takes nothing now (`How::Try` and `How::Never` only).
+    fn write_some<S, P>(&mut self, io: &mut P, how: How) -> io::Result<bool>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
             *slot = IoSlice::new(chunk);
         }
-        let count = self.chunks.len().min(MAX_IOV);
-        let mut written = io.write_vectored(&slices[..count])?;
+        let slices = &slices[..self.chunks.len().min(MAX_IOV)];
+        let mut written = match how {
+            How::Block => io.write_vectored(slices)?,
+            How::Try | How::Never => match io.write_nonblocking(slices) {
+                Ok(Some(n)) => n,
+                Ok(None) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    if how == How::Never {
+                        return Ok(false);
+                    }
+                    io.write_vectored(slices)?
+                }
+                Err(e) => return Err(e),
+            },
+        };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -136,7 +217,15 @@ impl Pending {
             written -= front.len();
             self.chunks.pop_front();
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Shuts the write side down, once.
+    fn shut<S: Transport + ?Sized>(&mut self, io: &S) {
+        if !self.shut {
+            self.shut = true;
+            let _ = io.shutdown(Shutdown::Write);
+        }
     }
 }
 
@@ -147,13 +236,15 @@ impl Core {
             out: Mutex::new(Pending::default()),
             finished: Condvar::new(),
             origin: Instant::now(),
+            fed: AtomicBool::new(false),
         }
     }
 
-    /// Writes everything queued, then shuts the write side down if the core
-    /// says so. With `wait` false (the reader) it never waits for the write
-    /// mutex: whoever holds it re-checks the queue after releasing it.
-    fn flush<S, P>(&self, io: &mut P, mut wait: bool) -> io::Result<()>
+    /// Writes everything queued (as far as `mode` allows), then shuts the
+    /// write side down if the core says so. With `wait` false (the reader)
+    /// it never waits for the write mutex: whoever holds it re-checks the
+    /// queue after releasing it.
+    fn flush<S, P>(&self, io: &mut P, mut wait: bool, mode: Mode) -> io::Result<()>
     where
         S: Transport + ?Sized,
         P: Write + Deref<Target = S>,
@@ -168,39 +259,159 @@ impl Core {
                     Err(TryLockError::WouldBlock) => return Ok(()),
                 }
             };
-            loop {
-                if out.chunks.is_empty() {
-                    let mut conn = lock(&self.conn);
-                    if conn.should_close_transport() {
-                        drop(conn);
-                        if !out.shut {
-                            out.shut = true;
-                            let _ = io.shutdown(Shutdown::Write);
-                        }
-                        return Ok(());
-                    }
-                    out.refill(conn.outgoing());
-                    if out.chunks.is_empty() {
-                        break;
-                    }
-                }
-                match out.write_some(io) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if is_timeout(&e) => return Err(e),
-                    Err(e) => {
-                        // The transport is broken: the core reports 1006.
-                        lock(&self.conn).handle_eof();
-                        return Err(e);
-                    }
-                }
+            let mut bound = Bound::default();
+            let drained = self.drain(&mut out, io, mode, &mut bound);
+            if bound.applied.is_some() {
+                let _ = io.set_write_timeout(bound.saved);
             }
             drop(out);
-            if !lock(&self.conn).wants_write() {
+            if matches!(drained?, Drained::WouldBlock) || !lock(&self.conn).wants_write() {
                 return Ok(());
             }
             wait = false;
         }
+    }
+
+    /// The body of [`flush`](Self::flush), with the write mutex held.
+    fn drain<S, P>(
+        &self,
+        out: &mut Pending,
+        io: &mut P,
+        mode: Mode,
+        bound: &mut Bound,
+    ) -> io::Result<Drained>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        loop {
+            {
+                let mut conn = lock(&self.conn);
+                if conn.is_abandoned() {
+                    drop(conn);
+                    self.give_up(out, io);
+                    return Ok(Drained::All);
+                }
+                if out.chunks.is_empty() {
+                    if conn.should_close_transport() {
+                        drop(conn);
+                        out.shut(&**io);
+                        return Ok(Drained::All);
+                    }
+                    out.refill(conn.outgoing());
+                    if out.chunks.is_empty() {
+                        self.fed.store(false, Ordering::Relaxed);
+                        return Ok(Drained::All);
+                    }
+                }
+            }
+            let how = match mode {
+                Mode::Block => How::Block,
+                Mode::Replies => How::Try,
+                Mode::Finish => {
+                    if !self.arm(&**io, bound) {
+                        self.expire(out, io);
+                        return Ok(Drained::All);
+                    }
+                    How::Block
+                }
+            };
+            match out.write_some(io, how) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Drained::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) && mode == Mode::Finish && bound.by_core => {
+                    self.expire(out, io);
+                    return Ok(Drained::All);
+                }
+                Err(e) if is_timeout(&e) => return Err(e),
+                Err(e) => {
+                    // The transport is broken: the core reports 1006.
+                    lock(&self.conn).handle_eof();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Before each write of a [`Mode::Finish`] flush: bounds it by the time
+    /// left until the core's close deadline (or the close timeout from now
+    /// when the core has no timer running), unless the stream's own write
+    /// timeout is shorter. `false` once that deadline has passed.
+    fn arm<S: Transport + ?Sized>(&self, io: &S, bound: &mut Bound) -> bool {
+        if !bound.armed {
+            bound.armed = true;
+            let now = self.origin.elapsed();
+            let left = {
+                let mut conn = lock(&self.conn);
+                match conn.poll_timeout(now) {
+                    Some(deadline) => Some(deadline.saturating_sub(now)),
+                    None => conn.config().close_timeout,
+                }
+            };
+            // Without the stream's current timeout it could not be restored.
+            if let (Some(left), Ok(saved)) = (left, io.write_timeout()) {
+                bound.limit = Some(Instant::now() + left);
+                bound.saved = saved;
+            }
+        }
+        let Some(limit) = bound.limit else {
+            return true;
+        };
+        let left = limit.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let left = left.max(MIN_WRITE_TIMEOUT);
+        let timeout = match bound.saved {
+            Some(own) if own < left => own,
+            _ => left,
+        };
+        bound.by_core = timeout == left;
+        if bound.applied != Some(timeout) && io.set_write_timeout(Some(timeout)).is_ok() {
+            bound.applied = Some(timeout);
+        }
+        true
+    }
+
+    /// The close deadline passed during a finishing flush: the core gives up
+    /// on the peer (if its timer ran out), and so does the flush.
+    fn expire<S, P>(&self, out: &mut Pending, io: &mut P)
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        lock(&self.conn).handle_timeout(self.origin.elapsed());
+        self.give_up(out, io);
+    }
+
+    /// Gives up on the peer: writes what the stream takes now without
+    /// waiting (the core's last Close, if it fits), drops the rest, and shuts
+    /// the write side down.
+    fn give_up<S, P>(&self, out: &mut Pending, io: &mut P)
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        loop {
+            if out.chunks.is_empty() {
+                out.refill(lock(&self.conn).outgoing());
+            }
+            if out.chunks.is_empty() || !matches!(out.write_some(io, How::Never), Ok(true)) {
+                break;
+            }
+        }
+        out.chunks.clear();
+        {
+            let mut conn = lock(&self.conn);
+            let queued = conn.outgoing();
+            // Twice at most: passing a pong may queue the waiting one.
+            while !queued.is_empty() {
+                queued.advance(queued.len());
+            }
+        }
+        self.fed.store(false, Ordering::Relaxed);
+        out.shut(&**io);
     }
 
     /// Runs a command; when the core's buffer is full, flushes and retries.
@@ -219,8 +430,13 @@ impl Core {
                 (command(&mut conn), conn.wants_write())
             };
             match result {
-                Err(SendError::Full(_)) if queued => self.flush(io, true)?,
-                result => return result.map_err(Error::Send),
+                Err(SendError::Full(_)) if queued => self.flush(io, true, Mode::Block)?,
+                result => {
+                    if result.is_ok() {
+                        self.fed.store(true, Ordering::Relaxed);
+                    }
+                    return result.map_err(Error::Send);
+                }
             }
         }
     }
@@ -232,7 +448,7 @@ impl Core {
     {
         let queued = lock(&self.conn).close(code, reason);
         match queued {
-            Ok(()) | Err(SendError::Closed) => Ok(self.flush(io, true)?),
+            Ok(()) | Err(SendError::Closed) => Ok(self.flush(io, true, Mode::Finish)?),
             Err(e) => Err(e.into()),
         }
     }
@@ -248,7 +464,46 @@ impl Reader {
             stashed: None,
             error: None,
             done: false,
+            split: false,
         }
+    }
+
+    /// The receive side's write: the Close echo or a protocol error's Close
+    /// of a finished connection goes out bounded by the close deadline, what
+    /// the application fed on an unsplit socket blocking (as `flush` would),
+    /// and automatic replies without waiting (see [`Mode`]).
+    fn flush<S, P>(&self, st: &Core, io: &mut P) -> io::Result<()>
+    where
+        S: Transport + ?Sized,
+        P: Write + Deref<Target = S>,
+    {
+        let mode = if lock(&st.conn).is_finished() {
+            Mode::Finish
+        } else if !self.split && st.fed.load(Ordering::Relaxed) {
+            Mode::Block
+        } else {
+            Mode::Replies
+        };
+        st.flush(io, false, mode)
+    }
+
+    /// Ends the connection after an I/O error (not a timeout): the core
+    /// learns that the transport is gone, `close_frame` reports 1006 with
+    /// the error's kind, and later receive calls return `None`.
+    fn fail(&mut self, st: &Core, e: io::Error) -> Error {
+        {
+            let mut conn = lock(&st.conn);
+            conn.handle_eof();
+            // Nothing more will be read: the core ends its event stream with
+            // its own 1006 (so its state is `Closed`), which is not returned.
+            self.buf.clear();
+            let _ = conn.next_event(&mut self.buf);
+        }
+        if self.close.is_none() {
+            self.close = Some(CloseFrame::new(CloseCode::ABNORMAL, e.kind().to_string()));
+        }
+        self.finish(st);
+        Error::Io(e)
     }
 
     /// Returns what [`read_available`](Self::read_available) kept: the
@@ -260,18 +515,23 @@ impl Reader {
     {
         if let Some(event) = self.stashed.take() {
             // Replies not yet written go out now, as in `recv_event`.
-            let _ = st.flush(io, false);
+            let _ = self.flush(st, io);
             if matches!(event, Event::Close(_)) {
                 self.finish(st);
             }
             return Some(Ok(event));
         }
         let error = self.error.take()?;
-        let _ = st.flush(io, false);
-        if matches!(error, Error::Protocol(_)) {
-            self.finish(st);
+        let _ = self.flush(st, io);
+        match error {
+            Error::Io(e) => Some(Err(self.fail(st, e))),
+            error => {
+                if matches!(error, Error::Protocol(_)) {
+                    self.finish(st);
+                }
+                Some(Err(error))
+            }
         }
-        Some(Err(error))
     }
 
     /// Reads what the stream already has, without waiting, so that pings are
@@ -331,11 +591,9 @@ impl Reader {
                 }
             }
         }
-        if lock(&st.conn).wants_write() {
-            // Best effort: a failure stays with the core or the queue, for
-            // the next call to meet.
-            let _ = st.flush(io, true);
-        }
+        // Best effort, as while receiving: a failure stays with the core or
+        // the queue, for the next call to meet.
+        let _ = self.flush(st, io);
     }
 
     /// The run loop: drain an event, flush, re-arm the timer, read.
@@ -354,8 +612,10 @@ impl Reader {
             let polled = lock(&st.conn).next_event(&mut self.buf);
             match polled {
                 Ok(Some(event)) => {
-                    // Opportunistic: pongs and the Close echo go out now.
-                    let _ = st.flush(io, false);
+                    // Pongs go out now if the stream takes them without
+                    // waiting (the rest with the next write); the Close echo
+                    // is written bounded by the close timeout.
+                    let _ = self.flush(st, io);
                     if let Event::Close(frame) = &event {
                         self.close = Some(frame.clone());
                         self.finish(st);
@@ -364,13 +624,16 @@ impl Reader {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = st.flush(io, false);
+                    // Its Close goes out first, bounded by the close timeout.
+                    let _ = self.flush(st, io);
                     self.finish(st);
                     return Some(Err(e.into()));
                 }
             }
-            if let Err(e) = st.flush(io, false) {
-                return Some(Err(e.into()));
+            match self.flush(st, io) {
+                Ok(()) => {}
+                Err(e) if is_timeout(&e) => return Some(Err(e.into())),
+                Err(e) => return Some(Err(self.fail(st, e))),
             }
             let now = st.origin.elapsed();
             let deadline = lock(&st.conn).poll_timeout(now);
@@ -398,10 +661,7 @@ impl Reader {
                 // The core's deadline: loop to handle_timeout. The caller's: report.
                 Err(e) if is_timeout(&e) && by_core => {}
                 Err(e) if is_timeout(&e) => return Some(Err(e.into())),
-                Err(e) => {
-                    lock(&st.conn).handle_eof();
-                    return Some(Err(e.into()));
-                }
+                Err(e) => return Some(Err(self.fail(st, e))),
             }
         }
     }
@@ -451,10 +711,18 @@ impl<S: Transport> WebSocket<S> {
     /// `None` once the close handshake finished, the transport ended or after
     /// an error was returned; then [`close_frame`](Self::close_frame) tells
     /// why. A protocol error is returned once, after its Close frame was sent
-    /// and the transport shut down. A read timeout returns `Error::Io`
+    /// (bounded by the close timeout) and the transport shut down; so is an
+    /// I/O error that ends the connection (e.g. a reset), after which
+    /// `close_frame` reports 1006. A read timeout returns `Error::Io`
     /// (`WouldBlock` / `TimedOut`) and loses nothing: call again. What
     /// [`flush`](Self::flush) read while the application only sent comes
     /// first.
+    ///
+    /// Replies to pings are written without waiting for the stream
+    /// ([`Transport::write_nonblocking`]): what it does not take stays queued
+    /// for the next write, so a peer that never reads cannot block this
+    /// call. What the application queued with [`feed`](Self::feed) and did
+    /// not flush is written as `flush` would, blocking.
     pub fn recv(&mut self) -> Option<Result<Message>> {
         self.reader.recv(&self.core, &mut &mut self.stream)
     }
@@ -495,7 +763,7 @@ impl<S: Transport> WebSocket<S> {
     /// Streams without the capability, like [`Plain`](crate::Plain) ones,
     /// answer pings only while receiving.
     pub fn flush(&mut self) -> Result<()> {
-        self.core.flush(&mut &mut self.stream, true)?;
+        self.core.flush(&mut &mut self.stream, true, Mode::Block)?;
         self.reader
             .read_available(&self.core, &mut &mut self.stream);
         Ok(())
@@ -511,7 +779,9 @@ impl<S: Transport> WebSocket<S> {
     /// Closes: sends a Close with `code` and `reason` (unless one was sent),
     /// then reads (discarding data) until the peer's Close arrives, the
     /// transport ends or the core's close timeout fires, and shuts the
-    /// transport down. After a read timeout, call again.
+    /// transport down. Writing the Close (and what was queued before it) is
+    /// bounded by the close timeout too: past it the connection is given up
+    /// (1006). After a read or write timeout of the stream's own, call again.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         self.core.close(&mut &mut self.stream, code, reason)?;
         while let Some(event) = self.recv_event() {
@@ -530,7 +800,12 @@ impl<S: Transport> WebSocket<S> {
         Ok(())
     }
 
-    /// Why the connection ended: the peer's Close frame, or code 1006.
+    /// Why the connection ended: the peer's Close frame, or code 1006
+    /// ([`CloseCode::ABNORMAL`]) when it ended without one: the transport
+    /// ended, a keepalive or close timeout gave up on the peer, or an I/O
+    /// error ended it (the reason is then the error's kind, e.g.
+    /// "connection reset"; the error itself was returned once by the
+    /// receive call). `None` while the connection is open.
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         self.reader.close.as_ref()
     }
@@ -576,8 +851,11 @@ where
     ///
     /// The connection sits behind a mutex held only for short calls; writes
     /// hold a small write mutex. Pongs and Close replies produced while
-    /// receiving are written by the reader when the write side is free, and
-    /// otherwise by the writer as it finishes its current write.
+    /// receiving are written by the reader when the write side is free
+    /// (pongs without waiting for the stream, what it does not take then
+    /// left queued), and otherwise by the writer as it finishes its current
+    /// write. The reader never blocks on writing, except to send the final
+    /// Close of a finished connection (bounded by the close timeout).
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
         let shared = Arc::new(Shared {
             stream: self.stream,
@@ -586,10 +864,9 @@ where
         let write = WriteHalf {
             shared: Arc::clone(&shared),
         };
-        let read = ReadHalf {
-            shared,
-            reader: self.reader,
-        };
+        let mut reader = self.reader;
+        reader.split = true;
+        let read = ReadHalf { shared, reader };
         (read, write)
     }
 }
@@ -620,10 +897,12 @@ fn reunite<S>(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<WebSocket<S>> {
     drop(write);
     let shared =
         Arc::try_unwrap(read.shared).map_err(|_| io::Error::other("a half is still shared"))?;
+    let mut reader = read.reader;
+    reader.split = false;
     Ok(WebSocket {
         stream: shared.stream,
         core: shared.core,
-        reader: read.reader,
+        reader,
     })
 }
 
@@ -691,7 +970,10 @@ where
     /// Like [`WebSocket::flush`], but never reads (the [`ReadHalf`] does);
     /// also writes pongs the reader could not.
     pub fn flush(&mut self) -> Result<()> {
-        Ok(self.shared.core.flush(&mut &self.shared.stream, true)?)
+        Ok(self
+            .shared
+            .core
+            .flush(&mut &self.shared.stream, true, Mode::Block)?)
     }
 
     /// Like [`WebSocket::ping`].
@@ -703,10 +985,11 @@ where
         self.flush()
     }
 
-    /// Sends a Close and waits until the [`ReadHalf`] has received the
-    /// peer's Close (so it must keep receiving) or the core's close timeout
-    /// fires; then shuts the transport down, which also wakes a reader still
-    /// blocked after a timeout (its `recv` then reports 1006).
+    /// Sends a Close (writing it is bounded by the close timeout too) and
+    /// waits until the [`ReadHalf`] has received the peer's Close (so it
+    /// must keep receiving) or the core's close timeout fires; then shuts the
+    /// transport down, which also wakes a reader still blocked after a
+    /// timeout (its `recv` then reports 1006).
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         let shared = &*self.shared;
         let st = &shared.core;

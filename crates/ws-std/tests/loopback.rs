@@ -978,3 +978,206 @@ fn tcp_read_nonblocking_restores_blocking_mode() {
         Some(0)
     );
 }
+
+/// Pings of 125 bytes from a raw client that never reads: enough pongs to
+/// fill the client's receive buffer and the server's send buffer (neither
+/// grows while nobody reads).
+const FLOOD: usize = 60_000;
+
+/// A ping flood from a raw client that never reads, then a text message:
+/// the server (whole, or the `ReadHalf` of a split one) keeps receiving,
+/// because it never blocks on writing its pongs.
+fn ping_flood(split: bool) {
+    bounded(60, move || {
+        let (seen_tx, seen_rx) = mpsc::channel();
+        let (url, server) = serve_one(move |stream| {
+            let ws = ws_std::accept(stream).unwrap();
+            let mut pings = 0;
+            let mut texts = Vec::new();
+            let mut on_event = |event: Event| match event {
+                Event::Ping(_) => pings += 1,
+                Event::Message(message) => {
+                    texts.push(message.clone());
+                    let _ = seen_tx.send(message);
+                }
+                _ => {}
+            };
+            let close = if split {
+                let (mut read, write) = ws.split();
+                while let Some(event) = read.recv_event() {
+                    on_event(event.unwrap());
+                }
+                drop(write);
+                read.close_frame().cloned()
+            } else {
+                let mut ws = ws;
+                while let Some(event) = ws.recv_event() {
+                    on_event(event.unwrap());
+                }
+                ws.close_frame().cloned()
+            };
+            (pings, texts, close)
+        });
+        let (mut raw, _) = raw_client(&url);
+        raw.set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let ping = client_frame(0x89, &[0xa5; 125]);
+        let batch: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 1000)
+            .collect();
+        for i in 0..FLOOD / 1000 {
+            if let Err(e) = raw.write_all(&batch) {
+                panic!("ping batch {i}: {e} (the server stopped reading)");
+            }
+        }
+        raw.write_all(&client_frame(0x81, b"after-flood")).unwrap();
+        let seen = seen_rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(
+            seen.expect("the message after the flood"),
+            Message::text("after-flood")
+        );
+        // Now read: the queued pongs (far fewer than the pings), then the
+        // echo of our Close and the end of the stream.
+        raw.write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+            .unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut bytes = Vec::new();
+        raw.read_to_end(&mut bytes).unwrap();
+        let mut pongs = 0;
+        let mut rest = &bytes[..];
+        let close = loop {
+            assert!(rest.len() >= 2, "the stream ended without a Close");
+            let len = usize::from(rest[1]);
+            assert!(len < 126);
+            let (frame, tail) = rest.split_at(2 + len);
+            rest = tail;
+            match frame[0] {
+                0x8a => pongs += 1,
+                0x88 => break frame[2..].to_vec(),
+                other => panic!("unexpected frame {other:#x}"),
+            }
+        };
+        assert_eq!(close, 1000u16.to_be_bytes());
+        assert!(rest.is_empty());
+        assert!(pongs < FLOOD, "{pongs} pongs");
+        let (pings, texts, close) = server.join().unwrap();
+        assert_eq!(pings, FLOOD);
+        assert_eq!(texts, [Message::text("after-flood")]);
+        assert_eq!(close.unwrap().code, CloseCode::NORMAL);
+    });
+}
+
+#[test]
+fn ping_flood_from_a_peer_that_never_reads() {
+    ping_flood(false);
+}
+
+#[test]
+fn split_reader_survives_a_ping_flood_from_a_peer_that_never_reads() {
+    ping_flood(true);
+}
+
+#[test]
+fn keepalive_sends_its_close_before_giving_up() {
+    bounded(10, || {
+        let config = Config::default().with_keepalive(
+            Some(Duration::from_millis(100)),
+            Some(Duration::from_millis(200)),
+        );
+        let (url, server) = serve_one(move |stream| {
+            let mut ws =
+                ws_std::accept_with(stream, &Options::default().with_config(config)).unwrap();
+            while let Some(message) = ws.recv() {
+                message.unwrap();
+            }
+            ws.close_frame().cloned()
+        });
+        // The raw peer reads only once the server gave up.
+        let (mut raw, _) = raw_client(&url);
+        let close = server.join().unwrap().unwrap();
+        assert_eq!(close.code, CloseCode::ABNORMAL);
+        let mut bytes = Vec::new();
+        raw.read_to_end(&mut bytes).unwrap();
+        // The keepalive ping, then Close 1011 (best effort, but the socket
+        // buffer had room), then the end of the stream.
+        assert_eq!(&bytes[..2], [0x89, 0]);
+        assert_eq!(bytes[2], 0x88);
+        assert_eq!(&bytes[4..6], 1011u16.to_be_bytes());
+        assert_eq!(bytes.len(), 4 + usize::from(bytes[3]));
+    });
+}
+
+#[test]
+fn an_io_error_is_returned_once_then_close_frame_reports_1006() {
+    bounded(10, || {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (url, server) = serve_one(move |stream| {
+            let mut ws = ws_std::accept(stream).unwrap();
+            // Sent once the client read the whole handshake response, so
+            // that these bytes stay unread in its socket.
+            ready_rx.recv().unwrap();
+            ws.send(Message::text("never read")).unwrap();
+            let first = ws.recv();
+            let second = ws.recv();
+            (first, second.is_none(), ws.close_frame().cloned())
+        });
+        let (raw, rest) = raw_client(&url);
+        assert!(rest.is_empty());
+        ready_tx.send(()).unwrap();
+        // Closing a socket with unread bytes resets the connection.
+        let mut byte = [0u8];
+        assert_eq!(raw.peek(&mut byte).unwrap(), 1);
+        drop(raw);
+        let (first, second_is_none, close) = server.join().unwrap();
+        match first {
+            Some(Err(Error::Io(e))) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+            other => panic!("expected the reset, got {other:?}"),
+        }
+        assert!(second_is_none);
+        let close = close.expect("a close frame is recorded");
+        assert_eq!(close.code, CloseCode::ABNORMAL);
+        assert_eq!(close.reason, "connection reset");
+    });
+}
+
+#[test]
+fn tcp_write_nonblocking_never_waits_and_restores_blocking_mode() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let chunk = [7u8; 64 * 1024];
+    let mut written = 0;
+    // Nobody reads: the socket buffers fill up, and then it takes nothing.
+    while let Some(n) = Transport::write_nonblocking(&client, &[IoSlice::new(&chunk)]).unwrap() {
+        written += n;
+        assert!(written < 1 << 30, "the buffers never filled");
+    }
+    assert!(written > 0);
+    // Blocking again: a write waits for its timeout instead of failing at once.
+    client
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let err = (&client).write(&chunk).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    // Everything written arrives.
+    drop(client);
+    let mut received = Vec::new();
+    server.read_to_end(&mut received).unwrap();
+    assert_eq!(received.len(), written);
+}
+
+#[test]
+fn plain_streams_do_not_write_without_blocking() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = ws_std::Plain(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    let err = Transport::write_nonblocking(&client, &[IoSlice::new(b"x")]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+}

@@ -9,62 +9,11 @@ use tokio::{
     net::TcpStream,
 };
 use ws_proto::{
-    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, HandshakeConfig,
-    HandshakeError, Request, Role, ServerHandshake,
+    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, HandshakeError, Request,
+    Role, ServerHandshake,
 };
 
-use crate::{Result, WebSocket};
-
-/// Settings for the handshake and the connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Options {
-    /// The connection's limits and timers.
-    pub config: Config,
-    /// Limits on the HTTP head of the handshake.
-    pub handshake: HandshakeConfig,
-    /// Bounds the whole handshake (for [`connect`], DNS and TCP connect
-    /// too); `None` waits forever. Default: 10 s.
-    pub handshake_timeout: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            handshake: HandshakeConfig::default(),
-            handshake_timeout: Some(Duration::from_secs(10)),
-        }
-    }
-}
-
-impl Options {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets [`config`](Self::config).
-    #[must_use]
-    pub fn with_config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets [`handshake`](Self::handshake).
-    #[must_use]
-    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
-        self.handshake = handshake;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    #[must_use]
-    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
-}
+use crate::{Options, Result, WebSocket};
 
 /// Runs `fut` within `limit`; running out is [`io::ErrorKind::TimedOut`].
 async fn within<T>(limit: Option<Duration>, fut: impl Future<Output = Result<T>>) -> Result<T> {

@@ -49,7 +49,6 @@
 
 extern crate alloc;
 
-mod error;
 mod handshake;
 mod socket;
 mod split;
@@ -60,11 +59,10 @@ pub use ws_proto::{
     Utf8Bytes, bytes::Bytes,
 };
 
+pub use ws_proto::driver::{Error, Options, Result};
+
 pub use crate::{
-    error::{Error, Result},
-    handshake::{
-        Incoming, Options, accept, accept_with, client, connect, connect_with, read_request,
-    },
+    handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
 };
