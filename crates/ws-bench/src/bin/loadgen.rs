@@ -1,0 +1,398 @@
+//! The load generator: one `current_thread` tokio runtime (pin it to its own
+//! core), hand-written client handshakes with a fixed key, pre-built masked
+//! frames written again and again without copies, and echoes counted by
+//! parsing frame headers only.
+//!
+//! ```text
+//! loadgen bench --port P --conns C --size S --in-flight F [--kind text|binary]
+//!               [--warmup 1] [--secs 3] [--server-pid PID] [--stats-port Q]
+//! loadgen idle  --port P --conns C
+//! ```
+//!
+//! `bench` prints one line: `RESULT key=value ...` with `msgs_per_sec`
+//! (echoes received per second after the warm-up), `loadgen_cpu` (this
+//! process's CPU time / wall time: 1.0 is a full core), `server_cpu` (the
+//! same for `--server-pid`), `other_cpu` (busy time of the whole machine
+//! not spent in these two processes, in cores), and with `--stats-port`
+//! (a `bench_server_counting`), `allocs_per_msg` and `reallocs_per_msg`.
+//!
+//! `idle` opens the connections, prints `CONNECTED <n>`, waits for a line
+//! on stdin, sends one 16-byte text message on each connection and waits
+//! for every echo, prints `ECHOED`, then waits for end of input.
+
+use std::{
+    collections::HashMap,
+    io::{self, BufRead, Write},
+    mem::MaybeUninit,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use socket2::SockRef;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt, Interest},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::Semaphore,
+};
+use ws_bench::{
+    BoxError,
+    frame::{BINARY, EchoCounter, TEXT, masked_frame},
+    procfs, tune,
+};
+
+/// Echoes received on all connections.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Connections that failed.
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+
+/// Frames up to this many bytes (all in flight together) go out in one
+/// write from a pre-built batch.
+const BATCH_LIMIT: usize = 64 * 1024;
+const READ_SIZE: usize = 128 * 1024;
+/// Payload remainders at least this long are discarded in the kernel.
+const DISCARD_ABOVE: u64 = 4096;
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(args: &[String]) -> Result<Self, BoxError> {
+        let mut map = HashMap::new();
+        let mut it = args.iter();
+        while let Some(key) = it.next() {
+            let key = key
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected {key}"))?;
+            let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+            map.insert(key.to_owned(), value.clone());
+        }
+        Ok(Self(map))
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str, default: Option<T>) -> Result<T, BoxError> {
+        match self.0.get(key) {
+            Some(v) => v.parse().map_err(|_| format!("bad --{key} {v}").into()),
+            None => default.ok_or_else(|| format!("--{key} is required").into()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => Args::parse(&args[1..]).and_then(|a| runtime.block_on(bench(&a))),
+        Some("idle") => Args::parse(&args[1..]).and_then(|a| idle(&runtime, &a)),
+        _ => Err("usage: loadgen bench|idle --port P --conns C ... (see the source)".into()),
+    };
+    match result {
+        Ok(()) => {
+            // Connections and tasks are simply dropped with the process.
+            let _ = io::stdout().flush();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects and does the client handshake; returns bytes read past the 101.
+async fn connect(port: u16) -> Result<(TcpStream, Vec<u8>), BoxError> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    tune::tune(&stream)?;
+    stream.write_all(REQUEST).await?;
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("end of stream in the handshake".into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !head.starts_with(b"HTTP/1.1 101") {
+                return Err(
+                    format!("handshake refused: {}", String::from_utf8_lossy(&head)).into(),
+                );
+            }
+            return Ok((stream, head[end + 4..].to_vec()));
+        }
+        if head.len() > 16 * 1024 {
+            return Err("response head too long".into());
+        }
+    }
+}
+
+async fn connect_all(port: u16, conns: usize) -> Result<Vec<(TcpStream, Vec<u8>)>, BoxError> {
+    let mut all = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        all.push(connect(port).await?);
+    }
+    Ok(all)
+}
+
+/// Keeps the semaphore's permits' worth of frames in flight.
+async fn writer(
+    mut w: OwnedWriteHalf,
+    in_flight: Arc<Semaphore>,
+    frame_len: usize,
+    batch: Bytes,
+) -> Result<(), BoxError> {
+    let max_batch = batch.len() / frame_len;
+    loop {
+        in_flight.acquire().await?.forget();
+        let mut k = 1;
+        let extra = in_flight.available_permits().min(max_batch - 1);
+        if extra > 0
+            && let Ok(permits) = in_flight.try_acquire_many(extra as u32)
+        {
+            permits.forget();
+            k += extra;
+        }
+        w.write_all(&batch[..k * frame_len]).await?;
+    }
+}
+
+/// Counts echoes and releases one in-flight slot per echo. Headers are read;
+/// large payload remainders are discarded in the kernel (`recv` with
+/// `MSG_TRUNC`, which TCP on Linux supports), never copied to user space.
+async fn reader(
+    mut r: OwnedReadHalf,
+    in_flight: Arc<Semaphore>,
+    leftover: Vec<u8>,
+) -> Result<(), BoxError> {
+    let mut counter = EchoCounter::new();
+    let mut buf = vec![0; READ_SIZE];
+    // Only its length matters: MSG_TRUNC writes nothing into it.
+    let mut discard = vec![MaybeUninit::<u8>::uninit(); READ_SIZE];
+    let mut n = leftover.len();
+    buf[..n].copy_from_slice(&leftover);
+    loop {
+        let done = if n > 0 {
+            counter
+                .feed(&buf[..n])
+                .map_err(|e| format!("bad echo stream: {e:?}"))?
+        } else {
+            0
+        };
+        if done > 0 {
+            RECEIVED.fetch_add(done, Ordering::Relaxed);
+            in_flight.add_permits(done as usize);
+        }
+        let left = counter.payload_left();
+        if left >= DISCARD_ABOVE {
+            let want = left.min(READ_SIZE as u64) as usize;
+            let stream: &TcpStream = r.as_ref();
+            let dropped = match stream.try_io(Interest::READABLE, || {
+                SockRef::from(stream).recv_with_flags(&mut discard[..want], libc::MSG_TRUNC)
+            }) {
+                Ok(dropped) => dropped,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    r.readable().await?;
+                    n = 0;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if dropped == 0 {
+                return Err("the server closed the connection".into());
+            }
+            if counter.discard(dropped as u64) > 0 {
+                RECEIVED.fetch_add(1, Ordering::Relaxed);
+                in_flight.add_permits(1);
+            }
+            n = 0;
+            continue;
+        }
+        n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+    }
+}
+
+fn failed(e: &BoxError) {
+    if ERRORS.fetch_add(1, Ordering::Relaxed) == 0 {
+        eprintln!("loadgen: connection failed: {e}");
+    }
+}
+
+async fn query_stats(port: u16) -> Result<[u64; 3], BoxError> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut line = String::new();
+    stream.read_to_string(&mut line).await?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    Ok([v[0], v[1], v[2]])
+}
+
+struct Snapshot {
+    at: Instant,
+    received: u64,
+    own_cpu: f64,
+    server_cpu: f64,
+    machine_busy: f64,
+    stats: Option<[u64; 3]>,
+}
+
+async fn snapshot(server_pid: Option<u32>, stats_port: Option<u16>) -> Result<Snapshot, BoxError> {
+    let stats = match stats_port {
+        Some(port) => Some(query_stats(port).await?),
+        None => None,
+    };
+    Ok(Snapshot {
+        at: Instant::now(),
+        received: RECEIVED.load(Ordering::Relaxed),
+        own_cpu: procfs::cpu_seconds(std::process::id())?,
+        server_cpu: match server_pid {
+            Some(pid) => procfs::cpu_seconds(pid)?,
+            None => f64::NAN,
+        },
+        machine_busy: procfs::machine_busy_seconds()?,
+        stats,
+    })
+}
+
+async fn bench(args: &Args) -> Result<(), BoxError> {
+    let port: u16 = args.get("port", None)?;
+    let conns: usize = args.get("conns", None)?;
+    let size: usize = args.get("size", None)?;
+    let in_flight: usize = args.get("in-flight", None)?;
+    let opcode = match args.get("kind", Some("text".to_owned()))?.as_str() {
+        "text" => TEXT,
+        "binary" => BINARY,
+        other => return Err(format!("bad --kind {other}").into()),
+    };
+    let warmup: f64 = args.get("warmup", Some(1.0))?;
+    let secs: f64 = args.get("secs", Some(3.0))?;
+    let server_pid: Option<u32> = args.0.get("server-pid").and_then(|p| p.parse().ok());
+    let stats_port: Option<u16> = args.0.get("stats-port").and_then(|p| p.parse().ok());
+    if in_flight == 0 || conns == 0 {
+        return Err("--conns and --in-flight must be positive".into());
+    }
+
+    let frame = masked_frame(opcode, size);
+    let frame_len = frame.len();
+    // Small frames: all in flight pre-concatenated, so a burst is one write.
+    // Large ones: the same bytes written again, never copied.
+    let copies = if frame_len * in_flight <= BATCH_LIMIT {
+        in_flight
+    } else {
+        1
+    };
+    let batch = Bytes::from(frame.repeat(copies));
+
+    for (stream, leftover) in connect_all(port, conns).await? {
+        let (r, w) = stream.into_split();
+        let slots = Arc::new(Semaphore::new(in_flight));
+        let (slots2, batch) = (Arc::clone(&slots), batch.clone());
+        tokio::spawn(async move {
+            if let Err(e) = writer(w, slots2, frame_len, batch).await {
+                failed(&e);
+            }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = reader(r, slots, leftover).await {
+                failed(&e);
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+    let start = snapshot(server_pid, stats_port).await?;
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let end = snapshot(server_pid, stats_port).await?;
+
+    let wall = end.at.duration_since(start.at).as_secs_f64();
+    let echoes = end.received - start.received;
+    let own = end.own_cpu - start.own_cpu;
+    let server = end.server_cpu - start.server_cpu;
+    let other =
+        (end.machine_busy - start.machine_busy) - own - if server.is_nan() { 0.0 } else { server };
+    let mut line = format!(
+        "RESULT msgs_per_sec={:.0} echoes={echoes} secs={wall:.3} loadgen_cpu={:.3} \
+         server_cpu={:.3} other_cpu={:.3} errors={}",
+        echoes as f64 / wall,
+        own / wall,
+        server / wall,
+        (other / wall).max(0.0),
+        ERRORS.load(Ordering::Relaxed),
+    );
+    if let (Some(a), Some(b)) = (start.stats, end.stats) {
+        let n = (b[2] - a[2]).max(1) as f64;
+        line += &format!(
+            " server_echoes={} allocs_per_msg={:.3} reallocs_per_msg={:.3}",
+            b[2] - a[2],
+            (b[0] - a[0]) as f64 / n,
+            (b[1] - a[1]) as f64 / n
+        );
+    }
+    println!("{line}");
+    if echoes == 0 || ERRORS.load(Ordering::Relaxed) > 0 {
+        return Err("connections failed or nothing was echoed".into());
+    }
+    Ok(())
+}
+
+fn idle(runtime: &tokio::runtime::Runtime, args: &Args) -> Result<(), BoxError> {
+    let port: u16 = args.get("port", None)?;
+    let conns: usize = args.get("conns", None)?;
+    let mut all = runtime.block_on(connect_all(port, conns))?;
+    println!("CONNECTED {}", all.len());
+    io::stdout().flush()?;
+    let stdin = io::stdin();
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let frame = masked_frame(TEXT, 16);
+    runtime.block_on(async {
+        let mut buf = vec![0; 4096];
+        for (stream, _) in &mut all {
+            stream.write_all(&frame).await?;
+            let mut counter = EchoCounter::new();
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Err::<(), BoxError>("the server closed a connection".into());
+                }
+                if counter
+                    .feed(&buf[..n])
+                    .map_err(|e| format!("bad echo: {e:?}"))?
+                    > 0
+                {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    println!("ECHOED");
+    io::stdout().flush()?;
+    line.clear();
+    while stdin.lock().read_line(&mut line)? > 0 {
+        line.clear();
+    }
+    Ok(())
+}

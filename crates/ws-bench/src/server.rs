@@ -1,0 +1,211 @@
+//! The echo server, once per library: a `current_thread` tokio runtime, one
+//! task per connection, each text or binary message sent back as it came
+//! (text as text, UTF-8 validated as each library does by default).
+//!
+//! Every library runs with its default configuration: all four accept
+//! frames and messages of at least 16 MiB by default (ws-tokio 16 MiB
+//! frames / 64 MiB messages, tungstenite 16 / 64 MiB, fastwebsockets
+//! 64 MiB, tokio-websockets 64 MiB), so no limit is changed.
+
+use std::{
+    io::{self, Write},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::{BoxError, tune};
+
+/// Messages echoed by this process (all connections).
+pub static ECHOES: AtomicU64 = AtomicU64::new(0);
+
+fn echoed() {
+    ECHOES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The library a server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Library {
+    /// This workspace's `ws-tokio`.
+    WsTokio,
+    /// `tokio-tungstenite` 0.30.
+    TokioTungstenite,
+    /// `fastwebsockets` 0.10.
+    Fastwebsockets,
+    /// `tokio-websockets` 0.13.
+    TokioWebsockets,
+}
+
+impl Library {
+    /// Every library, ws-tokio first.
+    pub const ALL: [Self; 4] = [
+        Self::WsTokio,
+        Self::TokioTungstenite,
+        Self::Fastwebsockets,
+        Self::TokioWebsockets,
+    ];
+
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::WsTokio => "ws-tokio",
+            Self::TokioTungstenite => "tokio-tungstenite",
+            Self::Fastwebsockets => "fastwebsockets",
+            Self::TokioWebsockets => "tokio-websockets",
+        }
+    }
+
+    /// The library called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+/// Runs the echo server of `library` on `127.0.0.1:port` until killed,
+/// printing `READY` once it listens. With `report`, it also answers every
+/// connection to `port + 1` with `report()` (the allocation counters of
+/// `bench_server_counting`).
+pub fn run(library: Library, port: u16, report: Option<fn() -> String>) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        tune::set_congestion(&listener)?;
+        if let Some(report) = report {
+            let control = TcpListener::bind(("127.0.0.1", port + 1)).await?;
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = control.accept().await {
+                    let _ = stream.write_all(report().as_bytes()).await;
+                }
+            });
+        }
+        let mut stdout = io::stdout();
+        writeln!(stdout, "READY")?;
+        stdout.flush()?;
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(async move {
+                        // Load generators vanish at the end of each run.
+                        let _ = serve(library, stream).await;
+                    });
+                }
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+async fn serve(library: Library, stream: TcpStream) -> Result<(), BoxError> {
+    tune::tune(&stream)?;
+    match library {
+        Library::WsTokio => ws_tokio_echo(stream).await,
+        Library::TokioTungstenite => tokio_tungstenite_echo(stream).await,
+        Library::Fastwebsockets => fastwebsockets_echo(stream).await,
+        Library::TokioWebsockets => tokio_websockets_echo(stream).await,
+    }
+}
+
+async fn ws_tokio_echo(stream: TcpStream) -> Result<(), BoxError> {
+    let mut ws = ws_tokio::accept(stream).await?;
+    while let Some(message) = ws.recv().await {
+        ws.send(message?).await?;
+        echoed();
+    }
+    Ok(())
+}
+
+async fn tokio_tungstenite_echo(stream: TcpStream) -> Result<(), BoxError> {
+    let mut ws = tokio_tungstenite::accept_async(stream).await?;
+    while let Some(message) = ws.next().await {
+        let message = message?;
+        if message.is_text() || message.is_binary() {
+            ws.send(message).await?;
+            echoed();
+        }
+    }
+    Ok(())
+}
+
+async fn fastwebsockets_echo(mut stream: TcpStream) -> Result<(), BoxError> {
+    use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
+    // fastwebsockets' documented entry point without hyper: the HTTP
+    // handshake is the application's, then `after_handshake`.
+    accept_by_hand(&mut stream).await?;
+    let mut ws = FragmentCollector::new(WebSocket::after_handshake(stream, Role::Server));
+    loop {
+        let frame = ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Close => return Ok(()),
+            OpCode::Text | OpCode::Binary => {
+                ws.write_frame(frame).await?;
+                echoed();
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn tokio_websockets_echo(stream: TcpStream) -> Result<(), BoxError> {
+    let (_request, mut ws) = tokio_websockets::ServerBuilder::new()
+        .accept(stream)
+        .await?;
+    while let Some(message) = ws.next().await {
+        let message = message?;
+        if message.is_text() || message.is_binary() {
+            ws.send(message).await?;
+            echoed();
+        }
+    }
+    Ok(())
+}
+
+/// A minimal server handshake for fastwebsockets: reads the request head,
+/// answers 101 with the `Sec-WebSocket-Accept` of its key. The load
+/// generator sends nothing before the 101, so no byte is read past the head.
+async fn accept_by_hand(stream: &mut TcpStream) -> Result<(), BoxError> {
+    use base64::Engine as _;
+    use sha1::{Digest, Sha1};
+
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = [0; 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("end of stream in the handshake".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        let httparse::Status::Complete(len) = request.parse(&buf)? else {
+            continue;
+        };
+        if len != buf.len() {
+            return Err("bytes after the request head".into());
+        }
+        let key = request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
+            .ok_or("no Sec-WebSocket-Key")?
+            .value;
+        let digest = Sha1::new().chain_update(key).chain_update(GUID).finalize();
+        let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        stream.write_all(response.as_bytes()).await?;
+        return Ok(());
+    }
+}
