@@ -354,9 +354,14 @@ fn poll_recv_event(
             Ok(_) => {}
             Err(e) => {
                 (rd.eof, rd.done) = (true, true);
+                let mut core = io.core();
+                if core.conn.is_finished() {
+                    // The close handshake was complete: a reset now is only
+                    // how some peers hang up (Autobahn's server aborts).
+                    return Poll::Ready(None);
+                }
                 // Complete messages were drained before reading: what the core
                 // reports now is the 1006 close, kept for `close_frame`.
-                let mut core = io.core();
                 core.conn.handle_eof();
                 if let Ok(Some(Event::Close(frame))) = core.conn.next_event(&mut rd.buf) {
                     rd.close_frame = Some(frame);
