@@ -107,11 +107,13 @@ pub fn run(library: Library, port: u16, report: Option<fn() -> String>) -> io::R
 
 async fn serve(library: Library, stream: TcpStream) -> Result<(), BoxError> {
     tune::tune(&stream)?;
+    // Boxed one by one: an unboxed match would make every connection's task
+    // as large as the largest library's future, skewing memory per connection.
     match library {
-        Library::WsTokio => ws_tokio_echo(stream).await,
-        Library::TokioTungstenite => tokio_tungstenite_echo(stream).await,
-        Library::Fastwebsockets => fastwebsockets_echo(stream).await,
-        Library::TokioWebsockets => tokio_websockets_echo(stream).await,
+        Library::WsTokio => Box::pin(ws_tokio_echo(stream)).await,
+        Library::TokioTungstenite => Box::pin(tokio_tungstenite_echo(stream)).await,
+        Library::Fastwebsockets => Box::pin(fastwebsockets_echo(stream)).await,
+        Library::TokioWebsockets => Box::pin(tokio_websockets_echo(stream)).await,
     }
 }
 
