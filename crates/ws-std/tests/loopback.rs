@@ -797,32 +797,44 @@ fn write_timeout_keeps_unwritten_bytes_for_the_next_flush() {
 fn pings_are_answered_while_the_application_only_sends() {
     bounded(20, || {
         let (pongs_tx, pongs_rx) = mpsc::channel();
+        let (pinged_tx, pinged_rx) = mpsc::channel::<()>();
         let (url, server) = serve_one(move |stream| {
-            let mut ws = ws_std::accept(stream).unwrap();
+            // The server reads on one half and pings from another thread, so
+            // that its own pings never read (and never swallow Pong events).
+            let (mut rx, mut tx) = ws_std::accept(stream).unwrap().split();
+            let (msg_tx, msg_rx) = mpsc::channel::<()>();
+            let pinger = thread::spawn(move || {
+                for i in 0..20 {
+                    msg_rx.recv().unwrap();
+                    tx.ping(Bytes::from(format!("p{i}"))).unwrap();
+                    pinged_tx.send(()).unwrap();
+                }
+                tx
+            });
             let mut pongs = Vec::new();
-            let mut messages = 0;
             while pongs.len() < 20 {
-                match ws.recv_event().unwrap().unwrap() {
-                    Event::Message(_) => {
-                        ws.ping(Bytes::from(format!("p{messages}"))).unwrap();
-                        messages += 1;
-                    }
+                match rx.recv_event().unwrap().unwrap() {
+                    Event::Message(_) => msg_tx.send(()).unwrap(),
                     Event::Pong(payload) => pongs.push(payload),
                     other => panic!("unexpected {other:?}"),
                 }
             }
             pongs_tx.send(pongs).unwrap();
+            let tx = pinger.join().unwrap();
             // Until the client's Close.
-            while let Some(event) = ws.recv_event() {
+            while let Some(event) = rx.recv_event() {
                 event.unwrap();
             }
+            let ws = ws_std::WebSocket::reunite(rx, tx).unwrap();
             ws.close_frame().cloned()
         });
         let (mut client, _) = ws_std::connect(&url).unwrap();
-        // The client never calls recv: its sends carry the pongs.
+        // The client never calls recv: its sends carry the pongs. It waits
+        // for each ping before the next send, so pings never pile up (the
+        // core may answer only the latest of several waiting pings).
         for i in 0..20 {
             client.send(Message::text(format!("m{i}"))).unwrap();
-            thread::sleep(Duration::from_millis(10));
+            pinged_rx.recv().unwrap();
         }
         // A flush with nothing queued answers the pings still arriving.
         let pongs = loop {
