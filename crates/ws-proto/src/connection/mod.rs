@@ -233,6 +233,15 @@ impl Connection {
         self.abandon
     }
 
+    /// Whether a timer may be running or about to start, i.e. whether
+    /// [`poll_timeout`](Self::poll_timeout) can return a deadline. When
+    /// false, it returns `None` whatever `now` is, so a caller may skip
+    /// reading its clock (which is most of the per-message timer cost).
+    pub fn has_timers(&self) -> bool {
+        matches!(self.timer, Timer::Pending | Timer::Armed(_))
+            || (self.config.ping_interval.is_some() && !self.close_sent && !self.finished)
+    }
+
     /// Whether bytes wait in [`outgoing`](Self::outgoing).
     pub fn wants_write(&self) -> bool {
         !self.out.is_empty()
@@ -914,6 +923,22 @@ mod tests {
         ));
         let _ = drain(&mut conn);
         conn.send(Message::text("b")).unwrap();
+    }
+
+    #[test]
+    fn has_timers_tells_when_poll_timeout_needs_no_clock() {
+        let mut conn = server(Config::default());
+        assert!(!conn.has_timers());
+        assert_eq!(conn.poll_timeout(Duration::MAX), None);
+        conn.close(CloseCode::NORMAL, "").unwrap();
+        assert!(conn.has_timers(), "the close timer waits to be armed");
+        let keepalive = server(Config::default().with_keepalive(Some(SECOND), None));
+        assert!(keepalive.has_timers());
+        let untimed = server(Config::default().with_close_timeout(None));
+        let mut untimed = untimed;
+        untimed.close(CloseCode::NORMAL, "").unwrap();
+        assert_eq!(untimed.poll_timeout(Duration::ZERO), None);
+        assert!(!untimed.has_timers());
     }
 
     #[test]
