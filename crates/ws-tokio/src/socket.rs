@@ -163,6 +163,9 @@ pub(crate) struct Receiver {
     /// An event read while the application was only sending, returned by the
     /// next receive call. At most one: reading stops behind a data message.
     stashed: Option<Event>,
+    /// Whether a receive call ran since the last flush: then the application
+    /// is reading, and a flush need not read for it.
+    receiving: bool,
     eof: bool,
     done: bool,
 }
@@ -178,6 +181,7 @@ impl Receiver {
             close_frame: None,
             error: None,
             stashed: None,
+            receiving: false,
             eof: false,
             done: false,
         }
@@ -216,6 +220,7 @@ impl Receiver {
         link: &mut L,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Event>>> {
+        self.receiving = true;
         if let Some(event) = self.stashed.take() {
             return Poll::Ready(Some(Ok(event)));
         }
@@ -223,25 +228,35 @@ impl Receiver {
             if self.done {
                 return Poll::Ready(None);
             }
-            let now = self.origin.elapsed();
+            let origin = self.origin;
             let failed = self.error.is_some();
             let buf = &mut self.buf;
-            let (step, wants_write, close_transport, closed, deadline) = link.with_conn(|conn| {
-                let step = if failed {
-                    Ok(None)
-                } else {
-                    conn.next_event(buf)
-                };
-                let deadline = conn.poll_timeout(now);
-                let closed = conn.state() == State::Closed;
-                (
-                    step,
-                    conn.wants_write(),
-                    conn.should_close_transport(),
-                    closed,
-                    deadline,
-                )
-            });
+            let (step, wants_write, close_transport, closed, (now, deadline)) =
+                link.with_conn(|conn| {
+                    let step = if failed {
+                        Ok(None)
+                    } else {
+                        conn.next_event(buf)
+                    };
+                    // The clock is read only when a timer may run, and only when
+                    // this call is about to wait: an event returns at once, and
+                    // the next call arms whatever it started.
+                    let timing = (failed || matches!(step, Ok(None) | Err(_))) && conn.has_timers();
+                    let now_and_deadline = if timing {
+                        let now = origin.elapsed();
+                        (now, conn.poll_timeout(now))
+                    } else {
+                        (Duration::ZERO, None)
+                    };
+                    let closed = conn.state() == State::Closed;
+                    (
+                        step,
+                        conn.wants_write(),
+                        conn.should_close_transport(),
+                        closed,
+                        now_and_deadline,
+                    )
+                });
             match step {
                 Ok(Some(event)) => {
                     if wants_write {
@@ -323,6 +338,11 @@ impl Receiver {
     /// and Pong events read here are kept only while nothing else waits
     /// (their automatic replies are sent regardless).
     pub(crate) fn poll_background<L: ReadLink>(&mut self, link: &mut L, cx: &mut Context<'_>) {
+        if core::mem::take(&mut self.receiving) {
+            // The application receives too (an echo loop, a select!): its
+            // next receive reads; reading here would only repeat the work.
+            return;
+        }
         // A few reads at most: this runs inside a send.
         for _ in 0..4 {
             if self.done || self.eof || self.error.is_some() {
