@@ -24,8 +24,19 @@ use crate::{BoxError, tune};
 /// Messages echoed by this process (all connections).
 pub static ECHOES: AtomicU64 = AtomicU64::new(0);
 
+/// With a value above 0, the process exits (status 0) right after its
+/// `EXIT_AFTER`-th echo has been sent, counted over all connections: what
+/// `bench_server --exit-after-echoes N` sets, so that a tool the server runs
+/// under (valgrind) writes its totals after a known amount of work.
+pub static EXIT_AFTER: AtomicU64 = AtomicU64::new(0);
+
 fn echoed() {
-    ECHOES.fetch_add(1, Ordering::Relaxed);
+    let n = ECHOES.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == EXIT_AFTER.load(Ordering::Relaxed) {
+        let _ = io::stdout().flush();
+        // Nothing is left to do: no destructor needs to run.
+        std::process::exit(0);
+    }
 }
 
 /// The library a server runs.

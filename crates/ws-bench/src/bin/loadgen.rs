@@ -6,6 +6,8 @@
 //! ```text
 //! loadgen bench --port P --conns C --size S --in-flight F [--kind text|binary]
 //!               [--warmup 1] [--secs 3] [--server-pid PID] [--stats-port Q]
+//! loadgen count --port P --conns C --size S --in-flight F --messages M
+//!               [--kind text|binary] [--timeout 600]
 //! loadgen idle  --port P --conns C
 //! ```
 //!
@@ -15,6 +17,12 @@
 //! same for `--server-pid`), `other_cpu` (busy time of the whole machine
 //! not spent in these two processes, in cores), and with `--stats-port`
 //! (a `bench_server_counting`), `allocs_per_msg` and `reallocs_per_msg`.
+//!
+//! `count` sends exactly M messages on each connection (F in flight), waits
+//! for all C * M echoes, prints `RESULT echoes=... secs=...`, then sends a
+//! Close frame on each connection (ignoring errors: a server started with
+//! `--exit-after-echoes C*M` is gone by then) and exits. It fails if the
+//! echoes do not all arrive within `--timeout` seconds.
 //!
 //! `idle` opens the connections, prints `CONNECTED <n>`, waits for a line
 //! on stdin, sends one 16-byte text message on each connection and waits
@@ -102,8 +110,9 @@ fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("bench") => Args::parse(&args[1..]).and_then(|a| runtime.block_on(bench(&a))),
+        Some("count") => Args::parse(&args[1..]).and_then(|a| runtime.block_on(count(&a))),
         Some("idle") => Args::parse(&args[1..]).and_then(|a| idle(&runtime, &a)),
-        _ => Err("usage: loadgen bench|idle --port P --conns C ... (see the source)".into()),
+        _ => Err("usage: loadgen bench|count|idle --port P --conns C ... (see the source)".into()),
     };
     match result {
         Ok(()) => {
@@ -153,18 +162,22 @@ async fn connect_all(port: u16, conns: usize) -> Result<Vec<(TcpStream, Vec<u8>)
     Ok(all)
 }
 
-/// Keeps the semaphore's permits' worth of frames in flight.
+/// Keeps the semaphore's permits' worth of frames in flight until `total`
+/// frames are sent (`u64::MAX`: forever); returns the write half.
 async fn writer(
     mut w: OwnedWriteHalf,
     in_flight: Arc<Semaphore>,
     frame_len: usize,
     batch: Bytes,
-) -> Result<(), BoxError> {
+    total: u64,
+) -> Result<OwnedWriteHalf, BoxError> {
     let max_batch = batch.len() / frame_len;
-    loop {
+    let mut sent = 0;
+    while sent < total {
         in_flight.acquire().await?.forget();
         let mut k = 1;
-        let extra = in_flight.available_permits().min(max_batch - 1);
+        let room = (total - sent - 1).min(max_batch as u64 - 1) as usize;
+        let extra = in_flight.available_permits().min(room);
         if extra > 0
             && let Ok(permits) = in_flight.try_acquire_many(extra as u32)
         {
@@ -172,17 +185,22 @@ async fn writer(
             k += extra;
         }
         w.write_all(&batch[..k * frame_len]).await?;
+        sent += k as u64;
     }
+    Ok(w)
 }
 
 /// Counts echoes and releases one in-flight slot per echo. Headers are read;
 /// large payload remainders are discarded in the kernel (`recv` with
 /// `MSG_TRUNC`, which TCP on Linux supports), never copied to user space.
+/// Returns once `until` echoes have arrived (`u64::MAX`: never).
 async fn reader(
     mut r: OwnedReadHalf,
     in_flight: Arc<Semaphore>,
     leftover: Vec<u8>,
+    until: u64,
 ) -> Result<(), BoxError> {
+    let mut got = 0;
     let mut counter = EchoCounter::new();
     let mut buf = vec![0; READ_SIZE];
     // Only its length matters: MSG_TRUNC writes nothing into it.
@@ -200,6 +218,10 @@ async fn reader(
         if done > 0 {
             RECEIVED.fetch_add(done, Ordering::Relaxed);
             in_flight.add_permits(done as usize);
+            got += done;
+            if got >= until {
+                return Ok(());
+            }
         }
         let left = counter.payload_left();
         if left >= DISCARD_ABOVE {
@@ -222,6 +244,10 @@ async fn reader(
             if counter.discard(dropped as u64) > 0 {
                 RECEIVED.fetch_add(1, Ordering::Relaxed);
                 in_flight.add_permits(1);
+                got += 1;
+                if got >= until {
+                    return Ok(());
+                }
             }
             n = 0;
             continue;
@@ -277,24 +303,16 @@ async fn snapshot(server_pid: Option<u32>, stats_port: Option<u16>) -> Result<Sn
     })
 }
 
-async fn bench(args: &Args) -> Result<(), BoxError> {
-    let port: u16 = args.get("port", None)?;
-    let conns: usize = args.get("conns", None)?;
-    let size: usize = args.get("size", None)?;
-    let in_flight: usize = args.get("in-flight", None)?;
-    let opcode = match args.get("kind", Some("text".to_owned()))?.as_str() {
-        "text" => TEXT,
-        "binary" => BINARY,
-        other => return Err(format!("bad --kind {other}").into()),
-    };
-    let warmup: f64 = args.get("warmup", Some(1.0))?;
-    let secs: f64 = args.get("secs", Some(3.0))?;
-    let server_pid: Option<u32> = args.0.get("server-pid").and_then(|p| p.parse().ok());
-    let stats_port: Option<u16> = args.0.get("stats-port").and_then(|p| p.parse().ok());
-    if in_flight == 0 || conns == 0 {
-        return Err("--conns and --in-flight must be positive".into());
+fn opcode(args: &Args) -> Result<u8, BoxError> {
+    match args.get("kind", Some("text".to_owned()))?.as_str() {
+        "text" => Ok(TEXT),
+        "binary" => Ok(BINARY),
+        other => Err(format!("bad --kind {other}").into()),
     }
+}
 
+/// The frame length and the batch the writers send from.
+fn frames(opcode: u8, size: usize, in_flight: usize) -> (usize, Bytes) {
     let frame = masked_frame(opcode, size);
     let frame_len = frame.len();
     // Small frames: all in flight pre-concatenated, so a burst is one write.
@@ -304,19 +322,98 @@ async fn bench(args: &Args) -> Result<(), BoxError> {
     } else {
         1
     };
-    let batch = Bytes::from(frame.repeat(copies));
+    (frame_len, Bytes::from(frame.repeat(copies)))
+}
 
+/// `count`: exactly `--messages` echoes per connection, then Close.
+async fn count(args: &Args) -> Result<(), BoxError> {
+    let port: u16 = args.get("port", None)?;
+    let conns: usize = args.get("conns", None)?;
+    let size: usize = args.get("size", None)?;
+    let in_flight: usize = args.get("in-flight", None)?;
+    let messages: u64 = args.get("messages", None)?;
+    let timeout: f64 = args.get("timeout", Some(600.0))?;
+    let opcode = opcode(args)?;
+    if in_flight == 0 || conns == 0 || messages == 0 {
+        return Err("--conns, --in-flight and --messages must be positive".into());
+    }
+    let (frame_len, batch) = frames(opcode, size, in_flight);
+    let started = Instant::now();
+    let all = async {
+        let mut writers = Vec::with_capacity(conns);
+        let mut readers = Vec::with_capacity(conns);
+        for (stream, leftover) in connect_all(port, conns).await? {
+            let (r, w) = stream.into_split();
+            let slots = Arc::new(Semaphore::new(in_flight));
+            let slots2 = Arc::clone(&slots);
+            writers.push(tokio::spawn(writer(
+                w,
+                slots2,
+                frame_len,
+                batch.clone(),
+                messages,
+            )));
+            readers.push(tokio::spawn(reader(r, slots, leftover, messages)));
+        }
+        for r in readers {
+            r.await??;
+        }
+        let mut halves = Vec::with_capacity(conns);
+        for w in writers {
+            halves.push(w.await??);
+        }
+        Ok::<_, BoxError>(halves)
+    };
+    let halves = tokio::time::timeout(Duration::from_secs_f64(timeout), all)
+        .await
+        .map_err(|_| {
+            format!(
+                "timed out after {timeout} s with {} echoes",
+                RECEIVED.load(Ordering::Relaxed)
+            )
+        })??;
+    println!(
+        "RESULT echoes={} secs={:.3}",
+        RECEIVED.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    io::stdout().flush()?;
+    // Only now, so that a server exiting after its last echo never sees a
+    // Close before it; the server may already be gone, hence no errors.
+    let close = masked_frame(0x8, 0);
+    for mut w in halves {
+        let _ = w.write_all(&close).await;
+        let _ = w.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn bench(args: &Args) -> Result<(), BoxError> {
+    let port: u16 = args.get("port", None)?;
+    let conns: usize = args.get("conns", None)?;
+    let size: usize = args.get("size", None)?;
+    let in_flight: usize = args.get("in-flight", None)?;
+    let opcode = opcode(args)?;
+    let warmup: f64 = args.get("warmup", Some(1.0))?;
+    let secs: f64 = args.get("secs", Some(3.0))?;
+    let server_pid: Option<u32> = args.0.get("server-pid").and_then(|p| p.parse().ok());
+    let stats_port: Option<u16> = args.0.get("stats-port").and_then(|p| p.parse().ok());
+    if in_flight == 0 || conns == 0 {
+        return Err("--conns and --in-flight must be positive".into());
+    }
+
+    let (frame_len, batch) = frames(opcode, size, in_flight);
     for (stream, leftover) in connect_all(port, conns).await? {
         let (r, w) = stream.into_split();
         let slots = Arc::new(Semaphore::new(in_flight));
         let (slots2, batch) = (Arc::clone(&slots), batch.clone());
         tokio::spawn(async move {
-            if let Err(e) = writer(w, slots2, frame_len, batch).await {
+            if let Err(e) = writer(w, slots2, frame_len, batch, u64::MAX).await {
                 failed(&e);
             }
         });
         tokio::spawn(async move {
-            if let Err(e) = reader(r, slots, leftover).await {
+            if let Err(e) = reader(r, slots, leftover, u64::MAX).await {
                 failed(&e);
             }
         });

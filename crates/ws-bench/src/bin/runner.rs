@@ -3,16 +3,18 @@
 //! the crate README.
 //!
 //! ```text
-//! runner [--repeats 3] [--secs 3] [--warmup 1] [--scenarios abcdefgh]
+//! runner [--repeats 3] [--secs 3] [--warmup 1] [--scenarios abcdefghi]
 //!        [--libs ws-tokio,tokio-tungstenite,fastwebsockets,tokio-websockets]
 //!        [--idle-conns 10000] [--busy 0.25] [--retries 8] [--port 20000]
 //! ```
 
 use std::{
     collections::HashMap,
+    ffi::OsStr,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdout, Command, ExitCode, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -72,6 +74,72 @@ const SCENARIOS: [Scenario; 6] = [
     },
 ];
 
+/// One (i) case: a scenario and the two total echo counts (multiples of
+/// `conns`) whose instruction counts are subtracted.
+struct IrCase {
+    s: Scenario,
+    n1: u64,
+    n2: u64,
+}
+
+/// (i): (b) with all 100 connections; (f) with 2 connections instead of 10.
+const IR_CASES: [IrCase; 4] = [
+    IrCase {
+        s: Scenario {
+            id: 'a',
+            conns: 1,
+            size: 16,
+            in_flight: 1,
+            kind: "text",
+        },
+        n1: 5_000,
+        n2: 25_000,
+    },
+    IrCase {
+        s: Scenario {
+            id: 'b',
+            conns: 100,
+            size: 16,
+            in_flight: 8,
+            kind: "text",
+        },
+        n1: 5_000,
+        n2: 25_000,
+    },
+    IrCase {
+        s: Scenario {
+            id: 'e',
+            conns: 10,
+            size: 64 << 10,
+            in_flight: 4,
+            kind: "binary",
+        },
+        n1: 500,
+        n2: 2_500,
+    },
+    IrCase {
+        s: Scenario {
+            id: 'f',
+            conns: 2,
+            size: 1 << 20,
+            in_flight: 2,
+            kind: "text",
+        },
+        n1: 40,
+        n2: 200,
+    },
+];
+
+/// glibc's `memcpy` / `memset` use `rep movsb` / `rep stosb` above these
+/// thresholds, which valgrind counts once per byte: set out of reach.
+const GLIBC_TUNABLES: &str = concat!(
+    "glibc.cpu.x86_rep_movsb_threshold=1099511627776:",
+    "glibc.cpu.x86_rep_stosb_threshold=1099511627776"
+);
+
+/// How long a server may take to print `READY` (valgrind starts slowly).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Scenario {
     fn label(&self) -> String {
         let size = match self.size {
@@ -105,7 +173,7 @@ fn parse_options() -> Result<Options, BoxError> {
         repeats: 3,
         secs: 3.0,
         warmup: 1.0,
-        scenarios: "abcdefgh".into(),
+        scenarios: "abcdefghi".into(),
         libs: Library::ALL.to_vec(),
         idle_conns: 10_000,
         busy: 0.25,
@@ -179,15 +247,45 @@ impl Drop for Server {
     }
 }
 
+/// Waits up to `timeout` for the first line of `child`'s stdout: the
+/// running server if it is `READY`, `None` (the child killed) otherwise.
+fn start(mut child: Child, timeout: Duration) -> Result<Option<Server>, BoxError> {
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let ok = stdout.read_line(&mut line).is_ok() && line.trim() == "READY";
+        let _ = tx.send((ok, stdout));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok((ok, stdout)) => {
+            let server = Server {
+                child,
+                _stdout: stdout,
+            };
+            Ok(ok.then_some(server))
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("no READY within {} s", timeout.as_secs()).into())
+        }
+    }
+}
+
 impl Runner {
     fn command(&self, core: u32, binary: &str) -> Command {
-        let path = self.bin_dir.join(binary);
+        self.pinned(core, self.bin_dir.join(binary).as_os_str())
+    }
+
+    /// `program` pinned to `core` (when `taskset` exists).
+    fn pinned(&self, core: u32, program: &OsStr) -> Command {
         if self.pin {
             let mut c = Command::new("taskset");
-            c.arg("-c").arg(core.to_string()).arg(path);
+            c.arg("-c").arg(core.to_string()).arg(program);
             c
         } else {
-            Command::new(path)
+            Command::new(program)
         }
     }
 
@@ -202,21 +300,14 @@ impl Runner {
         let mut last = None;
         for _ in 0..3 {
             let port = self.port();
-            let mut child = self
+            let child = self
                 .command(0, binary)
                 .arg(lib.name())
                 .arg(port.to_string())
                 .stdout(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("{}: {e}", self.bin_dir.join(binary).display()))?;
-            let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-            let mut line = String::new();
-            stdout.read_line(&mut line)?;
-            let server = Server {
-                child,
-                _stdout: stdout,
-            };
-            if line.trim() == "READY" {
+            if let Some(server) = start(child, READY_TIMEOUT)? {
                 return Ok((server, port));
             }
             last = Some(format!(
@@ -229,9 +320,14 @@ impl Runner {
 
     /// Runs `loadgen bench` on core 1 and parses its `RESULT` line.
     fn loadgen(&self, args: &[String]) -> Result<Measurement, BoxError> {
+        self.loadgen_mode("bench", args)
+    }
+
+    /// Runs `loadgen <mode>` on core 1 and parses its `RESULT` line.
+    fn loadgen_mode(&self, mode: &str, args: &[String]) -> Result<Measurement, BoxError> {
         let output = self
             .command(1, "loadgen")
-            .arg("bench")
+            .arg(mode)
             .args(args)
             .stderr(Stdio::inherit())
             .output()?;
@@ -349,6 +445,95 @@ impl Runner {
         drop(server);
         Ok((m.get("allocs_per_msg"), m.get("reallocs_per_msg")))
     }
+
+    /// Instructions (valgrind's `Ir`, user space only) of one
+    /// `bench_server --exit-after-echoes total` under cachegrind while
+    /// `loadgen count` sends `total / s.conns` messages per connection.
+    fn instructions(&mut self, lib: Library, s: &Scenario, total: u64) -> Result<u64, BoxError> {
+        let per_conn = total / s.conns as u64;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = self.port();
+            let out = std::env::temp_dir().join(format!(
+                "ws-bench-cachegrind-{}-{port}.out",
+                std::process::id()
+            ));
+            // Valgrind's own messages (cache warnings even without the cache
+            // simulation): shown only when the server fails.
+            let log = out.with_extension("log");
+            let child = self
+                .pinned(0, OsStr::new("valgrind"))
+                .args([
+                    "--tool=cachegrind",
+                    "--cache-sim=no",
+                    "--branch-sim=no",
+                    "-q",
+                ])
+                .arg(format!("--cachegrind-out-file={}", out.display()))
+                .arg(format!("--log-file={}", log.display()))
+                .arg(self.bin_dir.join("bench_server"))
+                .args([lib.name(), &port.to_string()])
+                .args(["--exit-after-echoes", &total.to_string()])
+                .env("GLIBC_TUNABLES", GLIBC_TUNABLES)
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("valgrind: {e}"))?;
+            let Some(mut server) = start(child, READY_TIMEOUT)? else {
+                last = format!(
+                    "valgrind bench_server {} on port {port} did not start",
+                    lib.name()
+                );
+                continue;
+            };
+            let args: Vec<String> = [
+                ("--port", port.to_string()),
+                ("--conns", s.conns.to_string()),
+                ("--size", s.size.to_string()),
+                ("--in-flight", s.in_flight.to_string()),
+                ("--kind", s.kind.to_owned()),
+                ("--messages", per_conn.to_string()),
+                ("--timeout", "600".to_owned()),
+            ]
+            .into_iter()
+            .flat_map(|(k, v)| [k.to_owned(), v])
+            .collect();
+            self.loadgen_mode("count", &args)?;
+            // The server exits by itself after its last echo; valgrind then
+            // writes the output file.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let status = loop {
+                if let Some(status) = server.child.try_wait()? {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{} under valgrind did not exit", lib.name()).into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let messages = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            if !status.success() {
+                return Err(format!("{} under valgrind: {status}\n{messages}", lib.name()).into());
+            }
+            let text = std::fs::read_to_string(&out)?;
+            let _ = std::fs::remove_file(&out);
+            return parse_ir(&text)
+                .ok_or_else(|| format!("no Ir total in {}", out.display()).into());
+        }
+        Err(last.into())
+    }
+}
+
+/// The `Ir` total of a cachegrind (or callgrind) output file: the
+/// `summary:` (or `totals:`) line, in the column `events:` names `Ir`.
+fn parse_ir(text: &str) -> Option<u64> {
+    let events = text.lines().find_map(|l| l.strip_prefix("events:"))?;
+    let column = events.split_whitespace().position(|e| e == "Ir")?;
+    let totals = text.lines().find_map(|l| {
+        l.strip_prefix("summary:")
+            .or_else(|| l.strip_prefix("totals:"))
+    })?;
+    totals.split_whitespace().nth(column)?.parse().ok()
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -371,6 +556,16 @@ fn run(opts: Options) -> Result<(), BoxError> {
             )
             .into());
         }
+    }
+    if opts.scenarios.contains('i')
+        && !Command::new("valgrind")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        return Err("scenario i needs valgrind (or leave it out: --scenarios abcdefgh)".into());
     }
     let pin = Command::new("taskset")
         .arg("-V")
@@ -502,11 +697,66 @@ fn run(opts: Options) -> Result<(), BoxError> {
             );
         }
     }
+    if scenarios.contains('i') {
+        instructions_table(&mut runner, &libs)?;
+    }
     println!(
         "\ntotal time {:.0} s; {} busy-machine repeats used",
         started.elapsed().as_secs_f64(),
         runner.opts.retries - runner.retries_left
     );
+    Ok(())
+}
+
+/// (i): server instructions per echo, `(Ir(n2) - Ir(n1)) / (n2 - n1)`.
+fn instructions_table(runner: &mut Runner, libs: &[Library]) -> Result<(), BoxError> {
+    let mut rows = Vec::new();
+    for case in &IR_CASES {
+        let s = &case.s;
+        eprintln!("(i) {} under valgrind", s.label());
+        let mut per_echo = HashMap::new();
+        for lib in libs {
+            let t = Instant::now();
+            let ir1 = runner.instructions(*lib, s, case.n1)?;
+            let ir2 = runner.instructions(*lib, s, case.n2)?;
+            let v = (ir2 as f64 - ir1 as f64) / (case.n2 - case.n1) as f64;
+            eprintln!(
+                "  {:<18} Ir({}) = {ir1}, Ir({}) = {ir2}: {v:.0} per echo ({:.0} s)",
+                lib.name(),
+                case.n1,
+                case.n2,
+                t.elapsed().as_secs_f64()
+            );
+            per_echo.insert(*lib, v);
+        }
+        rows.push((s.label(), case.n1, case.n2, per_echo));
+    }
+    println!(
+        "\n(i) server user-space instructions per echoed message (valgrind cachegrind Ir; \
+         (Ir(N2) - Ir(N1)) / (N2 - N1), N = echoes over all connections)"
+    );
+    let mut out = format!("{:<30} {:>13}", "scenario", "N1 / N2");
+    for lib in libs {
+        out += &format!(" {:>18}", lib.name());
+    }
+    out += &format!(" {:>10} {:>7}\n", "best peer", "ratio");
+    for (label, n1, n2, per_echo) in &rows {
+        out += &format!("{label:<30} {:>13}", format!("{n1} / {n2}"));
+        for lib in libs {
+            out += &format!(" {:>18.0}", per_echo[lib]);
+        }
+        let best_peer = libs
+            .iter()
+            .filter(|l| **l != Library::WsTokio)
+            .map(|l| per_echo[l])
+            .fold(f64::NAN, f64::min);
+        let ratio = per_echo.get(&Library::WsTokio).copied().unwrap_or(f64::NAN) / best_peer;
+        out += &format!(" {best_peer:>10.0} {ratio:>7.2}\n");
+    }
+    out += "best peer = fewest instructions among the other libraries; ratio = ws-tokio / best \
+            peer (below 1: ws-tokio executes fewer instructions per echo).\n";
+    print!("{out}");
+    let _ = std::io::stdout().flush();
     Ok(())
 }
 
