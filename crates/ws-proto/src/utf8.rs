@@ -221,6 +221,11 @@ impl Utf8Validator {
 /// details as `core::str::from_utf8`: where the valid prefix ends, and
 /// whether the input is invalid or merely cut short.
 fn validate(input: &[u8]) -> Result<(), simdutf8::compat::Utf8Error> {
+    // Short ASCII (most small text messages) needs no full validator: a
+    // word-at-a-time high-bit test is a fraction of the cost.
+    if input.len() < 64 && input.is_ascii() {
+        return Ok(());
+    }
     simdutf8::compat::from_utf8(input).map(|_| ())
 }
 
