@@ -11,7 +11,7 @@ use core::{
 };
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::{
@@ -99,7 +99,17 @@ pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     while conn.wants_write() {
-        if ready!(poll_write_buf(Pin::new(&mut *w), cx, conn.outgoing()))? == 0 {
+        let out = conn.outgoing();
+        let written = if out.chunk().len() == out.remaining() {
+            // One chunk (a small frame): a plain write, without building the
+            // 64-slot iovec array a vectored write starts with.
+            let n = ready!(Pin::new(&mut *w).poll_write(cx, out.chunk()))?;
+            out.advance(n);
+            n
+        } else {
+            ready!(poll_write_buf(Pin::new(&mut *w), cx, out))?
+        };
+        if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
     }
