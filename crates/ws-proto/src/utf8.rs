@@ -190,16 +190,23 @@ impl Utf8Validator {
                 Err(_) => return Err(InvalidUtf8),
             }
         }
-        match validate(input) {
-            Ok(()) => Ok(()),
-            Err(e) if e.error_len().is_none() => {
-                let tail = &input[e.valid_up_to()..];
-                self.partial[..tail.len()].copy_from_slice(tail);
-                self.partial_len = tail.len() as u8;
-                Ok(())
-            }
-            Err(_) => Err(InvalidUtf8),
+        // The bulk goes through the fastest validator, which reports only
+        // yes or no; a code point cut off at the end is split off first, and
+        // checked on its own as a prefix so that a bad one still fails now.
+        let cut = incomplete_tail(input);
+        let (body, tail) = input.split_at(cut);
+        if !validate_fast(body) {
+            return Err(InvalidUtf8);
         }
+        if !tail.is_empty() {
+            match validate(tail) {
+                Err(e) if e.error_len().is_none() => {}
+                _ => return Err(InvalidUtf8),
+            }
+            self.partial[..tail.len()].copy_from_slice(tail);
+            self.partial_len = tail.len() as u8;
+        }
+        Ok(())
     }
 
     /// Ends the input: an unfinished code point is an error. Resets the
@@ -227,6 +234,32 @@ fn validate(input: &[u8]) -> Result<(), simdutf8::compat::Utf8Error> {
         return Ok(());
     }
     simdutf8::compat::from_utf8(input).map(|_| ())
+}
+
+/// Whether `input` is valid UTF-8, as fast as possible (no error details).
+fn validate_fast(input: &[u8]) -> bool {
+    if input.len() < 64 {
+        return input.is_ascii() || str::from_utf8(input).is_ok();
+    }
+    simdutf8::basic::from_utf8(input).is_ok()
+}
+
+/// Where a code point that the end of `input` cuts short begins, or
+/// `input.len()` if the last code point is complete (or the end is invalid
+/// anyway, which the full check then reports).
+fn incomplete_tail(input: &[u8]) -> usize {
+    let len = input.len();
+    for start in (len.saturating_sub(3)..len).rev() {
+        let byte = input[start];
+        if byte & 0xC0 == 0x80 {
+            continue; // a continuation byte: the lead is further back
+        }
+        return match sequence_len(byte) {
+            Some(need) if start + need > len => start,
+            _ => len,
+        };
+    }
+    len
 }
 
 /// The length of the UTF-8 sequence a lead byte starts, if it can start one.
