@@ -5,7 +5,7 @@
 ///
 /// Works a machine word at a time in safe code, which the compiler
 /// vectorises; with `std` on x86-64, the same loop compiled for AVX2 is used
-/// when the CPU has it (see [`wide`]).
+/// when the CPU has it.
 #[inline]
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
