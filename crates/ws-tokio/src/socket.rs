@@ -32,11 +32,13 @@ use crate::{Error, Result};
 const READ_CHUNK: usize = 8 * 1024;
 /// The largest read size for a busy connection.
 const MAX_READ_CHUNK: usize = 256 * 1024;
-/// An empty read buffer larger than this is released (after a large message)
-/// rather than pooled.
-const SHRINK_ABOVE: usize = 64 * 1024;
-/// Empty read buffers kept per thread for the next connection that reads.
+/// An empty read buffer larger than this is freed rather than pooled.
+const POOL_MAX_BUFFER: usize = 2 << 20;
+/// At most this many empty read buffers are pooled per thread...
 const POOL_MAX: usize = 64;
+/// ...holding at most this many bytes: what a thread keeps for reuse is
+/// bounded whatever message sizes it saw.
+const POOL_MAX_BYTES: usize = 8 << 20;
 
 std::thread_local! {
     /// Read buffers of connections that are waiting for bytes. An idle
@@ -44,13 +46,18 @@ std::thread_local! {
     /// and gives it back when it has consumed everything, so steady-state
     /// echo traffic allocates nothing and 10,000 idle connections cost no
     /// read buffers.
-    static READ_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static READ_BUFFERS: RefCell<(Vec<BytesMut>, usize)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
 /// A read buffer with room for `size` more bytes, from the pool if possible.
 fn ensure_read_room(buf: &mut BytesMut, size: usize) {
     if buf.capacity() == 0
-        && let Some(pooled) = READ_BUFFERS.with(|pool| pool.borrow_mut().pop())
+        && let Some(pooled) = READ_BUFFERS.with(|pool| {
+            let (buffers, bytes) = &mut *pool.borrow_mut();
+            let pooled = buffers.pop()?;
+            *bytes -= pooled.capacity();
+            Some(pooled)
+        })
     {
         *buf = pooled;
     }
@@ -65,11 +72,13 @@ fn release_read_buffer(buf: &mut BytesMut) {
         return;
     }
     let buf = core::mem::take(buf);
-    if buf.capacity() <= SHRINK_ABOVE {
+    let size = buf.capacity();
+    if size <= POOL_MAX_BUFFER {
         READ_BUFFERS.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < POOL_MAX {
-                pool.push(buf);
+            let (buffers, bytes) = &mut *pool.borrow_mut();
+            if buffers.len() < POOL_MAX && *bytes + size <= POOL_MAX_BYTES {
+                *bytes += size;
+                buffers.push(buf);
             }
         });
     }
