@@ -1,5 +1,6 @@
 //! Core throughput: decode and encode (text and binary, masked and unmasked)
-//! at 16 B, 1 KiB, 64 KiB and 1 MiB, masking alone, incremental UTF-8 alone,
+//! at 16 B, 1 KiB, 64 KiB and 1 MiB (text is JSON-like with a Greek word
+//! every 37 bytes; `decode/ascii-text` is the same JSON in plain ASCII), masking alone, incremental UTF-8 alone,
 //! and the server handshake parse. Each group also runs tungstenite's
 //! equivalent over an in-memory stream and a `memcpy` of the same size, the
 //! physical reference.
@@ -32,7 +33,15 @@ fn config() -> Config {
 
 /// Text that is mostly ASCII with some multi-byte code points, as JSON is.
 fn text(len: usize) -> String {
-    let pattern = "{\"key\": \"value\", \"κόσμε\": 12345} ";
+    repeat_to("{\"key\": \"value\", \"κόσμε\": 12345} ", len)
+}
+
+/// JSON-like text in plain ASCII, as most text messages are.
+fn ascii_text(len: usize) -> String {
+    repeat_to("{\"key\": \"value\", \"kosme\": 12345} ", len)
+}
+
+fn repeat_to(pattern: &str, len: usize) -> String {
     let mut s = String::with_capacity(len + pattern.len());
     while s.len() < len {
         s.push_str(pattern);
@@ -43,11 +52,33 @@ fn text(len: usize) -> String {
     s
 }
 
+/// What a message holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    AsciiText,
+    Binary,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::AsciiText => "ascii-text",
+            Self::Binary => "binary",
+        }
+    }
+}
+
 fn message(is_text: bool, len: usize) -> Message {
-    if is_text {
-        Message::text(text(len))
-    } else {
-        Message::binary(vec![0xA5; len])
+    message_of(if is_text { Kind::Text } else { Kind::Binary }, len)
+}
+
+fn message_of(kind: Kind, len: usize) -> Message {
+    match kind {
+        Kind::Text => Message::text(text(len)),
+        Kind::AsciiText => Message::text(ascii_text(len)),
+        Kind::Binary => Message::binary(vec![0xA5; len]),
     }
 }
 
@@ -105,15 +136,22 @@ fn tungstenite_config() -> tungstenite::protocol::WebSocketConfig {
 }
 
 fn decode(c: &mut Criterion) {
-    for (is_text, masked) in [(true, true), (false, true), (true, false), (false, false)] {
+    let cases = [
+        (Kind::Text, true),
+        (Kind::AsciiText, true),
+        (Kind::Binary, true),
+        (Kind::Text, false),
+        (Kind::Binary, false),
+    ];
+    for (kind, masked) in cases {
         let name = format!(
             "decode/{}/{}",
-            if is_text { "text" } else { "binary" },
+            kind.name(),
             if masked { "masked" } else { "unmasked" }
         );
         let mut group = c.benchmark_group(name);
         for size in SIZES {
-            let msg = message(is_text, size);
+            let msg = message_of(kind, size);
             // A server receives masked frames, a client unmasked ones.
             let (sender, receiver) = if masked {
                 (Role::Client, Role::Server)

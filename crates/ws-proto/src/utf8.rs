@@ -209,6 +209,11 @@ impl Utf8Validator {
         Ok(())
     }
 
+    /// Whether no code point is open: ASCII fed now would be valid.
+    pub(crate) fn at_boundary(&self) -> bool {
+        self.partial_len == 0
+    }
+
     /// Ends the input: an unfinished code point is an error. Resets the
     /// validator for the next string either way.
     pub fn finish(&mut self) -> Result<(), InvalidUtf8> {

@@ -8,6 +8,7 @@ use core::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 pub use self::outgoing::Outgoing;
+use self::outgoing::TAIL_KEEP;
 use crate::{
     close::{CloseCode, CloseFrame, MAX_CLOSE_REASON},
     config::Config,
@@ -15,7 +16,7 @@ use crate::{
     error::{ProtocolError, SendError},
     event::{Event, Message},
     frame::{FrameHeader, OpCode},
-    mask::apply_mask,
+    mask::{apply_mask, unmask_is_ascii},
     utf8::{Utf8Bytes, Utf8Validator},
 };
 
@@ -44,9 +45,6 @@ pub enum State {
 /// Payloads up to this size are copied next to their header so that a small
 /// frame is one chunk (one iovec); larger ones are sent without a copy.
 const INLINE_PAYLOAD: usize = 512;
-/// Frames larger than this get a buffer of their own instead of the scratch
-/// buffer, so the scratch buffer never pins a large allocation.
-const SCRATCH_MAX: usize = 64 * 1024;
 
 /// A frame whose header has been read and whose payload is arriving.
 #[derive(Clone, Copy, Debug)]
@@ -109,7 +107,6 @@ pub struct Connection {
     config: Config,
     out: Outgoing,
     /// Reused buffer for small encoded frames; split into `Bytes` chunks.
-    scratch: BytesMut,
     /// Mask key source; clients only.
     entropy: Option<BoxedEntropy>,
     frame: Option<InFrame>,
@@ -161,7 +158,6 @@ impl Connection {
             role,
             config,
             out: Outgoing::default(),
-            scratch: BytesMut::new(),
             entropy,
             frame: None,
             message: None,
@@ -508,13 +504,14 @@ impl Connection {
             let available = buf.len().min(frame.len);
             if available > frame.processed {
                 let fresh = &mut buf[frame.processed..available];
-                if let Some(key) = frame.mask {
-                    apply_mask(fresh, key, frame.processed);
-                }
-                if frame.text {
-                    self.utf8
+                match (frame.mask, frame.text) {
+                    (Some(key), true) => unmask_text(fresh, key, frame.processed, &mut self.utf8)?,
+                    (Some(key), false) => apply_mask(fresh, key, frame.processed),
+                    (None, true) => self
+                        .utf8
                         .feed(fresh)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                        .map_err(|_| ProtocolError::InvalidUtf8)?,
+                    (None, false) => {}
                 }
                 frame.processed = available;
                 self.activity = true;
@@ -747,56 +744,85 @@ impl Connection {
     /// Queues one data frame; a large unmasked payload is queued as its own
     /// chunk without copying.
     fn push_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
-        if self.entropy.is_none() && payload.len() > INLINE_PAYLOAD {
-            let header = FrameHeader {
-                fin,
-                rsv: 0,
-                opcode,
-                mask: None,
-                payload_len: payload.len() as u64,
-            };
-            self.scratch.reserve(header.encoded_len());
-            header.encode(&mut self.scratch);
-            let header = self.scratch.split().freeze();
-            self.out.push(header);
+        let header = self.header(opcode, fin, payload.len());
+        if header.mask.is_none() && payload.len() > INLINE_PAYLOAD {
+            header.encode(self.out.tail_mut());
             self.out.push(payload);
+        } else if header.encoded_len() + payload.len() <= TAIL_KEEP {
+            // The common case: encoded in place, after what is queued.
+            encode_into(self.out.tail_mut(), &header, &payload);
         } else {
-            let frame = self.encode_frame(opcode, fin, &payload);
-            self.out.push(frame);
+            let mut own = BytesMut::new();
+            encode_into(&mut own, &header, &payload);
+            self.out.push(own.freeze());
         }
     }
 
-    /// Encodes a whole frame (header, then payload masked for a client) into
-    /// one contiguous chunk.
-    fn encode_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Bytes {
+    /// A final-or-not frame header for `len` payload bytes, with a fresh
+    /// masking key for a client.
+    fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
         let mask = self.entropy.as_mut().map(|entropy| {
             let mut key = [0u8; 4];
             entropy.0.fill(&mut key);
             key
         });
-        let header = FrameHeader {
+        FrameHeader {
             fin,
             rsv: 0,
             opcode,
             mask,
-            payload_len: payload.len() as u64,
-        };
-        let total = header.encoded_len() + payload.len();
-        let mut own;
-        let buf = if total > SCRATCH_MAX {
-            own = BytesMut::with_capacity(total);
-            &mut own
-        } else {
-            self.scratch.reserve(total);
-            &mut self.scratch
-        };
-        header.encode(buf);
-        let start = buf.len();
-        buf.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut buf[start..], key, 0);
+            payload_len: len as u64,
         }
-        buf.split().freeze()
+    }
+
+    /// Encodes a whole control frame (header, then payload masked for a
+    /// client) into one contiguous chunk.
+    fn encode_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Bytes {
+        let header = self.header(opcode, fin, payload.len());
+        let mut buf = BytesMut::new();
+        encode_into(&mut buf, &header, payload);
+        buf.freeze()
+    }
+}
+
+/// Masked text is unmasked a block at a time, testing for ASCII in the same
+/// pass: ASCII blocks need no validator.
+const TEXT_BLOCK: usize = 8192;
+
+/// Unmasks `data` (which starts `offset` bytes into a text frame's payload)
+/// and validates it as the continuation of the text fed to `utf8` so far.
+fn unmask_text(
+    data: &mut [u8],
+    key: [u8; 4],
+    offset: usize,
+    utf8: &mut Utf8Validator,
+) -> Result<(), ProtocolError> {
+    let mut done = 0;
+    while done < data.len() {
+        let end = data.len().min(done + TEXT_BLOCK);
+        let ascii = unmask_is_ascii(&mut data[done..end], key, offset + done);
+        // ASCII is valid on its own, unless a code point is still open.
+        if !(ascii && utf8.at_boundary()) {
+            // Not plain ASCII: the text is likely mixed, and the validator
+            // is fastest on long inputs, so the rest goes in one piece.
+            apply_mask(&mut data[end..], key, offset + end);
+            return utf8
+                .feed(&data[done..])
+                .map_err(|_| ProtocolError::InvalidUtf8);
+        }
+        done = end;
+    }
+    Ok(())
+}
+
+/// Appends `header` and `payload` (masked with the header's key, if any).
+fn encode_into(buf: &mut BytesMut, header: &FrameHeader, payload: &[u8]) {
+    buf.reserve(header.encoded_len() + payload.len());
+    header.encode(buf);
+    let start = buf.len();
+    buf.extend_from_slice(payload);
+    if let Some(key) = header.mask {
+        apply_mask(&mut buf[start..], key, 0);
     }
 }
 

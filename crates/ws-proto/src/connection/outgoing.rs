@@ -2,18 +2,33 @@
 
 use alloc::collections::VecDeque;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Chunks up to this size are copied into the tail buffer rather than queued
+/// on their own: a burst of small frames then leaves as one contiguous slice.
+const INLINE_CHUNK: usize = 512;
+/// A tail buffer that grew beyond this (a burst of queued frames) is freed
+/// once written, so an idle connection does not keep it. Frames larger than
+/// this are encoded into buffers of their own.
+pub(crate) const TAIL_KEEP: usize = 16 * 1024;
 
 /// Encoded frames waiting for the transport, as a [`Buf`] of chunks.
 ///
 /// Write from [`chunk`](Buf::chunk) (or `chunks_vectored` for vectored I/O)
-/// and report progress with [`advance`](Buf::advance). Frame headers and
-/// payloads are separate chunks, so a server's payload `Bytes` go out
-/// without being copied.
+/// and report progress with [`advance`](Buf::advance). Small frames are
+/// encoded back to back into one buffer (one write for many messages); a
+/// server's large payload `Bytes` are chunks of their own and go out without
+/// being copied.
 #[derive(Debug, Default)]
 pub struct Outgoing {
+    /// Sealed chunks, written before `tail`.
     chunks: VecDeque<Bytes>,
-    len: usize,
+    /// Bytes in `chunks`.
+    chunks_len: usize,
+    /// Frames encoded in place, after every chunk; `tail[tail_pos..]` is
+    /// still to be written.
+    tail: BytesMut,
+    tail_pos: usize,
     /// Bytes ever advanced past; positions below are relative to it.
     written: u64,
     /// Where the queued (not yet fully written) pong ends, if one is queued.
@@ -24,12 +39,35 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Appends one encoded chunk.
+    /// Appends one encoded chunk: a small one is copied into the tail, a
+    /// large one queued as it is.
     pub(crate) fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.len += chunk.len();
+        if chunk.len() <= INLINE_CHUNK {
+            self.tail.extend_from_slice(&chunk);
+        } else {
+            self.seal();
+            self.chunks_len += chunk.len();
             self.chunks.push_back(chunk);
         }
+    }
+
+    /// The buffer to encode small frames into, in place; whatever is
+    /// appended is queued after everything else.
+    pub(crate) fn tail_mut(&mut self) -> &mut BytesMut {
+        &mut self.tail
+    }
+
+    /// Moves the tail's unwritten bytes to the chunk queue, so that a chunk
+    /// pushed next goes after them.
+    fn seal(&mut self) {
+        if self.tail_pos == self.tail.len() {
+            return;
+        }
+        let mut sealed = self.tail.split();
+        sealed.advance(self.tail_pos);
+        self.tail_pos = 0;
+        self.chunks_len += sealed.len();
+        self.chunks.push_back(sealed.freeze());
     }
 
     /// Queues an encoded pong frame, or keeps it as the next pong if one is
@@ -38,7 +76,7 @@ impl Outgoing {
         if self.pong_end.is_some() {
             self.next_pong = Some(frame);
         } else {
-            self.pong_end = Some(self.written + (self.len + frame.len()) as u64);
+            self.pong_end = Some(self.written + (self.len() + frame.len()) as u64);
             self.push(frame);
         }
     }
@@ -52,6 +90,9 @@ impl Outgoing {
     /// owned buffers to the transport (a writer task, completion-based I/O).
     /// Equivalent to copying `chunk()` and calling `advance` with its length.
     pub fn pop_chunk(&mut self) -> Option<Bytes> {
+        if self.chunks.is_empty() {
+            self.seal();
+        }
         let chunk = self.chunks.front()?.clone();
         self.advance(chunk.len());
         Some(chunk)
@@ -59,29 +100,31 @@ impl Outgoing {
 
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
-        self.len
+        self.chunks_len + (self.tail.len() - self.tail_pos)
     }
 
     /// Whether nothing waits to be written.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
 impl Buf for Outgoing {
     fn remaining(&self) -> usize {
-        self.len
+        self.len()
     }
 
     fn chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |c| c.as_ref())
+        match self.chunks.front() {
+            Some(front) => front,
+            None => &self.tail[self.tail_pos..],
+        }
     }
 
     fn advance(&mut self, mut cnt: usize) {
         // `Buf::advance` documents a panic past the end; we clamp instead so a
         // caller's miscount cannot bring down the process.
-        cnt = cnt.min(self.len);
-        self.len -= cnt;
+        cnt = cnt.min(self.len());
         self.written += cnt as u64;
         while cnt > 0 {
             let Some(front) = self.chunks.front_mut() else {
@@ -89,10 +132,23 @@ impl Buf for Outgoing {
             };
             if cnt < front.len() {
                 front.advance(cnt);
+                self.chunks_len -= cnt;
+                cnt = 0;
                 break;
             }
             cnt -= front.len();
+            self.chunks_len -= front.len();
             self.chunks.pop_front();
+        }
+        self.tail_pos += cnt;
+        if self.tail_pos == self.tail.len() {
+            // Written out: reuse the buffer from its start, unless it grew large.
+            if self.tail.capacity() > TAIL_KEEP {
+                self.tail = BytesMut::new();
+            } else {
+                self.tail.clear();
+            }
+            self.tail_pos = 0;
         }
         if self.pong_end.is_some_and(|end| self.written >= end) {
             self.pong_end = None;
@@ -108,8 +164,13 @@ impl Buf for Outgoing {
 
     #[cfg(feature = "std")]
     fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let tail = &self.tail[self.tail_pos..];
+        let tail = (!tail.is_empty()).then_some(tail);
         let mut n = 0;
-        for (slot, chunk) in dst.iter_mut().zip(self.chunks.iter()) {
+        for (slot, chunk) in dst
+            .iter_mut()
+            .zip(self.chunks.iter().map(|c| &c[..]).chain(tail))
+        {
             *slot = std::io::IoSlice::new(chunk);
             n += 1;
         }
@@ -120,6 +181,7 @@ impl Buf for Outgoing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn at_most_one_pong_queued_and_one_waiting() {
@@ -144,5 +206,72 @@ mod tests {
         assert_eq!(out.chunk(), b"efg");
         out.advance(100);
         assert!(out.is_empty());
+    }
+
+    fn drain(out: &mut Outgoing) -> Vec<u8> {
+        let mut all = Vec::new();
+        while out.has_remaining() {
+            // Odd-sized steps cross chunk and tail boundaries.
+            let step = out.chunk().len().min(3);
+            all.extend_from_slice(&out.chunk()[..step]);
+            out.advance(step);
+        }
+        all
+    }
+
+    #[test]
+    fn small_frames_share_the_tail_and_large_chunks_keep_their_place() {
+        let mut out = Outgoing::default();
+        out.tail_mut().extend_from_slice(b"ab");
+        out.push(Bytes::from_static(b"cd")); // small: copied into the tail
+        let large = Bytes::from(vec![b'x'; INLINE_CHUNK + 1]);
+        out.push(large.clone());
+        out.tail_mut().extend_from_slice(b"ef");
+        assert_eq!(out.len(), 6 + large.len());
+        assert_eq!(out.chunk(), b"abcd");
+        let mut expected = b"abcd".to_vec();
+        expected.extend_from_slice(&large);
+        expected.extend_from_slice(b"ef");
+        assert_eq!(drain(&mut out), expected);
+        assert!(out.is_empty());
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn vectored_view_lists_chunks_then_the_tail() {
+        let mut out = Outgoing::default();
+        out.tail_mut().extend_from_slice(b"head");
+        out.push(Bytes::from(vec![1u8; INLINE_CHUNK + 1]));
+        out.tail_mut().extend_from_slice(b"tail");
+        out.advance(1);
+        let mut slots = [std::io::IoSlice::new(&[]); 4];
+        assert_eq!(out.chunks_vectored(&mut slots), 3);
+        assert_eq!(&*slots[0], b"ead");
+        assert_eq!(slots[1].len(), INLINE_CHUNK + 1);
+        assert_eq!(&*slots[2], b"tail");
+    }
+
+    #[test]
+    fn pop_chunk_takes_the_unwritten_tail() {
+        let mut out = Outgoing::default();
+        out.tail_mut().extend_from_slice(b"hello");
+        out.advance(2);
+        assert_eq!(out.pop_chunk().as_deref(), Some(&b"llo"[..]));
+        assert_eq!(out.pop_chunk(), None);
+        out.tail_mut().extend_from_slice(b"again");
+        assert_eq!(out.chunk(), b"again");
+    }
+
+    #[test]
+    fn a_large_tail_is_freed_once_written() {
+        let mut out = Outgoing::default();
+        out.tail_mut().extend_from_slice(&vec![0u8; TAIL_KEEP + 1]);
+        out.advance(TAIL_KEEP);
+        assert!(out.tail.capacity() > TAIL_KEEP, "kept while bytes remain");
+        out.advance(1);
+        assert_eq!(out.tail.capacity(), 0);
+        out.tail_mut().extend_from_slice(b"small");
+        out.advance(5);
+        assert!(out.tail.capacity() > 0, "a small buffer is kept for reuse");
     }
 }

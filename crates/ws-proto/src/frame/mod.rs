@@ -136,23 +136,37 @@ impl FrameHeader {
 
     /// Writes the header, using the shortest length encoding.
     pub fn encode(&self, dst: &mut impl BufMut) {
-        let b0 = (u8::from(self.fin) << 7) | ((self.rsv & 0x07) << 4) | self.opcode.as_u8();
+        // Built on the stack and written once: one capacity check, not one
+        // per field.
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let len = self.encode_to_array(&mut head);
+        dst.put_slice(&head[..len]);
+    }
+
+    fn encode_to_array(&self, head: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        head[0] = (u8::from(self.fin) << 7) | ((self.rsv & 0x07) << 4) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        dst.put_u8(b0);
-        match self.payload_len {
-            len @ 0..=125 => dst.put_u8(mask_bit | len as u8),
+        let mut at = match self.payload_len {
+            len @ 0..=125 => {
+                head[1] = mask_bit | len as u8;
+                2
+            }
             len @ 126..=0xFFFF => {
-                dst.put_u8(mask_bit | 126);
-                dst.put_u16(len as u16);
+                head[1] = mask_bit | 126;
+                head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
             }
             len => {
-                dst.put_u8(mask_bit | 127);
-                dst.put_u64(len);
+                head[1] = mask_bit | 127;
+                head[2..10].copy_from_slice(&len.to_be_bytes());
+                10
             }
-        }
+        };
         if let Some(key) = self.mask {
-            dst.put_slice(&key);
+            head[at..at + 4].copy_from_slice(&key);
+            at += 4;
         }
+        at
     }
 }
 

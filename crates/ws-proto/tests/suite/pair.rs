@@ -1177,3 +1177,37 @@ fn keepalive_gives_up_on_a_silent_peer() {
         assert_eq!(conn.send(Message::text("x")), Err(SendError::Closed));
     }
 }
+
+#[test]
+fn long_text_is_validated_across_the_unmasking_blocks() {
+    // Masked text is unmasked and checked in blocks of a few KiB, and a
+    // block that unmasks to ASCII skips the validator: a code point open at
+    // a block's end must still be finished by the next block, whichever way
+    // the bytes arrive.
+    for role in ROLES {
+        for cut in [2046, 2047, 8190, 8191, 8192, 16383] {
+            let mut text = "a".repeat(cut);
+            text.push('€'); // 3 bytes across the boundary near `cut`
+            text.push_str(&"b".repeat(9000));
+            let input = frame_to(role, true, TEXT, text.as_bytes());
+            for read in [input.len(), 1000, 8193] {
+                let mut conn = conn(role, Config::default());
+                let mut buf = BytesMut::new();
+                let mut events = Vec::new();
+                for piece in input.chunks(read) {
+                    buf.extend_from_slice(piece);
+                    events.extend(ok_events(&mut conn, &mut buf));
+                }
+                assert_eq!(events, [Event::Message(Message::text(text.as_str()))]);
+            }
+
+            // A lead byte left open at a block's end, followed by ASCII.
+            let mut bad = vec![b'a'; cut];
+            bad.push(0xE2);
+            bad.extend_from_slice(&[b'c'; 9000]);
+            let input = frame_to(role, true, TEXT, &bad);
+            let error = fail_with(role, Config::default(), &input, 1007);
+            assert_eq!(error, ProtocolError::InvalidUtf8);
+        }
+    }
+}
