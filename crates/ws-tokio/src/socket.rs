@@ -9,7 +9,7 @@ use core::{
     task::{Context, Poll, ready},
     time::Duration,
 };
-use std::io;
+use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
@@ -18,7 +18,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     time::{Instant, Sleep},
 };
-use tokio_util::io::{poll_read_buf, poll_write_buf};
+use tokio_util::io::poll_read_buf;
 use ws_proto::{
     CloseCode, CloseFrame, Config, Connection, Event, Message, ProtocolError, Role, SendError,
     State, Utf8Bytes,
@@ -32,6 +32,8 @@ use crate::{Error, Result};
 const READ_CHUNK: usize = 8 * 1024;
 /// The largest read size for a busy connection.
 const MAX_READ_CHUNK: usize = 256 * 1024;
+/// The most chunks one vectored write takes.
+const WRITE_IOV: usize = 16;
 /// An empty read buffer larger than this is freed rather than pooled.
 const POOL_MAX_BUFFER: usize = 2 << 20;
 /// At most this many empty read buffers are pooled per thread...
@@ -110,14 +112,16 @@ pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
     while conn.wants_write() {
         let out = conn.outgoing();
         let written = if out.chunk().len() == out.remaining() {
-            // One chunk (a small frame): a plain write, without building the
-            // 64-slot iovec array a vectored write starts with.
-            let n = ready!(Pin::new(&mut *w).poll_write(cx, out.chunk()))?;
-            out.advance(n);
-            n
+            // One chunk (small frames, encoded back to back): a plain write.
+            ready!(Pin::new(&mut *w).poll_write(cx, out.chunk()))?
         } else {
-            ready!(poll_write_buf(Pin::new(&mut *w), cx, out))?
+            // Headers and large payloads: a few slots are plenty (the rest
+            // goes in the next round), and cheaper to set up than 64.
+            let mut slices = [IoSlice::new(&[]); WRITE_IOV];
+            let count = out.chunks_vectored(&mut slices);
+            ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]))?
         };
+        out.advance(written);
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }

@@ -44,7 +44,7 @@ pub enum State {
 
 /// Payloads up to this size are copied next to their header so that a small
 /// frame is one chunk (one iovec); larger ones are sent without a copy.
-const INLINE_PAYLOAD: usize = 512;
+const INLINE_PAYLOAD: usize = 4096;
 
 /// A frame whose header has been read and whose payload is arriving.
 #[derive(Clone, Copy, Debug)]
