@@ -91,8 +91,9 @@ const MIN_READ: usize = 4 * 1024;
 const MAX_READ: usize = 256 * 1024;
 /// An empty read buffer with more capacity than this is released.
 const KEEP_IDLE: usize = 16 * 1024;
-/// Chunks per vectored write.
-const IOV: usize = 64;
+/// Chunks per vectored write: a few are plenty (the rest goes in the next
+/// round), and a small array is cheap to set up.
+const IOV: usize = 16;
 
 // ----- The shared code path -----
 
@@ -203,10 +204,15 @@ fn poll_write_out(cx: &mut Context<'_>, io: &mut impl Io) -> Poll<io::Result<()>
     let (mut core, mut stream) = io.both();
     let (core, mut stream) = (&mut *core, Pin::new(&mut *stream));
     while core.conn.wants_write() && !core.conn.should_close_transport() && !core.shut_down {
-        let mut slices = [IoSlice::new(&[]); IOV];
         let out = core.conn.outgoing();
-        let count = out.chunks_vectored(&mut slices);
-        let written = ready!(stream.as_mut().poll_write_vectored(cx, &slices[..count]))?;
+        let written = if out.chunk().len() == out.remaining() {
+            // One chunk (small frames, encoded back to back): a plain write.
+            ready!(stream.as_mut().poll_write(cx, out.chunk()))?
+        } else {
+            let mut slices = [IoSlice::new(&[]); IOV];
+            let count = out.chunks_vectored(&mut slices);
+            ready!(stream.as_mut().poll_write_vectored(cx, &slices[..count]))?
+        };
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }

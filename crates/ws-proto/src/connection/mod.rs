@@ -279,7 +279,18 @@ impl Connection {
     /// On a [`ProtocolError`] the matching Close frame is already queued in
     /// [`outgoing`](Self::outgoing); the same error is returned by every later
     /// call. After the Close event, incoming bytes are discarded.
+    #[inline]
     pub fn next_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        // A run loop asks once more after every event, usually with nothing
+        // left to read: answer that without the full call.
+        if buf.is_empty() && self.error.is_none() && self.pending_close.is_none() && !self.eof {
+            return Ok(None);
+        }
+        self.next_event_slow(buf)
+    }
+
+    /// [`next_event`](Self::next_event) when there may be something to report.
+    fn next_event_slow(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
