@@ -271,12 +271,14 @@ impl Receiver {
                     } else {
                         (Duration::ZERO, None)
                     };
-                    let closed = conn.state() == State::Closed;
+                    // An event returns at once: the rest matters only when
+                    // this call goes on to write, read or wait.
+                    let waiting = !matches!(step, Ok(Some(_)));
                     (
                         step,
                         conn.wants_write(),
-                        conn.should_close_transport(),
-                        closed,
+                        waiting && conn.should_close_transport(),
+                        waiting && conn.state() == State::Closed,
                         now_and_deadline,
                     )
                 });

@@ -98,6 +98,20 @@ impl Outgoing {
         Some(chunk)
     }
 
+    /// Marks `cnt` more bytes of the tail written.
+    fn advance_tail(&mut self, cnt: usize) {
+        self.tail_pos += cnt;
+        if self.tail_pos == self.tail.len() {
+            // Written out: reuse the buffer from its start, unless it grew large.
+            if self.tail.capacity() > TAIL_KEEP {
+                self.tail = BytesMut::new();
+            } else {
+                self.tail.clear();
+            }
+            self.tail_pos = 0;
+        }
+    }
+
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
         self.chunks_len + (self.tail.len() - self.tail_pos)
@@ -126,6 +140,12 @@ impl Buf for Outgoing {
         // caller's miscount cannot bring down the process.
         cnt = cnt.min(self.len());
         self.written += cnt as u64;
+        if self.chunks.is_empty() && self.pong_end.is_none() {
+            // Only the tail holds bytes, and no pong waits on this write:
+            // the common case, with nothing else to update.
+            self.advance_tail(cnt);
+            return;
+        }
         while cnt > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 break;
@@ -140,16 +160,7 @@ impl Buf for Outgoing {
             self.chunks_len -= front.len();
             self.chunks.pop_front();
         }
-        self.tail_pos += cnt;
-        if self.tail_pos == self.tail.len() {
-            // Written out: reuse the buffer from its start, unless it grew large.
-            if self.tail.capacity() > TAIL_KEEP {
-                self.tail = BytesMut::new();
-            } else {
-                self.tail.clear();
-            }
-            self.tail_pos = 0;
-        }
+        self.advance_tail(cnt);
         if self.pong_end.is_some_and(|end| self.written >= end) {
             self.pong_end = None;
             if let Some(next) = self.next_pong.take() {
