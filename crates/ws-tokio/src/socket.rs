@@ -339,7 +339,11 @@ impl Receiver {
             ensure_read_room(&mut self.buf, self.read_size);
             let spare = self.buf.capacity() - self.buf.len();
             let Poll::Ready(read) = link.poll_read(cx, &mut self.buf) else {
-                self.read_size = READ_CHUNK;
+                // Halved, not reset: a connection in the middle of a stream
+                // of large messages waits briefly between reads all the
+                // time, and a small reservation would then move the part of
+                // a message already read to make room, again and again.
+                self.read_size = (self.read_size / 2).max(READ_CHUNK);
                 // Waiting: an empty buffer goes back to the pool meanwhile.
                 release_read_buffer(&mut self.buf);
                 return Poll::Pending;
