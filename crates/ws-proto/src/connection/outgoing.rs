@@ -109,6 +109,13 @@ impl Outgoing {
                 self.tail.clear();
             }
             self.tail_pos = 0;
+        } else if self.tail_pos >= TAIL_KEEP && self.tail_pos >= self.tail.len() / 2 {
+            // Mostly written, but a steady stream may never let the tail
+            // drain: move the rest to a buffer of its own so that the
+            // written bytes are freed. Each byte is moved at most once per
+            // byte written before it, so the cost stays linear.
+            self.tail = BytesMut::from(&self.tail[self.tail_pos..]);
+            self.tail_pos = 0;
         }
     }
 
@@ -277,12 +284,39 @@ mod tests {
     fn a_large_tail_is_freed_once_written() {
         let mut out = Outgoing::default();
         out.tail_mut().extend_from_slice(&vec![0u8; TAIL_KEEP + 1]);
-        out.advance(TAIL_KEEP);
+        out.advance(10);
         assert!(out.tail.capacity() > TAIL_KEEP, "kept while bytes remain");
-        out.advance(1);
+        out.advance(TAIL_KEEP - 9);
         assert_eq!(out.tail.capacity(), 0);
         out.tail_mut().extend_from_slice(b"small");
         out.advance(5);
         assert!(out.tail.capacity() > 0, "a small buffer is kept for reuse");
+    }
+
+    #[test]
+    fn a_tail_that_never_drains_does_not_grow_without_bound() {
+        // A steady stream: one more frame queued for each write, and the
+        // transport never quite catches up.
+        let mut out = Outgoing::default();
+        let frame = [7u8; 1000];
+        for _ in 0..8 {
+            out.tail_mut().extend_from_slice(&frame);
+        }
+        let mut written = 0usize;
+        for _ in 0..20_000 {
+            out.tail_mut().extend_from_slice(&frame);
+            let step = out.chunk().len().min(1000);
+            written += step;
+            out.advance(step);
+            assert!(
+                out.tail.len() <= 4 * TAIL_KEEP,
+                "tail holds {} bytes for {} unwritten",
+                out.tail.len(),
+                out.len()
+            );
+        }
+        assert_eq!(out.len(), 8 * 1000);
+        assert_eq!(written, 20_000 * 1000);
+        assert_eq!(drain(&mut out), vec![7u8; 8000]);
     }
 }
