@@ -42,8 +42,9 @@ pub enum State {
     Closed,
 }
 
-/// Payloads up to this size are copied next to their header so that a small
-/// frame is one chunk (one iovec); larger ones are sent without a copy.
+/// A server's payloads up to this size are copied next to their header, into
+/// the contiguous queue of small frames: copying them costs less than the
+/// vectored write a separate chunk needs. Larger ones are sent without a copy.
 const INLINE_PAYLOAD: usize = 4096;
 
 /// A frame whose header has been read and whose payload is arriving.
@@ -386,8 +387,9 @@ impl Connection {
     /// Queues a message, split into frames of at most
     /// [`Config::max_send_frame_size`] payload bytes.
     ///
-    /// A server sends the payload `Bytes` without copying them; a client
-    /// copies once while masking.
+    /// A server sends payload `Bytes` larger than 4 KiB without copying them
+    /// (smaller ones are copied next to their header, which is cheaper than
+    /// a separate write); a client copies once while masking.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
         self.check_send()?;
         if self.sending_fragmented.is_some() {
