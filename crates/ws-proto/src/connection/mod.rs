@@ -107,7 +107,6 @@ pub struct Connection {
     role: Role,
     config: Config,
     out: Outgoing,
-    /// Reused buffer for small encoded frames; split into `Bytes` chunks.
     /// Mask key source; clients only.
     entropy: Option<BoxedEntropy>,
     frame: Option<InFrame>,
