@@ -20,28 +20,11 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
 const UNROLL: usize = 256;
 
 /// The portable loop. Always inlined, so that [`wide`] can compile it with
-/// wider vectors.
+/// wider vectors; the ASCII test that [`unmask_words_is_ascii`] adds is
+/// dead code here and compiled away.
 #[inline(always)]
 fn apply_mask_words(data: &mut [u8], key: [u8; 4], offset: usize) {
-    let key = rotate_key(key, offset);
-    let wide = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    // 256-byte blocks whose inner loop the compiler unrolls completely:
-    // fewer loop-control instructions per byte than its own unrolling.
-    let (blocks, rest) = data.as_chunks_mut::<UNROLL>();
-    for block in blocks {
-        for word in block.as_chunks_mut::<8>().0 {
-            *word = (u64::from_ne_bytes(*word) ^ wide).to_ne_bytes();
-        }
-    }
-    let (words, rest) = rest.as_chunks_mut::<8>();
-    for word in words {
-        *word = (u64::from_ne_bytes(*word) ^ wide).to_ne_bytes();
-    }
-    for (byte, k) in rest.iter_mut().zip(key.iter().cycle()) {
-        *byte ^= k;
-    }
+    unmask_words_is_ascii(data, key, offset);
 }
 
 /// Unmasks `data` like [`apply_mask`] and reports whether every unmasked
@@ -58,8 +41,8 @@ pub(crate) fn unmask_is_ascii(data: &mut [u8], key: [u8; 4], offset: usize) -> b
     unmask_words_is_ascii(data, key, offset)
 }
 
-/// The portable loop of [`unmask_is_ascii`]: [`apply_mask_words`] that also
-/// ORs the unmasked words together to test their high bits at the end.
+/// The portable masking loop, which also ORs the unmasked words together to
+/// test their high bits at the end (the loop of [`unmask_is_ascii`]).
 #[inline(always)]
 fn unmask_words_is_ascii(data: &mut [u8], key: [u8; 4], offset: usize) -> bool {
     let key = rotate_key(key, offset);
@@ -67,6 +50,8 @@ fn unmask_words_is_ascii(data: &mut [u8], key: [u8; 4], offset: usize) -> bool {
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
     let mut seen = 0u64;
+    // 256-byte blocks whose inner loop the compiler unrolls completely:
+    // fewer loop-control instructions per byte than its own unrolling.
     let (blocks, rest) = data.as_chunks_mut::<UNROLL>();
     for block in blocks {
         for word in block.as_chunks_mut::<8>().0 {
