@@ -191,6 +191,7 @@ impl Connection {
     }
 
     /// Where the close handshake stands.
+    #[inline]
     pub fn state(&self) -> State {
         if self.close_received
             || self.error.is_some()
@@ -233,12 +234,14 @@ impl Connection {
     /// [`poll_timeout`](Self::poll_timeout) can return a deadline. When
     /// false, it returns `None` whatever `now` is, so a caller may skip
     /// reading its clock (which is most of the per-message timer cost).
+    #[inline]
     pub fn has_timers(&self) -> bool {
         matches!(self.timer, Timer::Pending | Timer::Armed(_))
             || (self.config.ping_interval.is_some() && !self.close_sent && !self.finished)
     }
 
     /// Whether bytes wait in [`outgoing`](Self::outgoing).
+    #[inline]
     pub fn wants_write(&self) -> bool {
         !self.out.is_empty()
     }
@@ -246,6 +249,7 @@ impl Connection {
     /// Whether [`send`](Self::send) would answer [`SendError::Full`] now:
     /// the queue holds at least [`Config::max_write_buffer`] bytes. An empty
     /// queue is never full, so one message always fits.
+    #[inline]
     pub fn is_write_buffer_full(&self) -> bool {
         !self.out.is_empty() && self.out.len() >= self.config.max_write_buffer
     }
@@ -257,6 +261,7 @@ impl Connection {
     /// the client has seen the server end the stream, or the connection
     /// failed. At once, flushed or not, when the close timeout or the
     /// keepalive deadline expired: the peer is not listening.
+    #[inline]
     pub fn should_close_transport(&self) -> bool {
         self.abandon || (self.transport_done && self.out.is_empty())
     }
@@ -458,6 +463,7 @@ impl Connection {
 
     /// The bytes waiting to be written, as a [`Buf`]: write from `chunk()`
     /// (or `chunks_vectored`) and `advance` by what the transport took.
+    #[inline]
     pub fn outgoing(&mut self) -> &mut Outgoing {
         &mut self.out
     }
@@ -637,6 +643,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn finish_message(&mut self, text: bool, data: BytesMut) -> Result<Event, ProtocolError> {
         let data = data.freeze();
         let message = if text {
@@ -742,6 +749,7 @@ impl Connection {
     }
 
     /// Queues a data payload, fragmenting at `max_send_frame_size`.
+    #[inline(always)]
     fn push_data(&mut self, first_opcode: OpCode, mut data: Bytes, fin: bool) {
         let max = self.config.max_send_frame_size.max(1);
         let mut opcode = first_opcode;
@@ -755,6 +763,7 @@ impl Connection {
 
     /// Queues one data frame; a large unmasked payload is queued as its own
     /// chunk without copying.
+    #[inline(always)]
     fn push_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
         let header = self.header(opcode, fin, payload.len());
         if header.mask.is_none() && payload.len() > INLINE_PAYLOAD {
@@ -772,6 +781,7 @@ impl Connection {
 
     /// A final-or-not frame header for `len` payload bytes, with a fresh
     /// masking key for a client.
+    #[inline]
     fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
         let mask = self.entropy.as_mut().map(|entropy| {
             let mut key = [0u8; 4];
@@ -828,6 +838,7 @@ fn unmask_text(
 }
 
 /// Appends `header` and `payload` (masked with the header's key, if any).
+#[inline(always)]
 fn encode_into(buf: &mut BytesMut, header: &FrameHeader, payload: &[u8]) {
     buf.reserve(header.encoded_len() + payload.len());
     header.encode(buf);

@@ -120,21 +120,25 @@ impl Outgoing {
     }
 
     /// Bytes waiting to be written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.chunks_len + (self.tail.len() - self.tail_pos)
     }
 
     /// Whether nothing waits to be written.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 impl Buf for Outgoing {
+    #[inline]
     fn remaining(&self) -> usize {
         self.len()
     }
 
+    #[inline]
     fn chunk(&self) -> &[u8] {
         match self.chunks.front() {
             Some(front) => front,
@@ -142,6 +146,7 @@ impl Buf for Outgoing {
         }
     }
 
+    #[inline]
     fn advance(&mut self, mut cnt: usize) {
         // `Buf::advance` documents a panic past the end; we clamp instead so a
         // caller's miscount cannot bring down the process.
