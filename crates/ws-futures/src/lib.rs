@@ -257,17 +257,24 @@ fn poll_write_from_reader<I: Io>(cx: &mut Context<'_>, io: &mut I) -> Poll<io::R
 }
 
 /// Reads into the spare end of `buf`, growing the read while a large
-/// message arrives and releasing a large buffer once it is empty.
+/// message arrives and releasing a large buffer once it is empty. `ahead`
+/// is the core's [`read_ahead`](Connection::read_ahead) advice: room for
+/// the rest of a large frame is made at once, not a doubling at a time.
 fn poll_read_buf<S: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
     stream: &mut S,
     buf: &mut BytesMut,
+    ahead: usize,
 ) -> Poll<io::Result<usize>> {
     let start = buf.len();
     if start == 0 && buf.capacity() > KEEP_IDLE {
         *buf = BytesMut::new();
     }
-    buf.resize(start + start.clamp(MIN_READ, MAX_READ), 0);
+    let read_size = start.clamp(MIN_READ, MAX_READ);
+    if ahead > read_size && ahead > buf.capacity() - start {
+        buf.reserve(ahead);
+    }
+    buf.resize(start + read_size, 0);
     let result = Pin::new(stream).poll_read(cx, &mut buf[start..]);
     let read = match &result {
         Poll::Ready(Ok(n)) => *n,
@@ -350,7 +357,14 @@ fn poll_recv_event(
         }
         let read = match rd.read_error.take() {
             Some(e) => Err(e),
-            None => ready!(poll_read_buf(cx, &mut *io.stream(), &mut rd.buf)),
+            None => {
+                let ahead = if rd.buf.is_empty() {
+                    0
+                } else {
+                    io.core().conn.read_ahead(&rd.buf)
+                };
+                ready!(poll_read_buf(cx, &mut *io.stream(), &mut rd.buf, ahead))
+            }
         };
         match read {
             Ok(0) => {
@@ -429,7 +443,7 @@ fn poll_background(cx: &mut Context<'_>, rd: &mut Reader, io: &mut impl Io) {
             break;
         }
         reads += 1;
-        let read = poll_read_buf(&mut read_cx, &mut *io.stream(), &mut rd.buf);
+        let read = poll_read_buf(&mut read_cx, &mut *io.stream(), &mut rd.buf, 0);
         match read {
             Poll::Ready(Ok(0)) => {
                 rd.eof = true;
@@ -891,7 +905,7 @@ async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, mut data: &[u8]) -> io
 
 /// Reads once more of the handshake; end of stream is an error.
 async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<()> {
-    match poll_fn(|cx| poll_read_buf(cx, stream, buf)).await? {
+    match poll_fn(|cx| poll_read_buf(cx, stream, buf, 0)).await? {
         0 => {
             Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake").into())
         }
@@ -958,7 +972,7 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             let ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
             return Ok((ws, response));
         }
-        if poll_fn(|cx| poll_read_buf(cx, &mut stream, &mut buf)).await? == 0 {
+        if poll_fn(|cx| poll_read_buf(cx, &mut stream, &mut buf, 0)).await? == 0 {
             // A 401 whose body was cut short is still a 401.
             return Err(handshake.receive_eof(&mut buf).into());
         }

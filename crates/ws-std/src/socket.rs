@@ -653,6 +653,13 @@ impl Reader {
             if self.buf.is_empty() {
                 // Idle: release the buffer (it may share a delivered message's allocation).
                 self.buf = BytesMut::new();
+            } else {
+                // A large frame in progress: room for the rest of it at once
+                // (as far as the core advises), not a doubling at a time.
+                let ahead = lock(&st.conn).read_ahead(&self.buf);
+                if ahead > READ_CHUNK && ahead > self.buf.capacity() - self.buf.len() {
+                    self.buf.reserve(ahead);
+                }
             }
             match read_into(io, &mut self.buf) {
                 Ok(0) => lock(&st.conn).handle_eof(),

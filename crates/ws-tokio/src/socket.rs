@@ -347,6 +347,16 @@ impl Receiver {
                 self.finish();
                 return Poll::Ready(None);
             }
+            if !self.buf.is_empty() {
+                // A large frame in progress: make room for the rest of it at
+                // once (as far as the core advises) rather than growing the
+                // buffer, and copying what it holds, a read size at a time.
+                let buf = &self.buf;
+                let ahead = link.with_conn(|conn| conn.read_ahead(buf));
+                if ahead > self.read_size && ahead > self.buf.capacity() - self.buf.len() {
+                    self.buf.reserve(ahead);
+                }
+            }
             ensure_read_room(&mut self.buf, self.read_size);
             let spare = self.buf.capacity() - self.buf.len();
             let Poll::Ready(read) = link.poll_read(cx, &mut self.buf) else {

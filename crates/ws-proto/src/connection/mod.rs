@@ -47,6 +47,13 @@ pub enum State {
 /// vectored write a separate chunk needs. Larger ones are sent without a copy.
 const INLINE_PAYLOAD: usize = 4096;
 
+/// [`Connection::read_ahead`] advises room for at most this many times the
+/// payload bytes of the frame already received...
+pub const READ_AHEAD_EARN: usize = 8;
+/// ...or this many bytes, whichever is more: no more than an adapter reads
+/// at once anyway.
+pub const READ_AHEAD_FREE: usize = 256 * 1024;
+
 /// A frame whose header has been read and whose payload is arriving.
 #[derive(Clone, Copy, Debug)]
 struct InFrame {
@@ -292,6 +299,31 @@ impl Connection {
             return Ok(None);
         }
         self.next_event_slow(buf)
+    }
+
+    /// Read-ahead advice for the caller's read buffer `buf` (the one passed
+    /// to [`next_event`](Self::next_event)): how many more bytes the frame
+    /// being received still needs, so that one reservation can make room for
+    /// all of it instead of growing the buffer (and copying what it holds)
+    /// again and again. 0 when no frame is in progress.
+    ///
+    /// The frame's length is only what the peer announced, so the advice is
+    /// capped at [`READ_AHEAD_EARN`] times the payload bytes the peer has
+    /// actually sent (at least [`READ_AHEAD_FREE`]): a peer that announces a
+    /// huge frame and sends a few bytes cannot make the caller reserve much.
+    #[inline]
+    pub fn read_ahead(&self, buf: &BytesMut) -> usize {
+        match &self.frame {
+            // While a frame is incomplete, `buf` holds only its payload.
+            Some(frame) => {
+                let buffered = buf.len();
+                let earned = buffered
+                    .saturating_mul(READ_AHEAD_EARN)
+                    .max(READ_AHEAD_FREE);
+                frame.len.saturating_sub(buffered).min(earned)
+            }
+            None => 0,
+        }
     }
 
     /// [`next_event`](Self::next_event) when there may be something to report.
@@ -918,6 +950,53 @@ mod tests {
         assert_eq!(conn.poll_timeout(6 * SECOND), Some(11 * SECOND));
         conn.handle_timeout(7 * SECOND);
         assert!(!conn.should_close_transport());
+    }
+
+    #[test]
+    fn read_ahead_covers_a_frame_only_as_far_as_the_peer_earned_it() {
+        const MIB: usize = 1 << 20;
+        let config = Config::default().with_max_message_size(64 * MIB);
+        let mut conn = server(config.with_max_frame_size(64 * MIB));
+        let mut buf = BytesMut::new();
+        assert_eq!(conn.read_ahead(&buf), 0, "no frame in progress");
+        // A binary frame announcing 1 MiB (64-bit length), masked with zeros.
+        let mut header = vec![0x82, 0xFF];
+        header.extend_from_slice(&(MIB as u64).to_be_bytes());
+        header.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&[7; 100]);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert_eq!(
+            conn.read_ahead(&buf),
+            READ_AHEAD_FREE,
+            "a few bytes earn the free amount"
+        );
+        buf.extend_from_slice(&vec![7; 200 * 1024]);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert_eq!(
+            conn.read_ahead(&buf),
+            MIB - buf.len(),
+            "earned: the whole rest"
+        );
+        buf.extend_from_slice(&vec![7; MIB - buf.len()]);
+        assert!(matches!(
+            conn.next_event(&mut buf),
+            Ok(Some(Event::Message(_)))
+        ));
+        assert_eq!(conn.read_ahead(&buf), 0, "the frame is complete");
+
+        // A peer announcing 64 MiB and sending 1 KiB earns no more than the
+        // free amount, then eight times what it sent.
+        let mut header = vec![0x82, 0xFF];
+        header.extend_from_slice(&(64 * MIB as u64).to_be_bytes());
+        header.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&[7; 1024]);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert_eq!(conn.read_ahead(&buf), READ_AHEAD_FREE);
+        buf.extend_from_slice(&vec![7; MIB]);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert_eq!(conn.read_ahead(&buf), READ_AHEAD_EARN * buf.len());
     }
 
     #[test]
