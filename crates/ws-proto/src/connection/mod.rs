@@ -799,7 +799,7 @@ impl Connection {
     fn push_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
         let header = self.header(opcode, fin, payload.len());
         if header.mask.is_none() && payload.len() > INLINE_PAYLOAD {
-            header.encode(self.out.tail_mut());
+            header.encode_bytes(self.out.tail_mut());
             self.out.push(payload);
         } else if header.encoded_len() + payload.len() <= TAIL_KEEP {
             // The common case: encoded in place, after what is queued.
@@ -873,7 +873,7 @@ fn unmask_text(
 #[inline(always)]
 fn encode_into(buf: &mut BytesMut, header: &FrameHeader, payload: &[u8]) {
     buf.reserve(header.encoded_len() + payload.len());
-    header.encode(buf);
+    header.encode_bytes(buf);
     let start = buf.len();
     buf.extend_from_slice(payload);
     if let Some(key) = header.mask {
