@@ -4,6 +4,7 @@
 use ws_proto::{
     Config, Connection, Event, FrameHeader, Message, OpCode, Role,
     bytes::{Buf, BytesMut},
+    connection::{READ_AHEAD_EARN, READ_AHEAD_FREE},
     mask::apply_mask,
 };
 
@@ -67,6 +68,18 @@ pub fn drive(role: Role, data: &[u8]) {
             }
         }
         assert!(buf.len() <= fed, "the buffer only ever holds fed bytes");
+        // Read-ahead advice never exceeds the frame limit, nor what the
+        // bytes actually sent have earned.
+        let ahead = conn.read_ahead(&buf);
+        assert!(
+            ahead <= MAX_FRAME,
+            "read ahead {ahead} beyond the frame limit"
+        );
+        assert!(
+            ahead <= (buf.len() * READ_AHEAD_EARN).max(READ_AHEAD_FREE),
+            "read ahead {ahead} not earned by {} bytes",
+            buf.len()
+        );
         // Unwritten output stays tiny: one pong queued, one waiting, a Close.
         assert!(
             conn.outgoing().len() <= 3 * (MAX_CONTROL_FRAME),
