@@ -83,7 +83,7 @@ struct IrCase {
 }
 
 /// (i): (b) with all 100 connections; (f) with 2 connections instead of 10.
-const IR_CASES: [IrCase; 4] = [
+const IR_CASES: [IrCase; 6] = [
     IrCase {
         s: Scenario {
             id: 'a',
@@ -101,6 +101,29 @@ const IR_CASES: [IrCase; 4] = [
             conns: 100,
             size: 16,
             in_flight: 8,
+            kind: "text",
+        },
+        n1: 5_000,
+        n2: 25_000,
+    },
+    IrCase {
+        s: Scenario {
+            id: 'c',
+            conns: 16,
+            size: 1 << 10,
+            in_flight: 16,
+            kind: "text",
+        },
+        // Multiples of the connection count: each sends N / conns.
+        n1: 4_800,
+        n2: 24_000,
+    },
+    IrCase {
+        s: Scenario {
+            id: 'd',
+            conns: 50,
+            size: 1 << 10,
+            in_flight: 4,
             kind: "text",
         },
         n1: 5_000,
@@ -450,6 +473,10 @@ impl Runner {
     /// `bench_server --exit-after-echoes total` under cachegrind while
     /// `loadgen count` sends `total / s.conns` messages per connection.
     fn instructions(&mut self, lib: Library, s: &Scenario, total: u64) -> Result<u64, BoxError> {
+        if total % s.conns as u64 != 0 {
+            // The server would wait for echoes the load generator never asks for.
+            return Err(format!("{total} echoes do not split over {} connections", s.conns).into());
+        }
         let per_conn = total / s.conns as u64;
         let mut last = String::new();
         for _ in 0..3 {
