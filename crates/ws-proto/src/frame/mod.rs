@@ -194,7 +194,11 @@ mod tests {
         assert_eq!(out.len(), header.encoded_len());
         let mut bytes = BytesMut::from(&b"before"[..]);
         header.encode_bytes(&mut bytes);
-        assert_eq!(&bytes[6..], &out[..], "encode_bytes writes what encode does");
+        assert_eq!(
+            &bytes[6..],
+            &out[..],
+            "encode_bytes writes what encode does"
+        );
         for cut in 0..out.len() {
             assert_eq!(FrameHeader::parse(&out[..cut]), Ok(None));
         }
