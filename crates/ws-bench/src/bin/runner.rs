@@ -473,7 +473,7 @@ impl Runner {
     /// `bench_server --exit-after-echoes total` under cachegrind while
     /// `loadgen count` sends `total / s.conns` messages per connection.
     fn instructions(&mut self, lib: Library, s: &Scenario, total: u64) -> Result<u64, BoxError> {
-        if total % s.conns as u64 != 0 {
+        if !total.is_multiple_of(s.conns as u64) {
             // The server would wait for echoes the load generator never asks for.
             return Err(format!("{total} echoes do not split over {} connections", s.conns).into());
         }
