@@ -27,6 +27,10 @@
 //! [`Connection::outgoing`], re-arm the timer from [`Connection::poll_timeout`],
 //! and close the transport once [`Connection::should_close_transport`].
 //! Pings and Close frames are answered automatically: don't do it again.
+//! Before a read, [`Connection::read_ahead`] says how much room the frame in
+//! progress still needs (bounded by what the peer has actually sent), so a
+//! large message can be read into one reservation instead of a buffer that
+//! doubles and copies its contents again and again.
 //!
 //! ```
 //! use bytes::{Buf, BytesMut};
