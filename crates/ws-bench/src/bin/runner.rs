@@ -371,18 +371,14 @@ impl Runner {
     }
 
     fn bench_args(&self, s: &Scenario, port: u16, warmup: f64, secs: f64) -> Vec<String> {
-        [
-            ("--port", port.to_string()),
-            ("--conns", s.conns.to_string()),
-            ("--size", s.size.to_string()),
-            ("--in-flight", s.in_flight.to_string()),
-            ("--kind", s.kind.to_owned()),
-            ("--warmup", warmup.to_string()),
-            ("--secs", secs.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_owned(), v])
-        .collect()
+        loadgen_args(
+            s,
+            port,
+            [
+                ("--warmup", warmup.to_string()),
+                ("--secs", secs.to_string()),
+            ],
+        )
     }
 
     /// One throughput run of `lib` in `s`, repeated (while retries last)
@@ -512,18 +508,14 @@ impl Runner {
                 );
                 continue;
             };
-            let args: Vec<String> = [
-                ("--port", port.to_string()),
-                ("--conns", s.conns.to_string()),
-                ("--size", s.size.to_string()),
-                ("--in-flight", s.in_flight.to_string()),
-                ("--kind", s.kind.to_owned()),
-                ("--messages", per_conn.to_string()),
-                ("--timeout", "600".to_owned()),
-            ]
-            .into_iter()
-            .flat_map(|(k, v)| [k.to_owned(), v])
-            .collect();
+            let args = loadgen_args(
+                s,
+                port,
+                [
+                    ("--messages", per_conn.to_string()),
+                    ("--timeout", "600".to_owned()),
+                ],
+            );
             self.loadgen_mode("count", &args)?;
             // The server exits by itself after its last echo; valgrind then
             // writes the output file.
@@ -733,6 +725,22 @@ fn run(opts: Options) -> Result<(), BoxError> {
         runner.opts.retries - runner.retries_left
     );
     Ok(())
+}
+
+/// The load generator's arguments for scenario `s` against `port`, then the
+/// mode's own two.
+fn loadgen_args(s: &Scenario, port: u16, mode: [(&str, String); 2]) -> Vec<String> {
+    [
+        ("--port", port.to_string()),
+        ("--conns", s.conns.to_string()),
+        ("--size", s.size.to_string()),
+        ("--in-flight", s.in_flight.to_string()),
+        ("--kind", s.kind.to_owned()),
+    ]
+    .into_iter()
+    .chain(mode)
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect()
 }
 
 /// (i): server instructions per echo, `(Ir(n2) - Ir(n1)) / (n2 - n1)`.
