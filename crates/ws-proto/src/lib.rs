@@ -79,8 +79,9 @@
 //!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
 
 #![cfg_attr(not(feature = "std"), no_std)]
-// One audited exception: `mask::wide` (an AVX2 build of the safe masking
-// loop, called after a CPU check). Everything else is safe code.
+// Two audited exceptions: `mask::wide` (an AVX2 build of the safe masking
+// loop, called after a CPU check) and `utf8::valid_str` (`Utf8Bytes` as
+// `&str` without validating again). Everything else is safe code.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 // The library must build without std: reach for core and alloc first.

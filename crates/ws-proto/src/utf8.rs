@@ -8,6 +8,10 @@ use bytes::Bytes;
 /// Immutable, cheaply cloneable UTF-8 text backed by [`Bytes`].
 ///
 /// Received text messages are validated once and then handed out without a copy.
+///
+/// Invariant: the bytes are valid UTF-8. The field is private and every
+/// constructor upholds it (see the `valid_str` module), so [`as_str`](Self::as_str)
+/// (and with it `Deref`, `==`, `Display`) costs O(1).
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Utf8Bytes(Bytes);
 
@@ -29,18 +33,24 @@ impl Utf8Bytes {
     }
 
     /// Wraps bytes the caller has already validated. Crate-internal so that the
-    /// invariant cannot be broken from outside.
+    /// invariant cannot be broken from outside: its one caller is
+    /// `Connection::finish_message`, for a single-frame text message whose
+    /// payload was, within one `next_event` call (holding `&mut` to the
+    /// buffer, so nothing could change it in between), fed to the
+    /// connection's [`Utf8Validator`] (or proven ASCII at a code point
+    /// boundary) and then split off, after [`Utf8Validator::finish`]
+    /// reported no code point left open. Anything else goes through
+    /// [`try_from_bytes`](Self::try_from_bytes).
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
         debug_assert!(str::from_utf8(&bytes).is_ok());
         Self(bytes)
     }
 
-    /// The text as a `&str`.
+    /// The text as a `&str`, in O(1): the bytes were validated when this
+    /// value was made.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        // The invariant (valid UTF-8) is upheld by every constructor, so this
-        // cannot fail; fall back to "" rather than panic to stay panic-free.
-        // Safe code must re-check: simdutf8 makes that a fast SIMD pass.
-        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
+        valid_str::as_str_unchecked(&self.0)
     }
 
     /// The underlying bytes.
@@ -135,6 +145,36 @@ impl PartialEq<str> for Utf8Bytes {
 impl PartialEq<&str> for Utf8Bytes {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+/// The second audited exception to `#![deny(unsafe_code)]` (the first is
+/// `mask::wide`): viewing a [`Utf8Bytes`]'s bytes as `&str` without
+/// validating them again, which made every `Deref`, `==` and `Display` O(n).
+/// No safe O(1) alternative exists (`str::from_utf8` is the safe path, and
+/// it validates); keeping the text as `String`/`Arc<str>` would cost a copy
+/// of every received message.
+#[allow(unsafe_code)]
+mod valid_str {
+    /// `bytes` as `&str`. Only for the contents of a [`super::Utf8Bytes`].
+    #[inline]
+    pub(super) fn as_str_unchecked(bytes: &[u8]) -> &str {
+        // SAFETY: only called by `Utf8Bytes::as_str` on its (private) field,
+        // which holds valid UTF-8 from construction on: `Bytes` is
+        // immutable, and every constructor validates or starts from a `str`:
+        // - `new`, `Default`: empty;
+        // - `from_static`, `From<&str>`, `From<&String>`, `From<String>`:
+        //   the bytes of a `str`/`String`, valid by the type's own invariant;
+        // - `try_from_bytes` and `TryFrom<Bytes>` (which calls it): checked
+        //   by `validate` (simdutf8, or `is_ascii` for short input), errors
+        //   are returned and no value is made;
+        // - `from_validated` (`pub(crate)`, debug-asserted): bytes run
+        //   through `Utf8Validator` up to `finish()` and not changeable
+        //   since, see its doc and `Connection::finish_message`;
+        // - `Clone`: a copy of a valid value.
+        // No other code builds `Utf8Bytes(..)` from raw bytes, and no API
+        // hands out `&mut` access to the bytes.
+        unsafe { core::str::from_utf8_unchecked(bytes) }
     }
 }
 
@@ -311,6 +351,56 @@ mod tests {
                 "{sample:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_constructor_rejects_or_keeps_the_text() {
+        let long_invalid = [&[b'a'; 100][..], b"\xed\xa0\x80"].concat();
+        let invalid: &[&[u8]] = &[
+            b"\xff",
+            b"\xc0\xaf",
+            b"\xed\xa0\x80",     // a surrogate
+            b"\xf4\x90\x80\x80", // above U+10FFFF
+            b"\xf0\x9f\x98",     // cut short
+            b"ok\x80",
+            &long_invalid, // past the short-input fast path
+        ];
+        for bytes in invalid {
+            let bytes = Bytes::copy_from_slice(bytes);
+            assert_eq!(Utf8Bytes::try_from_bytes(bytes.clone()), Err(InvalidUtf8));
+            assert_eq!(Utf8Bytes::try_from(bytes), Err(InvalidUtf8));
+        }
+
+        let long_valid = "κόσμε ".repeat(20);
+        let valid = ["", "hello", "κόσμε", "\u{10FFFF}\u{FFFD}", &long_valid];
+        for text in valid {
+            let from_bytes = Utf8Bytes::try_from_bytes(Bytes::copy_from_slice(text.as_bytes()));
+            let made = [
+                from_bytes.expect("valid UTF-8"),
+                Utf8Bytes::from(text),
+                Utf8Bytes::from(String::from(text)),
+                Utf8Bytes::from(&String::from(text)),
+                Utf8Bytes::from_validated(Bytes::copy_from_slice(text.as_bytes())),
+            ];
+            for value in made {
+                assert_eq!(value.as_str(), text);
+                assert_eq!(&*value, text);
+                assert_eq!(value, text);
+                assert_eq!(value.len(), text.len());
+                assert_eq!(value.to_string(), text);
+                assert_eq!(format!("{value:?}"), format!("{text:?}"));
+                assert_eq!(value.clone().into_bytes(), text.as_bytes());
+            }
+        }
+        assert_eq!(Utf8Bytes::from_static("static").as_str(), "static");
+        assert_eq!(Utf8Bytes::new().as_str(), "");
+        assert_eq!(Utf8Bytes::default().as_str(), "");
+    }
+
+    #[test]
+    fn as_str_borrows_the_bytes_without_a_copy() {
+        let text = Utf8Bytes::from("zero copy");
+        assert_eq!(text.as_str().as_ptr(), text.as_bytes().as_ptr());
     }
 
     #[test]

@@ -539,6 +539,9 @@ impl Connection {
     // ----- Receive internals -----
 
     fn read_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        // Payload checked in an earlier call has since been in the caller's
+        // hands, which could change it: see `finish_message`.
+        let mut resumed = self.frame.as_ref().is_some_and(|frame| frame.processed > 0);
         loop {
             let frame = match &mut self.frame {
                 Some(frame) => frame,
@@ -573,9 +576,10 @@ impl Connection {
             let frame = *frame;
             self.frame = None;
             let payload = buf.split_to(frame.len);
-            if let Some(event) = self.on_frame(frame, payload)? {
+            if let Some(event) = self.on_frame(frame, payload, !resumed)? {
                 return Ok(Some(event));
             }
+            resumed = false;
         }
     }
 
@@ -634,10 +638,13 @@ impl Connection {
         })
     }
 
+    /// `checked_in_this_call`: the whole payload was unmasked and checked
+    /// during the current `next_event` call (see `finish_message`).
     fn on_frame(
         &mut self,
         frame: InFrame,
         payload: BytesMut,
+        checked_in_this_call: bool,
     ) -> Result<Option<Event>, ProtocolError> {
         match frame.opcode {
             OpCode::Ping => {
@@ -650,9 +657,9 @@ impl Connection {
             }
             OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => self.on_close(payload.freeze()).map(Some),
-            OpCode::Text | OpCode::Binary if frame.fin => {
-                self.finish_message(frame.text, payload).map(Some)
-            }
+            OpCode::Text | OpCode::Binary if frame.fin => self
+                .finish_message(frame.text, payload, checked_in_this_call)
+                .map(Some),
             OpCode::Text | OpCode::Binary => {
                 self.message = Some(InMessage {
                     text: frame.text,
@@ -671,17 +678,40 @@ impl Connection {
                 let Some(message) = self.message.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                self.finish_message(message.text, message.data).map(Some)
+                // Fragments are checked in the calls that receive them,
+                // usually not all in this one.
+                self.finish_message(message.text, message.data, false)
+                    .map(Some)
             }
         }
     }
 
+    /// `checked_in_this_call`: whether every byte of `data` was checked by
+    /// `self.utf8` during the current `next_event` call. `Utf8Bytes` trusts
+    /// its bytes to be UTF-8 (its `as_str` does not check them again), so
+    /// the incremental check stands only for bytes no one could change since:
+    /// `next_event` holds `&mut buf` for the whole call, but between calls
+    /// safe code may overwrite what it already passed in (against the
+    /// documented contract). Text checked in earlier calls (a frame split
+    /// across reads, any fragmented message) is therefore checked again as
+    /// a whole; a message received in one call (the common case for small
+    /// ones) is not.
     #[inline]
-    fn finish_message(&mut self, text: bool, data: BytesMut) -> Result<Event, ProtocolError> {
+    fn finish_message(
+        &mut self,
+        text: bool,
+        data: BytesMut,
+        checked_in_this_call: bool,
+    ) -> Result<Event, ProtocolError> {
         let data = data.freeze();
         let message = if text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-            Message::Text(Utf8Bytes::from_validated(data))
+            let text = if checked_in_this_call {
+                Utf8Bytes::from_validated(data)
+            } else {
+                Utf8Bytes::try_from_bytes(data).map_err(|_| ProtocolError::InvalidUtf8)?
+            };
+            Message::Text(text)
         } else {
             Message::Binary(data)
         };
@@ -1068,6 +1098,40 @@ mod tests {
         untimed.close(CloseCode::NORMAL, "").unwrap();
         assert_eq!(untimed.poll_timeout(Duration::ZERO), None);
         assert!(!untimed.has_timers());
+    }
+
+    #[test]
+    fn text_changed_in_the_buffer_after_it_was_checked_is_rejected() {
+        // Callers must only append to `buf`, but safe code can break that
+        // rule: text checked in an earlier call is checked again at the end
+        // (`Utf8Bytes` relies on its bytes being valid UTF-8).
+        for fragmented in [false, true] {
+            let mut conn = server(Config::default());
+            // Masked with zeros, so the payload is the text itself.
+            let first = if fragmented { 0x01 } else { 0x81 };
+            let mut buf = BytesMut::from(&[first, 0x84, 0, 0, 0, 0, b'a', b'b'][..]);
+            assert_eq!(conn.next_event(&mut buf), Ok(None));
+            buf[0] = 0xFF;
+            buf.extend_from_slice(b"cd");
+            if fragmented {
+                assert_eq!(conn.next_event(&mut buf), Ok(None));
+                buf.extend_from_slice(&[0x80, 0x81, 0, 0, 0, 0, b'e']);
+            }
+            assert_eq!(
+                conn.next_event(&mut buf),
+                Err(ProtocolError::InvalidUtf8),
+                "fragmented: {fragmented}"
+            );
+        }
+        // Left alone, the same text split across calls is delivered.
+        let mut conn = server(Config::default());
+        let mut buf = BytesMut::from(&[0x81, 0x84, 0, 0, 0, 0, b'a', b'b'][..]);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        buf.extend_from_slice(b"cd");
+        assert_eq!(
+            conn.next_event(&mut buf),
+            Ok(Some(Event::Message(Message::text("abcd"))))
+        );
     }
 
     #[test]
