@@ -11,9 +11,10 @@
 #      create Python 2 environments; it seeds pip 20.3.4), which creates a
 #      Python 2.7 venv with autobahntestsuite 0.8.2 and its dependencies at
 #      pinned versions (what pip resolved for 0.8.2 on 2.7).
-#   3. cargo builds each adapter's autobahn_server and autobahn_client
-#      examples, one crate at a time, copying each binary aside (the three
-#      crates' examples share file names).
+#   3. cargo builds each adapter's <prefix>_autobahn_server and
+#      <prefix>_autobahn_client examples (prefix: the crate name without
+#      "ws-", e.g. tokio_autobahn_server), one crate at a time, copying each
+#      binary aside under a per-adapter name.
 #   4. fuzzingclient: the three servers listen on 127.0.0.1:$PORT,+1,+2 and one
 #      wstest run tests them all into reports/servers.
 #   5. fuzzingserver: wstest listens on $PORT (it binds all interfaces; only
@@ -151,9 +152,11 @@ if [ -z "${SKIP_BUILD:-}" ]; then
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     for a in $ADAPTERS; do
         log "building $a examples"
-        (cd "$REPO" && cargo build --release -q -p "$a" --example autobahn_server --example autobahn_client)
-        cp "$TARGET/release/examples/autobahn_server" "$DIR/bin/server-$a"
-        cp "$TARGET/release/examples/autobahn_client" "$DIR/bin/client-$a"
+        prefix=${a#ws-} # ws-tokio -> tokio_autobahn_server, ...
+        (cd "$REPO" && cargo build --release -q -p "$a" \
+            --example "${prefix}_autobahn_server" --example "${prefix}_autobahn_client")
+        cp "$TARGET/release/examples/${prefix}_autobahn_server" "$DIR/bin/server-$a"
+        cp "$TARGET/release/examples/${prefix}_autobahn_client" "$DIR/bin/client-$a"
     done
 fi
 

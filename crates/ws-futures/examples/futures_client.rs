@@ -1,7 +1,7 @@
 //! Connects, sends a couple of messages, prints the echoes, and closes.
 //!
 //! ```text
-//! cargo run -p ws-futures --example client -- ws://127.0.0.1:9002/
+//! cargo run -p ws-futures --example futures_client -- ws://127.0.0.1:9002/
 //! ```
 
 use core::error::Error;

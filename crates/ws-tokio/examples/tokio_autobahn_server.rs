@@ -1,7 +1,7 @@
 //! Echo server for the Autobahn|Testsuite fuzzingclient.
 //!
 //! ```text
-//! cargo run --release -p ws-tokio --example autobahn_server -- 127.0.0.1:9001
+//! cargo run --release -p ws-tokio --example tokio_autobahn_server -- 127.0.0.1:9001
 //! ```
 
 use tokio::net::{TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! every case, echoing each message, then asks for the reports.
 //!
 //! ```text
-//! cargo run --release -p ws-std --example autobahn_client -- ws://127.0.0.1:9001 ws-std
+//! cargo run --release -p ws-std --example std_autobahn_client -- ws://127.0.0.1:9001 ws-std
 //! ```
 
 use ws_std::{ClientRequest, Config, Options};

@@ -1,7 +1,7 @@
 //! An echo server.
 //!
 //! ```text
-//! cargo run -p ws-tokio --example echo_server -- 127.0.0.1:9002
+//! cargo run -p ws-tokio --example tokio_echo_server -- 127.0.0.1:9002
 //! ```
 
 use tokio::net::TcpListener;

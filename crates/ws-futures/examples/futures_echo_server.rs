@@ -1,7 +1,7 @@
 //! An echo server on smol.
 //!
 //! ```text
-//! cargo run -p ws-futures --example echo_server -- 127.0.0.1:9002
+//! cargo run -p ws-futures --example futures_echo_server -- 127.0.0.1:9002
 //! ```
 
 use core::error::Error;

@@ -2,7 +2,7 @@
 //! echoes and closes.
 //!
 //! ```text
-//! cargo run -p ws-std --example client -- ws://127.0.0.1:9002/
+//! cargo run -p ws-std --example std_client -- ws://127.0.0.1:9002/
 //! ```
 
 use ws_std::{CloseCode, Message};

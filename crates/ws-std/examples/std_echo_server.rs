@@ -1,7 +1,7 @@
 //! An echo server, one thread per connection.
 //!
 //! ```text
-//! cargo run -p ws-std --example echo_server -- 127.0.0.1:9002
+//! cargo run -p ws-std --example std_echo_server -- 127.0.0.1:9002
 //! ```
 
 use std::{net::TcpListener, thread};

@@ -2,7 +2,7 @@
 //! one thread per connection, with 64 MiB frame and message limits.
 //!
 //! ```text
-//! cargo run --release -p ws-std --example autobahn_server -- 127.0.0.1:9001
+//! cargo run --release -p ws-std --example std_autobahn_server -- 127.0.0.1:9001
 //! ```
 
 use std::{net::TcpListener, thread};

@@ -1,7 +1,7 @@
 //! Client for the Autobahn|Testsuite fuzzingserver.
 //!
 //! ```text
-//! cargo run --release -p ws-tokio --example autobahn_client -- ws://127.0.0.1:9001 ws-tokio
+//! cargo run --release -p ws-tokio --example tokio_autobahn_client -- ws://127.0.0.1:9001 ws-tokio
 //! ```
 
 use ws_tokio::{ClientRequest, CloseCode, Config, Error, Message, Options};

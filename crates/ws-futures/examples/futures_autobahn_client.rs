@@ -1,7 +1,7 @@
 //! Client for the Autobahn|Testsuite fuzzingserver.
 //!
 //! ```text
-//! cargo run --release -p ws-futures --example autobahn_client -- ws://127.0.0.1:9001 ws-futures
+//! cargo run --release -p ws-futures --example futures_autobahn_client -- ws://127.0.0.1:9001 ws-futures
 //! ```
 
 use core::error::Error;

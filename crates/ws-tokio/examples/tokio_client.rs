@@ -1,8 +1,8 @@
 //! Connects, sends a couple of messages, prints the echoes and closes.
 //!
 //! ```text
-//! cargo run -p ws-tokio --example echo_server &
-//! cargo run -p ws-tokio --example client -- ws://127.0.0.1:9002
+//! cargo run -p ws-tokio --example tokio_echo_server &
+//! cargo run -p ws-tokio --example tokio_client -- ws://127.0.0.1:9002
 //! ```
 
 use ws_tokio::{CloseCode, Message};
