@@ -18,10 +18,11 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) => assert_eq!(buf.len(), before, "nothing consumed while partial"),
             Ok(Some(request)) => {
                 assert!(buf.len() < before);
-                let response = request.accept(&AcceptOptions::new()).expect("plain accept");
+                let accepted = request.accept(&AcceptOptions::new()).expect("plain accept");
+                let response = accepted.response();
                 let mut headers = [httparse::EMPTY_HEADER; 8];
                 let mut parsed = httparse::Response::new(&mut headers);
-                assert!(parsed.parse(&response).is_ok_and(|s| s.is_complete()));
+                assert!(parsed.parse(response).is_ok_and(|s| s.is_complete()));
                 assert_eq!(parsed.code, Some(101));
                 return;
             }

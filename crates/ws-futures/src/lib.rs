@@ -81,7 +81,7 @@ use futures_sink::Sink;
 pub use ws_proto::driver::{Error, Options, Result};
 pub use ws_proto::{
     self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
-    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
+    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
 };
 use ws_proto::{ClientHandshake, ServerHandshake};
 
@@ -969,7 +969,8 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         if let Some(response) = handshake.receive(&mut buf)? {
             let config = options.config.clone();
-            let ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
+            let mut ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config.clone(), buf);
+            *ws.connection_mut() = response.connection(config);
             return Ok((ws, response));
         }
         if poll_fn(|cx| poll_read_buf(cx, &mut stream, &mut buf, 0)).await? == 0 {
@@ -1041,7 +1042,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
 #[derive(Debug)]
 pub struct Incoming<S> {
     stream: S,
-    request: Request,
+    request: ServerRequest,
     buf: BytesMut,
     config: Config,
     handshake_timeout: Option<Duration>,
@@ -1049,23 +1050,22 @@ pub struct Incoming<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// The request: path, headers, offered subprotocols.
-    pub fn request(&self) -> &Request {
+    pub fn request(&self) -> &ServerRequest {
         &self.request
     }
 
     /// Writes the `101` response and starts the connection; bytes the
     /// client sent after its request are kept. Cancelling drops the stream.
     pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let response = self.request.accept(options)?;
+        let accepted = self.request.accept(options)?;
         let mut stream = self.stream;
-        let write = async { Ok(write_all(&mut stream, &response).await?) };
+        let write = async { Ok(write_all(&mut stream, accepted.response()).await?) };
         timeout(self.handshake_timeout, write).await?;
-        Ok(WebSocket::from_raw_with_buffer(
-            stream,
-            Role::Server,
-            self.config,
-            self.buf,
-        ))
+        let config = self.config;
+        let mut ws =
+            WebSocket::from_raw_with_buffer(stream, Role::Server, config.clone(), self.buf);
+        *ws.connection_mut() = accepted.connection(config);
+        Ok(ws)
     }
 
     /// Writes a refusal (e.g. 401 or 403) with extra headers and a body,

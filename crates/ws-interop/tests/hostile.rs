@@ -1133,7 +1133,7 @@ fn raw_server<T: Send + 'static>(
             buf.extend_from_slice(&chunk[..n]);
         };
         let response = request.accept(&AcceptOptions::new()).expect("response");
-        act(stream, response)
+        act(stream, response.into_response())
     });
     (url, handle)
 }

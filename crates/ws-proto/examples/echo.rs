@@ -17,7 +17,7 @@ use std::{
 
 use ws_proto::{
     AcceptOptions, ClientHandshake, ClientRequest, CloseCode, Config, Connection, Event, Message,
-    Role, ServerHandshake,
+    ServerHandshake,
     bytes::{Buf, BytesMut},
 };
 
@@ -76,8 +76,9 @@ fn serve(mut stream: TcpStream) -> Result<()> {
     if let Some(protocol) = request.protocols().first() {
         options = options.protocol(protocol.clone());
     }
-    stream.write_all(&request.accept(&options)?)?;
-    let mut conn = Connection::new(Role::Server, Config::default());
+    let accepted = request.accept(&options)?;
+    stream.write_all(accepted.response())?;
+    let mut conn = accepted.connection(Config::default());
     run(&mut stream, &mut conn, &mut buf, |conn, event| {
         if let Event::Message(message) = event {
             conn.send(message)?;
@@ -102,9 +103,8 @@ fn client(url: &str) -> Result<()> {
             return Err("the server closed during the handshake".into());
         }
     };
-    println!("connected to {url}, subprotocol {:?}", response.protocol);
-
-    let mut conn = Connection::new(Role::Client, Config::default());
+    let mut conn = response.connection(Config::default());
+    println!("connected to {url}, subprotocol {:?}", conn.protocol());
     let messages = [
         Message::text("hello"),
         Message::binary(vec![1, 2, 3]),

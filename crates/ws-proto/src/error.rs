@@ -111,8 +111,14 @@ impl core::error::Error for ProtocolError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// The HTTP message could not be parsed.
-    Http(httparse::Error),
+    /// The HTTP message could not be parsed; says what was wrong (e.g.
+    /// `"invalid header name"`).
+    MalformedHttp(&'static str),
+    /// The head has more header lines than the configured `max_headers`.
+    TooManyHeaders {
+        /// The configured limit.
+        max: usize,
+    },
     /// The request or response head is larger than the configured limit.
     TooLarge {
         /// The configured limit in bytes.
@@ -153,10 +159,9 @@ impl HandshakeError {
     /// status even when a client met them; a client simply ignores it.
     pub const fn status(&self) -> Option<u16> {
         match self {
-            Self::TooLarge { .. } => Some(431),
-            Self::Http(httparse::Error::TooManyHeaders) => Some(431),
+            Self::TooLarge { .. } | Self::TooManyHeaders { .. } => Some(431),
             Self::UnsupportedVersion => Some(426),
-            Self::Http(_)
+            Self::MalformedHttp(_)
             | Self::Method(_)
             | Self::Version
             | Self::MissingHost
@@ -170,15 +175,19 @@ impl HandshakeError {
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Http(e) => write!(f, "malformed HTTP: {e}"),
+            Self::MalformedHttp(what) => write!(f, "malformed HTTP: {what}"),
             Self::TooLarge { max } => write!(f, "HTTP head exceeds {max} bytes"),
+            Self::TooManyHeaders { max } => write!(f, "more than {max} header lines"),
             Self::Method(m) => write!(f, "method {m} is not GET"),
             Self::Version => f.write_str("HTTP version is not 1.1"),
             Self::MissingHost => f.write_str("missing Host header"),
             Self::MissingUpgrade(what) => write!(f, "missing or invalid {what}"),
             Self::InvalidKey => f.write_str("missing or invalid Sec-WebSocket-Key"),
             Self::UnsupportedVersion => f.write_str("Sec-WebSocket-Version is not 13"),
-            Self::Rejected(resp) => write!(f, "server answered {} {}", resp.status, resp.reason),
+            Self::Rejected(resp) => {
+                write!(f, "server answered {} {}", resp.status, resp.reason)?;
+                write_body_excerpt(f, &resp.body)
+            }
             Self::InvalidAccept => f.write_str("Sec-WebSocket-Accept does not match the key"),
             Self::UnofferedSubprotocol(p) => write!(f, "server chose unoffered subprotocol {p:?}"),
             Self::UnofferedExtension(e) => write!(f, "server accepted unoffered extension {e:?}"),
@@ -189,6 +198,26 @@ impl fmt::Display for HandshakeError {
 }
 
 impl core::error::Error for HandshakeError {}
+
+/// How much of a refusal's body `Display` shows.
+const BODY_EXCERPT: usize = 200;
+
+/// Appends `: "<body>"` (lossy UTF-8, escaped like `Debug` so control
+/// characters from the peer cannot reach a terminal, at most
+/// [`BODY_EXCERPT`] bytes) unless the body is blank.
+fn write_body_excerpt(f: &mut fmt::Formatter<'_>, body: &[u8]) -> fmt::Result {
+    let cut = body.len().min(BODY_EXCERPT);
+    let text = String::from_utf8_lossy(&body[..cut]);
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    write!(f, ": {text:?}")?;
+    if cut < body.len() {
+        write!(f, " (and {} more bytes)", body.len() - cut)?;
+    }
+    Ok(())
+}
 
 /// The caller misused the API. Never caused by peer data.
 #[derive(Clone, Debug, PartialEq, Eq)]

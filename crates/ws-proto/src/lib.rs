@@ -16,8 +16,10 @@
 //! ## The two steps
 //! 1. The opening handshake: [`ClientHandshake`] (write its request, feed the
 //!    response to [`ClientHandshake::receive`]) or [`ServerHandshake`] (feed the
-//!    request to [`ServerHandshake::receive`], then answer [`Request::accept`]
-//!    or [`Request::reject`]). Bytes after the HTTP head stay in your buffer.
+//!    request to [`ServerHandshake::receive`], or build it from a request
+//!    your HTTP library parsed with [`ServerRequest::from_parts`], then answer
+//!    [`ServerRequest::accept`] or [`ServerRequest::reject`]). Bytes after the
+//!    HTTP head stay in your buffer.
 //! 2. The [`Connection`]: the framing, masking, fragmentation, UTF-8 checks,
 //!    ping/pong and the close handshake.
 //!
@@ -35,8 +37,7 @@
 //! ```
 //! use bytes::{Buf, BytesMut};
 //! use ws_proto::{
-//!     AcceptOptions, ClientHandshake, ClientRequest, Config, Connection, Event, Message, Role,
-//!     ServerHandshake,
+//!     AcceptOptions, ClientHandshake, ClientRequest, Config, Event, Message, ServerHandshake,
 //! };
 //!
 //! // A deterministic "network": two buffers standing in for the two directions.
@@ -48,12 +49,16 @@
 //! let mut server_hs = ServerHandshake::new();
 //! let request = server_hs.receive(&mut to_server)?.expect("the request is complete");
 //! assert_eq!(request.path(), "/chat");
-//! let mut to_client = BytesMut::from(&request.accept(&AcceptOptions::new().protocol("chat"))?[..]);
+//! // The first of the server's subprotocols that the client offered.
+//! let accepted = request.accept(&AcceptOptions::new().protocols(["chat.v2", "chat"]))?;
+//! let mut to_client = BytesMut::from(accepted.response());
 //! let response = client_hs.receive(&mut to_client)?.expect("the response is complete");
 //! assert_eq!(response.protocol.as_deref(), Some("chat"));
 //!
-//! let mut client = Connection::with_entropy(Role::Client, Config::default(), fixed);
-//! let mut server = Connection::with_entropy(Role::Server, Config::default(), fixed);
+//! // The connections, which know what the handshake negotiated.
+//! let mut client = response.connection_with_entropy(Config::default(), fixed);
+//! let mut server = accepted.connection(Config::default());
+//! assert_eq!((client.protocol(), server.protocol()), (Some("chat"), Some("chat")));
 //!
 //! client.send(Message::text("hello"))?;
 //! // "Write" the client's outgoing bytes into the server's read buffer.
@@ -119,8 +124,8 @@ pub use crate::{
     event::{Event, Message},
     frame::{FrameHeader, OpCode},
     handshake::{
-        AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, HandshakeConfig,
-        HttpResponse, Request, ServerHandshake, accept_key,
+        AcceptOptions, Accepted, ClientHandshake, ClientRequest, ClientResponse, HandshakeConfig,
+        HttpResponse, Negotiated, ServerHandshake, ServerRequest, accept_key,
     },
     utf8::{Utf8Bytes, Utf8Validator},
 };

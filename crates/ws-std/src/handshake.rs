@@ -9,8 +9,8 @@ use std::{
 
 use bytes::BytesMut;
 use ws_proto::{
-    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Request, Role,
-    ServerHandshake,
+    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Role,
+    ServerHandshake, ServerRequest,
 };
 
 use crate::{Options, Result, Transport, WebSocket, socket::read_into};
@@ -162,7 +162,8 @@ fn client_until<S: Transport>(
         }
     })?;
     let config = options.config.clone();
-    let ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
+    let mut ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config.clone(), buf);
+    *ws.connection_mut() = response.connection(config);
     Ok((ws, response))
 }
 
@@ -211,7 +212,7 @@ pub fn read_request<S: Transport>(mut stream: S, options: &Options) -> Result<In
 #[derive(Debug)]
 pub struct Incoming<S> {
     stream: S,
-    request: Request,
+    request: ServerRequest,
     /// Bytes read past the request head: the connection's first input.
     buf: BytesMut,
     options: Options,
@@ -219,7 +220,7 @@ pub struct Incoming<S> {
 
 impl<S: Transport> Incoming<S> {
     /// The request: path, headers, offered subprotocols.
-    pub const fn request(&self) -> &Request {
+    pub const fn request(&self) -> &ServerRequest {
         &self.request
     }
 
@@ -232,18 +233,16 @@ impl<S: Transport> Incoming<S> {
     /// the WebSocket. A subprotocol the client did not offer is an error
     /// and nothing is written.
     pub fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let response = self.request.accept(options)?;
+        let accepted = self.request.accept(options)?;
         let deadline = deadline(&self.options);
         bounded(&mut self.stream, deadline, |stream| {
-            write_head(stream, &response, deadline)
+            write_head(stream, accepted.response(), deadline)
         })?;
         let config = self.options.config;
-        Ok(WebSocket::from_raw_with_buffer(
-            self.stream,
-            Role::Server,
-            config,
-            self.buf,
-        ))
+        let mut ws =
+            WebSocket::from_raw_with_buffer(self.stream, Role::Server, config.clone(), self.buf);
+        *ws.connection_mut() = accepted.connection(config);
+        Ok(ws)
     }
 
     /// Refuses with `status` (e.g. 401, 403), extra headers and a body, then

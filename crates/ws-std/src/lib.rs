@@ -108,7 +108,7 @@ use std::{io, net::Shutdown};
 pub use bytes::{Bytes, BytesMut};
 pub use ws_proto::{
     self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
-    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
+    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
 };
 
 pub use ws_proto::driver::{Error, Options, Result};

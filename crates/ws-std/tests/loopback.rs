@@ -101,8 +101,8 @@ fn raw_server(mut stream: TcpStream) -> TcpStream {
         let n = stream.read(&mut chunk).unwrap();
         buf.extend_from_slice(&chunk[..n]);
     };
-    let response = request.accept(&ws_proto::AcceptOptions::new()).unwrap();
-    stream.write_all(&response).unwrap();
+    let accepted = request.accept(&ws_proto::AcceptOptions::new()).unwrap();
+    stream.write_all(accepted.response()).unwrap();
     stream
 }
 

@@ -10,8 +10,8 @@ use tokio::{
     net::TcpStream,
 };
 use ws_proto::{
-    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, HandshakeError, Request,
-    Role, ServerHandshake,
+    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, HandshakeError, Role,
+    ServerHandshake, ServerRequest,
 };
 
 use crate::{Options, Result, WebSocket};
@@ -114,7 +114,9 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if let Some(response) = handshake.receive(&mut buf)? {
             let config = options.config.clone();
-            let socket = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
+            let mut socket =
+                WebSocket::from_raw_with_buffer(stream, Role::Client, config.clone(), buf);
+            *socket.connection_mut() = response.connection(config);
             return Ok((socket, response));
         }
     }
@@ -186,13 +188,13 @@ pub struct Incoming<S> {
     stream: S,
     /// Bytes read past the request head: the connection's first input.
     buf: BytesMut,
-    request: Request,
+    request: ServerRequest,
     config: Config,
 }
 
 impl<S> Incoming<S> {
     /// The request: path, headers, offered subprotocols.
-    pub const fn request(&self) -> &Request {
+    pub const fn request(&self) -> &ServerRequest {
         &self.request
     }
 
@@ -208,21 +210,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// not allow (an unoffered subprotocol) is an error and nothing is
     /// written. Cancelling drops the stream, possibly mid-response.
     pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let response = self.request.accept(options)?;
+        let accepted = self.request.accept(options)?;
         let Self {
             mut stream,
             buf,
             config,
             ..
         } = self;
-        stream.write_all(&response).await?;
+        stream.write_all(accepted.response()).await?;
         stream.flush().await?;
-        Ok(WebSocket::from_raw_with_buffer(
-            stream,
-            Role::Server,
-            config,
-            buf,
-        ))
+        let mut socket = WebSocket::from_raw_with_buffer(stream, Role::Server, config.clone(), buf);
+        *socket.connection_mut() = accepted.connection(config);
+        Ok(socket)
     }
 
     /// Refuses: writes a response with `status`, `headers` and `body` (a

@@ -55,7 +55,7 @@ mod split;
 
 pub use ws_proto::{
     self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
-    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
+    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
     Utf8Bytes, bytes::Bytes,
 };
 

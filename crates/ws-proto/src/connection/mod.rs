@@ -16,6 +16,7 @@ use crate::{
     error::{ProtocolError, SendError},
     event::{Event, Message},
     frame::{FrameHeader, OpCode},
+    handshake::Negotiated,
     mask::{apply_mask, unmask_is_ascii},
     utf8::{Utf8Bytes, Utf8Validator},
 };
@@ -142,6 +143,9 @@ pub struct Connection {
     pong_deadline: Option<Duration>,
     /// Whether bytes arrived since the keepalive timer was last armed.
     activity: bool,
+    /// What the opening handshake negotiated; boxed, and `None` when nothing
+    /// was, to keep an idle connection small.
+    negotiated: Option<Box<Negotiated>>,
 }
 
 impl Connection {
@@ -183,7 +187,24 @@ impl Connection {
             next_ping: None,
             pong_deadline: None,
             activity: false,
+            negotiated: None,
         }
+    }
+
+    /// Records what the opening handshake negotiated (the subprotocol, the
+    /// accepted extensions), as returned by
+    /// [`ClientResponse::negotiated`](crate::ClientResponse::negotiated) or
+    /// [`Accepted::negotiated`](crate::Accepted::negotiated);
+    /// [`ClientResponse::connection`](crate::ClientResponse::connection) and
+    /// [`Accepted::connection`](crate::Accepted::connection) call it for you.
+    ///
+    /// This is the seam through which a negotiated extension reaches the
+    /// connection: permessage-deflate (RFC 7692) will read its parameters
+    /// from here. Today the connection only reports it back.
+    #[must_use]
+    pub fn with_negotiated(mut self, negotiated: Negotiated) -> Self {
+        self.negotiated = (negotiated != Negotiated::default()).then(|| Box::new(negotiated));
+        self
     }
 
     // ----- Getters -----
@@ -196,6 +217,19 @@ impl Connection {
     /// The configuration.
     pub const fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The subprotocol the opening handshake agreed on, if any (see
+    /// [`with_negotiated`](Self::with_negotiated)).
+    pub fn protocol(&self) -> Option<&str> {
+        self.negotiated.as_deref().and_then(Negotiated::protocol)
+    }
+
+    /// What the opening handshake negotiated, or `None` when nothing was
+    /// (no subprotocol, no extension) or it was not recorded (see
+    /// [`with_negotiated`](Self::with_negotiated)).
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_deref()
     }
 
     /// Where the close handshake stands.

@@ -12,10 +12,15 @@ use base64::Engine as _;
 use bytes::BytesMut;
 
 use super::{
-    HandshakeConfig, Header, HttpResponse, accept_key, extension_name, find_header, has_token,
-    header_list, is_safe_value, is_token, own_headers,
+    HandshakeConfig, Header, HttpResponse, Negotiated, accept_key, extension_name, find_header,
+    has_token, header_list, is_safe_value, is_token, own_headers, parse_error,
 };
-use crate::{entropy::Entropy, error::HandshakeError};
+use crate::{
+    config::Config,
+    connection::{Connection, Role},
+    entropy::Entropy,
+    error::HandshakeError,
+};
 
 /// Headers the handshake writes itself; callers set them through the builder.
 const RESERVED_HEADERS: &[&str] = &[
@@ -265,6 +270,29 @@ impl ClientResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
+
+    /// What the server agreed to: the subprotocol and the extensions.
+    pub fn negotiated(&self) -> Negotiated {
+        Negotiated::new(self.protocol.clone(), self.extensions.clone())
+    }
+
+    /// A client [`Connection`] with `config` and operating-system randomness
+    /// for the mask keys, which knows what was negotiated
+    /// ([`Connection::protocol`]).
+    #[cfg(feature = "getrandom")]
+    pub fn connection(&self, config: Config) -> Connection {
+        self.connection_with_entropy(config, crate::entropy::OsEntropy::new())
+    }
+
+    /// Like [`connection`](Self::connection), drawing the mask keys from
+    /// `entropy`.
+    pub fn connection_with_entropy(
+        &self,
+        config: Config,
+        entropy: impl Entropy + Send + 'static,
+    ) -> Connection {
+        Connection::with_entropy(Role::Client, config, entropy).with_negotiated(self.negotiated())
+    }
 }
 
 /// The client's half of the opening handshake.
@@ -345,7 +373,7 @@ impl ClientHandshake {
                 }
                 return Ok(None);
             }
-            Err(e) => return Err(HandshakeError::Http(e)),
+            Err(e) => return Err(parse_error(e, self.config.max_headers)),
         };
         if head_len > self.config.max_head_size {
             return Err(HandshakeError::TooLarge {

@@ -4,7 +4,13 @@
 //!
 //! The handshake is its own step, separate from [`Connection`](crate::Connection):
 //! bytes that arrive after the HTTP head stay in the caller's buffer and are
-//! the connection's first input.
+//! the connection's first input. What it negotiated ([`Negotiated`]: the
+//! subprotocol, the extensions) is handed over to the connection by
+//! [`ClientResponse::connection`] and [`Accepted::connection`].
+//!
+//! A server behind an HTTP library that parses requests itself (hyper, axum)
+//! builds the request with [`ServerRequest::from_parts`] and writes the
+//! status and [`Accepted::headers`] through that library.
 
 mod client;
 mod server;
@@ -13,15 +19,16 @@ use alloc::{
     string::{String, ToString},
     vec::Vec,
 };
-use core::fmt::Write as _;
+use core::fmt::{self, Write as _};
 
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 pub use self::{
     client::{ClientHandshake, ClientRequest, ClientResponse},
-    server::{AcceptOptions, Request, ServerHandshake},
+    server::{AcceptOptions, Accepted, ServerHandshake, ServerRequest},
 };
+use crate::error::HandshakeError;
 
 /// The GUID appended to the key (RFC 6455 section 1.3).
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -40,7 +47,7 @@ pub fn accept_key(key: &[u8]) -> String {
 #[non_exhaustive]
 pub struct HandshakeConfig {
     /// The largest request or response head, in bytes. A larger one fails with
-    /// 431 (server) or [`HandshakeError::TooLarge`](crate::HandshakeError::TooLarge).
+    /// 431 (server) or [`HandshakeError::TooLarge`].
     /// Default: 16 KiB.
     pub max_head_size: usize,
     /// The most header lines accepted. Default: 64.
@@ -83,8 +90,42 @@ impl HandshakeConfig {
     }
 }
 
+/// What the opening handshake agreed on: the subprotocol and the accepted
+/// extensions. Hand it to [`Connection::with_negotiated`](crate::Connection::with_negotiated)
+/// (which [`ClientResponse::connection`] and [`Accepted::connection`] do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Negotiated {
+    protocol: Option<String>,
+    extensions: Vec<String>,
+}
+
+impl Negotiated {
+    /// A subprotocol (if any) and the accepted extension elements, as sent
+    /// on the wire (e.g. `permessage-deflate; server_no_context_takeover`).
+    pub fn new(protocol: Option<String>, extensions: Vec<String>) -> Self {
+        Self {
+            protocol,
+            extensions,
+        }
+    }
+
+    /// The agreed subprotocol, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The accepted extensions, one element each with its parameters, as
+    /// sent on the wire.
+    pub fn extensions(&self) -> &[String] {
+        &self.extensions
+    }
+}
+
 /// One HTTP header line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows the value as text (invalid UTF-8 replaced), not as bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Header {
     /// The name as sent (compare case-insensitively).
     pub name: String,
@@ -99,8 +140,20 @@ impl Header {
     }
 }
 
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Header")
+            .field("name", &self.name)
+            .field("value", &String::from_utf8_lossy(&self.value))
+            .finish()
+    }
+}
+
 /// An HTTP response the client received instead of `101 Switching Protocols`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows header values and the body as text (invalid UTF-8
+/// replaced), not as bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code.
     pub status: u16,
@@ -118,6 +171,35 @@ impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
+}
+
+/// Our error for a head httparse could not parse; too many header lines is
+/// [`HandshakeError::TooManyHeaders`] (431), the rest
+/// [`HandshakeError::MalformedHttp`] (400).
+pub(crate) fn parse_error(error: httparse::Error, max_headers: usize) -> HandshakeError {
+    let what = match error {
+        httparse::Error::TooManyHeaders => {
+            return HandshakeError::TooManyHeaders { max: max_headers };
+        }
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status line",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::Version => "invalid HTTP version",
+    };
+    HandshakeError::MalformedHttp(what)
 }
 
 /// The first header named `name` (case-insensitive), as text.
@@ -222,15 +304,43 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Encodes a complete non-101 response with a `Content-Length` body. Header
-/// pairs with unsafe names or values are skipped rather than injected.
-pub(crate) fn encode_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut head = String::new();
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+/// Headers a refusal always carries in the encoder's own form; the caller's
+/// versions are dropped (the body's length is known, and the transport is
+/// closed after a refusal).
+const REFUSAL_OWN_HEADERS: &[&str] = &["connection", "content-length", "transfer-encoding"];
+
+/// Encodes a complete refusal (any status but 101; the server then closes):
+/// `Connection: close`, `Content-Type: text/plain; charset=utf-8` unless
+/// `headers` has a `Content-Type`, the caller's `headers`,
+/// `Sec-WebSocket-Version: 13` unless `headers` has one, and the
+/// `Content-Length` of `body`. Header pairs with unsafe names or values are
+/// skipped rather than injected. Both [`ServerRequest::reject`] and
+/// [`HandshakeError::response`] use it.
+pub(crate) fn encode_refusal(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let given = |wanted: &str| {
+        headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(wanted) && is_safe_value(v))
+    };
+    let mut head = String::with_capacity(128);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\n",
+        reason_phrase(status)
+    );
+    if !given("content-type") {
+        head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    }
     for (name, value) in headers {
-        if is_token(name) && is_safe_value(value) {
+        let own = REFUSAL_OWN_HEADERS
+            .iter()
+            .any(|o| name.eq_ignore_ascii_case(o));
+        if !own && is_token(name) && is_safe_value(value) {
             let _ = write!(head, "{name}: {value}\r\n");
         }
+    }
+    if !given("sec-websocket-version") {
+        head.push_str("Sec-WebSocket-Version: 13\r\n");
     }
     let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
     let mut out = head.into_bytes();

@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use ws_proto::{
     AcceptOptions, ClientHandshake, ClientRequest, Config, Connection, Event, HandshakeConfig,
-    HandshakeError, Message, Role, ServerHandshake, accept_key,
+    HandshakeError, Message, Negotiated, Role, ServerHandshake, ServerRequest, accept_key,
 };
 
 use crate::util::{TEXT, fixed, frame_to, ok_events};
@@ -111,11 +111,11 @@ fn server_parses_the_rfc_sample_request() {
     assert!(request.extensions().is_empty());
     assert_eq!(request.header("SEC-WEBSOCKET-VERSION"), Some("13"));
 
-    let response = request
+    let accepted = request
         .accept(&AcceptOptions::new().protocol("chat"))
         .unwrap();
     assert_eq!(
-        core::str::from_utf8(&response).unwrap(),
+        core::str::from_utf8(accepted.response()).unwrap(),
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
@@ -230,7 +230,12 @@ fn server_rejects_a_bad_method_or_version_with_400() {
     let http10 = RFC_REQUEST.replacen("HTTP/1.1", "HTTP/1.0", 1);
     assert_eq!(server_error(&http10), HandshakeError::Version);
     assert_eq!(server_error(&http10).status(), Some(400));
-    assert_eq!(server_error("GARBAGE\0\r\n\r\n").status(), Some(400));
+    let garbage = server_error("GARBAGE\0\r\n\r\n");
+    assert!(
+        matches!(garbage, HandshakeError::MalformedHttp(_)),
+        "{garbage:?}"
+    );
+    assert_eq!(garbage.status(), Some(400));
 }
 
 #[test]
@@ -324,10 +329,13 @@ fn server_rejects_too_many_headers_with_431() {
         }
     });
     let error = server_error(&request);
+    assert_eq!(error, HandshakeError::TooManyHeaders { max: 64 });
     assert_eq!(error.status(), Some(431), "{error:?}");
     // With a lower limit, fewer headers suffice.
     let error = server_error_with(HandshakeConfig::default().with_max_headers(4), RFC_REQUEST);
+    assert_eq!(error, HandshakeError::TooManyHeaders { max: 4 });
     assert_eq!(error.status(), Some(431), "{error:?}");
+    assert_eq!(error.to_string(), "more than 4 header lines");
 }
 
 #[test]
@@ -357,7 +365,9 @@ fn reject_bytes_and_the_client_reading_them() {
     let response = request.reject(403, &[("X-Why", "no")], b"forbidden");
     assert_eq!(
         core::str::from_utf8(&response).unwrap(),
-        "HTTP/1.1 403 Forbidden\r\nX-Why: no\r\nContent-Length: 9\r\n\r\nforbidden"
+        "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nX-Why: no\r\n\
+         Sec-WebSocket-Version: 13\r\nContent-Length: 9\r\n\r\nforbidden"
     );
     // Invalid header pairs are left out rather than injected.
     let sneaky = request.reject(
@@ -367,7 +377,9 @@ fn reject_bytes_and_the_client_reading_them() {
     );
     assert_eq!(
         core::str::from_utf8(&sneaky).unwrap(),
-        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+        "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nSec-WebSocket-Version: 13\r\n\
+         Content-Length: 0\r\n\r\n"
     );
 
     let client_request = ClientRequest::new("ws://example.com/chat").unwrap();
@@ -581,21 +593,453 @@ fn handshake_then_connection_end_to_end() {
         .unwrap()
         .unwrap();
     assert_eq!(req.host(), "example.com:9000");
-    assert_eq!(req.path(), "/feed?v=2");
-    let accept = req
+    assert_eq!(req.target(), "/feed?v=2");
+    assert_eq!(req.path(), "/feed");
+    assert_eq!(req.query(), Some("v=2"));
+    let accepted = req
         .accept(
             &AcceptOptions::new()
                 .protocol("v2")
                 .header("X-Server", "test"),
         )
         .unwrap();
-    let mut to_client = BytesMut::from(&accept[..]);
+    let mut to_client = BytesMut::from(accepted.response());
     let response = hs.receive(&mut to_client).unwrap().unwrap();
     assert_eq!(response.protocol.as_deref(), Some("v2"));
     assert_eq!(response.header("x-server"), Some("test"));
+    // Both connections know the subprotocol.
+    let server = accepted.connection(Config::default());
+    let client = response.connection_with_entropy(Config::default(), fixed);
+    assert_eq!(server.role(), Role::Server);
+    assert_eq!(client.role(), Role::Client);
+    assert_eq!(
+        (server.protocol(), client.protocol()),
+        (Some("v2"), Some("v2"))
+    );
     // Bad response headers are the caller's bug, refused before writing.
     assert!(
         req.accept(&AcceptOptions::new().header("X-Bad", "a\nb"))
             .is_err()
     );
+}
+
+// ----- A request from parsed parts (hyper, axum) -----
+
+/// A request as an HTTP library hands it over: method, target, headers.
+type Parts = (String, String, Vec<(String, String)>);
+
+/// Splits a raw request the way an HTTP library would (values trimmed).
+fn parts(request: &str) -> Parts {
+    let mut lines = request.split("\r\n").filter(|l| !l.is_empty());
+    let mut start = lines.next().unwrap().split(' ');
+    let (method, target) = (start.next().unwrap(), start.next().unwrap());
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.to_string(), value.trim().to_string())
+        })
+        .collect();
+    (method.to_string(), target.to_string(), headers)
+}
+
+fn from_parts(request: &str) -> Result<ServerRequest, HandshakeError> {
+    let (method, target, headers) = parts(request);
+    ServerRequest::from_parts(&method, &target, headers)
+}
+
+fn from_bytes(request: &str) -> Result<ServerRequest, HandshakeError> {
+    let mut buf = BytesMut::from(request.as_bytes());
+    ServerHandshake::new()
+        .receive(&mut buf)
+        .map(|r| r.expect("complete"))
+}
+
+/// Every bad request above that an HTTP library would still hand over
+/// (the HTTP version, the syntax and the size limits are the byte parser's
+/// alone).
+fn bad_requests() -> Vec<String> {
+    let mut bad = vec![
+        RFC_REQUEST.replacen("GET", "POST", 1),
+        without("Host"),
+        replaced("Host", ""),
+        without("Upgrade"),
+        replaced("Upgrade", "h2c"),
+        without("Connection"),
+        replaced("Connection", "keep-alive"),
+        without("Sec-WebSocket-Key"),
+        replaced("Sec-WebSocket-Version", "8"),
+        without("Sec-WebSocket-Version"),
+    ];
+    for key in [
+        "dGhlIHNhbXBsZQ==",
+        "dGhlIHNhbXBsZSBub25jZSEh",
+        "not base64 at all!!!!!!!!",
+        "",
+    ] {
+        bad.push(replaced("Sec-WebSocket-Key", key));
+    }
+    bad
+}
+
+#[test]
+fn from_parts_rejects_what_the_byte_parser_rejects() {
+    for request in bad_requests() {
+        let expected = from_bytes(&request).expect_err("a bad request");
+        let error = from_parts(&request).expect_err("a bad request");
+        assert_eq!(error, expected, "{request:?}");
+        assert_eq!(error.status(), expected.status());
+        assert_eq!(error.response(), expected.response());
+    }
+}
+
+#[test]
+fn from_parts_accepts_what_the_byte_parser_accepts() {
+    for request in [
+        RFC_REQUEST.to_string(),
+        RFC_REQUEST.replacen("/chat", "/chat?room=1&x", 1),
+        replaced("Connection", "keep-alive, Upgrade"),
+        replaced("Upgrade", "WebSocket"),
+        edited(|lines| lines.push("Sec-WebSocket-Extensions: x-a; p=1, x-b".into())),
+    ] {
+        let expected = from_bytes(&request).unwrap();
+        assert_eq!(from_parts(&request).unwrap(), expected, "{request:?}");
+    }
+}
+
+#[test]
+fn from_parts_takes_text_or_byte_values_and_checks_the_syntax() {
+    // `http::HeaderMap` users pass `(name.as_str(), value.as_bytes())`.
+    let headers: [(&str, &[u8]); 5] = [
+        ("host", b"example.com"),
+        ("upgrade", b"websocket"),
+        ("connection", b"Upgrade"),
+        ("sec-websocket-version", b"13"),
+        ("sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let request = ServerRequest::from_parts("GET", "/chat?a=b", headers).unwrap();
+    assert_eq!(
+        (request.path(), request.query(), request.host()),
+        ("/chat", Some("a=b"), "example.com")
+    );
+    let accepted = request.accept(&AcceptOptions::new()).unwrap();
+    assert!(accepted.headers().contains(&(
+        "Sec-WebSocket-Accept".into(),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into()
+    )));
+
+    let (_, _, good) = parts(RFC_REQUEST);
+    let with = |name: &str, value: &str| {
+        let mut headers = good.clone();
+        headers.push((name.to_string(), value.to_string()));
+        headers
+    };
+    for (target, headers) in [
+        ("/chat", with("Bad Name", "v")),
+        ("/chat", with("", "v")),
+        ("/chat", with("X-Evil", "a\r\nInjected: 1")),
+        ("/chat", with("X-Nul", "a\0b")),
+        ("", good.clone()),
+        ("/a b", good.clone()),
+    ] {
+        let error = ServerRequest::from_parts("GET", target, headers).unwrap_err();
+        assert!(
+            matches!(error, HandshakeError::MalformedHttp(_)),
+            "{error:?}"
+        );
+        assert_eq!(error.status(), Some(400));
+    }
+    assert!(matches!(
+        ServerRequest::from_parts("G T", "/", good.clone()),
+        Err(HandshakeError::MalformedHttp(_))
+    ));
+    // Tabs in values are fine, as on the wire.
+    assert!(ServerRequest::from_parts("GET", "/", with("X-Tab", "a\tb")).is_ok());
+}
+
+// ----- Path, query, target -----
+
+#[test]
+fn path_and_query_are_split() {
+    for (target, path, query) in [
+        ("/chat", "/chat", None),
+        ("/chat?room=1&x=%20", "/chat", Some("room=1&x=%20")),
+        ("/?", "/", Some("")),
+        ("/a?b?c", "/a", Some("b?c")),
+    ] {
+        let request = from_bytes(&RFC_REQUEST.replacen("/chat", target, 1)).unwrap();
+        assert_eq!(
+            (request.target(), request.path(), request.query()),
+            (target, path, query)
+        );
+    }
+}
+
+// ----- Subprotocol choice -----
+
+#[test]
+fn the_server_picks_its_preferred_offered_protocol() {
+    // The client offers "chat, superchat".
+    let request = from_bytes(RFC_REQUEST).unwrap();
+    let pick = |options: AcceptOptions| {
+        let accepted = request.accept(&options).unwrap();
+        let text = String::from_utf8(accepted.response().to_vec()).unwrap();
+        let protocol = accepted.negotiated().protocol().map(str::to_string);
+        match &protocol {
+            Some(p) => assert!(text.contains(&format!("\r\nSec-WebSocket-Protocol: {p}\r\n"))),
+            None => assert!(!text.contains("Sec-WebSocket-Protocol"), "{text}"),
+        }
+        protocol
+    };
+    // The server's order, not the client's.
+    assert_eq!(
+        pick(AcceptOptions::new().protocols(["superchat", "chat"])).as_deref(),
+        Some("superchat")
+    );
+    assert_eq!(
+        pick(AcceptOptions::new().protocols(["v3", "chat"])).as_deref(),
+        Some("chat")
+    );
+    // Nothing in common is not an error: no subprotocol.
+    assert_eq!(pick(AcceptOptions::new().protocols(["v3"])), None);
+    assert_eq!(
+        pick(AcceptOptions::new().protocols(Vec::<String>::new())),
+        None
+    );
+    assert_eq!(pick(AcceptOptions::new()), None);
+    // Exact match only: subprotocols are case-sensitive.
+    assert_eq!(pick(AcceptOptions::new().protocols(["CHAT"])), None);
+    // The last of `protocol` and `protocols` wins.
+    assert_eq!(
+        pick(AcceptOptions::new().protocol("other").protocols(["chat"])).as_deref(),
+        Some("chat")
+    );
+    let exact = AcceptOptions::new().protocols(["chat"]).protocol("other");
+    assert_eq!(exact.chosen_protocol(), Some("other"));
+    assert_eq!(
+        request.accept(&exact),
+        Err(HandshakeError::UnofferedSubprotocol("other".into()))
+    );
+    assert_eq!(
+        AcceptOptions::new().protocols(["chat"]).chosen_protocol(),
+        None
+    );
+    // The same choice without accepting.
+    assert_eq!(
+        request.choose_protocol(&["superchat", "chat"]),
+        Some("superchat")
+    );
+    assert_eq!(request.choose_protocol(&["v3"]), None);
+    // A client that offered nothing.
+    let plain = from_bytes(&without("Sec-WebSocket-Protocol")).unwrap();
+    assert_eq!(
+        plain
+            .accept(&AcceptOptions::new().protocols(["chat"]))
+            .unwrap()
+            .negotiated()
+            .protocol(),
+        None
+    );
+}
+
+// ----- Accepted -----
+
+#[test]
+fn accepted_hands_over_headers_bytes_and_the_connection() {
+    let request = from_bytes(RFC_REQUEST).unwrap();
+    let accepted = request
+        .accept(
+            &AcceptOptions::new()
+                .protocols(["chat"])
+                .header("Set-Cookie", "a=b"),
+        )
+        .unwrap();
+    let headers: Vec<(&str, &str)> = accepted
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("Sec-WebSocket-Protocol", "chat"),
+            ("Set-Cookie", "a=b"),
+        ]
+    );
+    // The bytes are the status line, those headers, and a blank line.
+    let mut expected = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in &headers {
+        expected.push_str(&format!("{name}: {value}\r\n"));
+    }
+    expected.push_str("\r\n");
+    assert_eq!(accepted.response(), expected.as_bytes());
+    assert_eq!(
+        accepted.negotiated(),
+        &Negotiated::new(Some("chat".into()), vec![])
+    );
+
+    let conn = accepted.connection(Config::default().with_max_message_size(1234));
+    assert_eq!(conn.role(), Role::Server);
+    assert_eq!(conn.protocol(), Some("chat"));
+    assert_eq!(conn.negotiated(), Some(accepted.negotiated()));
+    assert_eq!(conn.config().max_message_size, 1234);
+    assert_eq!(accepted.clone().into_response(), expected.into_bytes());
+
+    // Nothing negotiated: nothing stored.
+    let plain = request.accept(&AcceptOptions::new()).unwrap();
+    let conn = plain.connection(Config::default());
+    assert_eq!((conn.protocol(), conn.negotiated()), (None, None));
+}
+
+#[test]
+fn client_response_hands_over_the_negotiated_choices() {
+    let answer = client_receive(
+        &offer(),
+        &response(&[
+            "Sec-WebSocket-Protocol: superchat",
+            "Sec-WebSocket-Extensions: x-offered; level=1",
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    let negotiated = answer.negotiated();
+    assert_eq!(negotiated.protocol(), Some("superchat"));
+    assert_eq!(negotiated.extensions(), ["x-offered; level=1"]);
+
+    let conn = answer.connection_with_entropy(Config::default(), fixed);
+    assert_eq!(conn.role(), Role::Client);
+    assert_eq!(conn.protocol(), Some("superchat"));
+    assert_eq!(conn.negotiated(), Some(&negotiated));
+    let conn = answer.connection(Config::default());
+    assert_eq!(conn.role(), Role::Client);
+    assert_eq!(conn.protocol(), Some("superchat"));
+
+    let plain = client_receive(&offer(), &response(&[])).unwrap().unwrap();
+    assert_eq!(plain.negotiated(), Negotiated::default());
+    assert_eq!(plain.connection(Config::default()).negotiated(), None);
+}
+
+#[test]
+fn a_default_negotiation_is_not_stored() {
+    let conn = Connection::with_entropy(Role::Server, Config::default(), fixed)
+        .with_negotiated(Negotiated::default());
+    assert_eq!(conn.negotiated(), None);
+    let only_extension = Negotiated::new(None, vec!["x-a".into()]);
+    let conn = Connection::with_entropy(Role::Server, Config::default(), fixed)
+        .with_negotiated(only_extension.clone());
+    assert_eq!(conn.protocol(), None);
+    assert_eq!(conn.negotiated(), Some(&only_extension));
+}
+
+// ----- Refusals: text, and one encoder -----
+
+fn rejected(response: &[u8]) -> HandshakeError {
+    let mut hs = client_hs(&offer());
+    let mut buf = BytesMut::from(response);
+    hs.receive(&mut buf).expect_err("a refusal")
+}
+
+#[test]
+fn a_refusal_reads_as_text() {
+    let error = rejected(
+        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\n\
+          Content-Length: 12\r\n\r\nwho are you\n",
+    );
+    assert_eq!(
+        error.to_string(),
+        r#"server answered 401 Unauthorized: "who are you""#
+    );
+    let debug = format!("{error:?}");
+    assert!(debug.contains(r#"value: "Bearer""#), "{debug}");
+    assert!(debug.contains(r#"body: "who are you\n""#), "{debug}");
+    assert!(!debug.contains("[66, "), "no byte arrays: {debug}");
+
+    // Long bodies are cut; control characters are escaped; bad UTF-8 replaced.
+    let mut long =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 300\r\n\r\n\x1b[31m".to_vec();
+    long.extend_from_slice(&[b'x'; 294]);
+    long.push(0xff);
+    let text = rejected(&long).to_string();
+    assert!(
+        text.starts_with(r#"server answered 503 Service Unavailable: "\u{1b}[31mxxx"#),
+        "{text}"
+    );
+    assert!(text.ends_with(r#"xxx" (and 100 more bytes)"#), "{text}");
+    let debug = format!("{:?}", rejected(&long));
+    assert!(debug.contains('\u{fffd}'), "{debug}");
+
+    // No body: just the status.
+    let error = rejected(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(error.to_string(), "server answered 404 Not Found");
+}
+
+#[test]
+fn reject_and_error_answers_share_their_headers() {
+    let request = from_bytes(RFC_REQUEST).unwrap();
+    let lines = |bytes: Vec<u8>| -> Vec<String> {
+        let text = String::from_utf8(bytes).unwrap();
+        let head = text.split("\r\n\r\n").next().unwrap().to_string();
+        head.split("\r\n").map(str::to_string).collect()
+    };
+    let reject = lines(request.reject(400, &[], b"bad"));
+    let own = lines(HandshakeError::InvalidKey.response().unwrap());
+    assert_eq!(
+        reject[..5],
+        [
+            "HTTP/1.1 400 Bad Request",
+            "Connection: close",
+            "Content-Type: text/plain; charset=utf-8",
+            "Sec-WebSocket-Version: 13",
+            "Content-Length: 3",
+        ]
+    );
+    assert_eq!(reject[..4], own[..4], "{own:?}");
+    // The caller's Content-Type and version replace the defaults; the
+    // encoder's own headers cannot be doubled.
+    let custom = lines(request.reject(
+        401,
+        &[
+            ("content-type", "application/json"),
+            ("Content-Length", "99"),
+            ("Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+            ("Sec-WebSocket-Version", "13, 8"),
+        ],
+        b"{}",
+    ));
+    assert_eq!(
+        custom,
+        [
+            "HTTP/1.1 401 Unauthorized",
+            "Connection: close",
+            "content-type: application/json",
+            "Sec-WebSocket-Version: 13, 8",
+            "Content-Length: 2",
+        ]
+    );
+    // 426 still says which version to use, and which upgrade.
+    let upgrade = lines(HandshakeError::UnsupportedVersion.response().unwrap());
+    assert!(
+        upgrade.contains(&"Upgrade: websocket".to_string()),
+        "{upgrade:?}"
+    );
+    assert!(
+        upgrade.contains(&"Sec-WebSocket-Version: 13".to_string()),
+        "{upgrade:?}"
+    );
+}
+
+#[test]
+fn malformed_http_is_our_own_error() {
+    let error = server_error("GET /chat HTTP/1.1\r\nBad Name: x\r\n\r\n");
+    assert_eq!(error, HandshakeError::MalformedHttp("invalid header name"));
+    assert_eq!(error.to_string(), "malformed HTTP: invalid header name");
+    let mut hs = client_hs(&offer());
+    let mut buf = BytesMut::from(&b"HTTP/1.1 abc OK\r\n\r\n"[..]);
+    assert!(matches!(
+        hs.receive(&mut buf),
+        Err(HandshakeError::MalformedHttp(_))
+    ));
 }

@@ -125,7 +125,7 @@ impl Pair {
     }
 
     /// A pair after the full opening handshake: `ClientRequest` ->
-    /// `ClientHandshake` -> `ServerHandshake::receive` -> `Request::accept`
+    /// `ClientHandshake` -> `ServerHandshake::receive` -> `ServerRequest::accept`
     /// -> `ClientHandshake::receive`.
     pub(crate) fn with_configs(client_config: Config, server_config: Config) -> Self {
         let request = ClientRequest::new("ws://example.com/chat")
@@ -144,10 +144,10 @@ impl Pair {
         assert_eq!(request.path(), "/chat");
         assert_eq!(request.host(), "example.com");
         assert_eq!(request.protocols(), ["chat", "superchat"]);
-        let response = request
+        let accepted = request
             .accept(&AcceptOptions::new().protocol("chat"))
             .expect("offered protocol");
-        let mut to_client = BytesMut::from(&response[..]);
+        let mut to_client = BytesMut::from(accepted.response());
 
         let response = client_hs
             .receive(&mut to_client)
