@@ -609,8 +609,10 @@ impl Connection {
             }
             let frame = *frame;
             self.frame = None;
+            // What the payload pins if shared: see `PIN_RATIO`.
+            let buf_capacity = buf.capacity();
             let payload = buf.split_to(frame.len);
-            if let Some(event) = self.on_frame(frame, payload, !resumed)? {
+            if let Some(event) = self.on_frame(frame, payload, !resumed, buf_capacity)? {
                 return Ok(Some(event));
             }
             resumed = false;
@@ -674,11 +676,14 @@ impl Connection {
 
     /// `checked_in_this_call`: the whole payload was unmasked and checked
     /// during the current `next_event` call (see `finish_message`).
+    /// `buf_capacity`: the capacity of the caller's buffer that `payload`
+    /// was split off (see `unpin_small`).
     fn on_frame(
         &mut self,
         frame: InFrame,
         payload: BytesMut,
         checked_in_this_call: bool,
+        buf_capacity: usize,
     ) -> Result<Option<Event>, ProtocolError> {
         match frame.opcode {
             OpCode::Ping => {
@@ -692,12 +697,19 @@ impl Connection {
             OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => self.on_close(payload.freeze()).map(Some),
             OpCode::Text | OpCode::Binary if frame.fin => self
-                .finish_message(frame.text, payload, checked_in_this_call)
+                .finish_message(
+                    frame.text,
+                    unpin_small(payload, buf_capacity),
+                    checked_in_this_call,
+                )
                 .map(Some),
             OpCode::Text | OpCode::Binary => {
+                // Held until the last fragment. Appending a continuation's
+                // data moves it into an allocation of its own, but empty
+                // continuations would leave it sharing `buf` for good.
                 self.message = Some(InMessage {
                     text: frame.text,
-                    data: payload,
+                    data: unpin_small(payload, buf_capacity),
                 });
                 Ok(None)
             }
@@ -907,6 +919,35 @@ impl Connection {
 /// Masked text is unmasked a block at a time, testing for ASCII in the same
 /// pass: ASCII blocks need no validator.
 const TEXT_BLOCK: usize = 8192;
+
+/// A received message is split off the caller's read buffer, not copied,
+/// so it shares (and keeps alive) that buffer's whole allocation for as
+/// long as the application holds it: 256 KiB for a busy connection, 16 MiB
+/// after a large frame, kept by a 10-byte message. A message more than this
+/// many times smaller than the buffer's capacity is copied into its own
+/// allocation instead, so what a message retains is bounded by this many
+/// times its size (or by [`PIN_FREE`]). The copy costs in proportion to
+/// the message, never to the buffer. (A 64 KiB message out of a 256 KiB
+/// buffer, the steady state of 64 KiB echo traffic, is still shared.)
+const PIN_RATIO: usize = 8;
+
+/// ...but a buffer of at most this capacity is shared whatever the message
+/// size: keeping it costs little, and small messages out of the 8 to 16 KiB
+/// buffers of ordinary traffic stay zero-copy and allocation-free.
+const PIN_FREE: usize = 64 * 1024;
+
+/// `payload`, split off a buffer of capacity `buf_capacity` (from where the
+/// payload started to the end of the allocation: a lower bound of its size),
+/// or a copy of it if sharing would pin too much (see [`PIN_RATIO`]).
+#[inline]
+fn unpin_small(payload: BytesMut, buf_capacity: usize) -> BytesMut {
+    if buf_capacity > PIN_FREE && payload.len().saturating_mul(PIN_RATIO) < buf_capacity {
+        // Exactly sized: `freeze` then takes the allocation as it is.
+        BytesMut::from(&payload[..])
+    } else {
+        payload
+    }
+}
 
 /// Unmasks `data` (which starts `offset` bytes into a text frame's payload)
 /// and validates it as the continuation of the text fed to `utf8` so far.
@@ -1166,6 +1207,66 @@ mod tests {
             conn.next_event(&mut buf),
             Ok(Some(Event::Message(Message::text("abcd"))))
         );
+    }
+
+    #[test]
+    fn a_small_message_does_not_pin_a_large_read_buffer() {
+        const KIB: usize = 1024;
+        /// A masked (with zeros) single-frame message of `len` bytes.
+        fn frame(opcode: u8, len: usize) -> Vec<u8> {
+            let mut frame = match len {
+                0..=125 => vec![0x80 | opcode, 0x80 | len as u8],
+                _ => [&[0x80 | opcode, 0xFE][..], &(len as u16).to_be_bytes()].concat(),
+            };
+            frame.extend_from_slice(&[0; 4]);
+            frame.resize(frame.len() + len, b'x');
+            frame
+        }
+        /// Receives a `len`-byte message out of a buffer of `capacity`; returns
+        /// whether its data lies inside that buffer, and whether the buffer
+        /// is still pinned (cannot be reclaimed) while the message is held.
+        fn receive(opcode: u8, len: usize, capacity: usize) -> (bool, bool) {
+            let mut conn = server(Config::default());
+            let mut buf = BytesMut::with_capacity(capacity);
+            buf.extend_from_slice(&frame(opcode, len));
+            let start = buf.as_ptr() as usize;
+            let within = start..start + buf.capacity();
+            let data = match conn.next_event(&mut buf) {
+                Ok(Some(Event::Message(Message::Binary(data)))) => data,
+                Ok(Some(Event::Message(Message::Text(text)))) => text.into_bytes(),
+                other => panic!("expected a message, got {other:?}"),
+            };
+            assert_eq!(data.len(), len);
+            assert!(data.iter().all(|&b| b == b'x'));
+            let shared = within.contains(&(data.as_ptr() as usize));
+            // More than the spare room: only the unique owner can reclaim.
+            let pinned = !buf.try_reclaim(buf.capacity() + 1);
+            (shared, pinned)
+        }
+        for opcode in [0x1, 0x2] {
+            // 10 bytes out of 1 MiB: copied, the buffer is free to be reused.
+            assert_eq!(receive(opcode, 10, 1024 * KIB), (false, false));
+            // ...and so is an empty one.
+            assert_eq!(receive(opcode, 0, 1024 * KIB), (false, false));
+            // Out of an ordinary 8 KiB buffer: zero-copy.
+            assert_eq!(receive(opcode, 10, 8 * KIB), (true, true));
+            // 64 KiB echo traffic (a 256 KiB buffer): zero-copy.
+            assert_eq!(receive(opcode, 64 * KIB - 1, 256 * KIB), (true, true));
+        }
+
+        // A first fragment is not left pinning the buffer either.
+        let mut conn = server(Config::default());
+        let mut buf = BytesMut::with_capacity(1024 * KIB);
+        let mut first = frame(0x2, 10);
+        first[0] &= 0x7F; // not FIN
+        buf.extend_from_slice(&first);
+        assert_eq!(conn.next_event(&mut buf), Ok(None));
+        assert!(buf.try_reclaim(buf.capacity() + 1), "not pinned");
+        buf.extend_from_slice(&frame(0x0, 0));
+        assert!(matches!(
+            conn.next_event(&mut buf),
+            Ok(Some(Event::Message(Message::Binary(data)))) if data.len() == 10
+        ));
     }
 
     #[test]
