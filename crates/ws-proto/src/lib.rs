@@ -74,13 +74,14 @@
 //! ## Features
 //! - `std` (default): `std::io::IoSlice` support in [`Outgoing`]'s
 //!   `chunks_vectored`, SIMD UTF-8 validation with run-time CPU detection,
-//!   and [`driver`]: the error type and options shared by the adapters.
+//!   and [`adapter`]: the error type and options shared by the adapters.
 //! - `getrandom` (default): [`OsEntropy`], [`Connection::new`] and
 //!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
 
 #![cfg_attr(not(feature = "std"), no_std)]
-// One audited exception: `mask::wide` (an AVX2 build of the safe masking
-// loop, called after a CPU check). Everything else is safe code.
+// Two audited exceptions: `mask::wide` (an AVX2 build of the safe masking
+// loop, called after a CPU check) and `utf8::valid_str` (`Utf8Bytes` as
+// `&str` without validating again). Everything else is safe code.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 // The library must build without std: reach for core and alloc first.
@@ -92,10 +93,11 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod adapter;
 pub mod close;
 pub mod config;
 pub mod connection;
-#[cfg(feature = "std")]
 pub mod driver;
 pub mod entropy;
 pub mod error;
@@ -113,6 +115,7 @@ pub use crate::{
     close::{CloseCode, CloseFrame},
     config::Config,
     connection::{Connection, Outgoing, Role, State},
+    driver::{Action, Driver, Op},
     entropy::Entropy,
     error::{HandshakeError, ProtocolError, SendError},
     event::{Event, Message},
