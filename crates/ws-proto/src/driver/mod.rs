@@ -691,7 +691,6 @@ impl Driver {
             let reason = Utf8Bytes::from_static("the transport failed");
             self.close_frame = Some(CloseFrame::new(CloseCode::ABNORMAL, reason));
         }
-        self.ready = None;
         self.finish();
         !closed
     }
