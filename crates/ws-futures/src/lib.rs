@@ -78,7 +78,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
-pub use ws_proto::driver::{Error, Options, Result};
+pub use ws_proto::adapter::{Error, Options, Result};
 pub use ws_proto::{
     self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
     Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,

@@ -79,7 +79,7 @@
 //! ## Features
 //! - `std` (default): `std::io::IoSlice` support in [`Outgoing`]'s
 //!   `chunks_vectored`, SIMD UTF-8 validation with run-time CPU detection,
-//!   and [`driver`]: the error type and options shared by the adapters.
+//!   and [`adapter`]: the error type and options shared by the adapters.
 //! - `getrandom` (default): [`OsEntropy`], [`Connection::new`] and
 //!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
 
@@ -98,10 +98,11 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod adapter;
 pub mod close;
 pub mod config;
 pub mod connection;
-#[cfg(feature = "std")]
 pub mod driver;
 pub mod entropy;
 pub mod error;
@@ -119,6 +120,7 @@ pub use crate::{
     close::{CloseCode, CloseFrame},
     config::Config,
     connection::{Connection, Outgoing, Role, State},
+    driver::{Action, Driver, Op},
     entropy::Entropy,
     error::{HandshakeError, ProtocolError, SendError},
     event::{Event, Message},

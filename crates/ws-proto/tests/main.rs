@@ -18,3 +18,6 @@ mod props;
 
 #[path = "suite/handshake.rs"]
 mod handshake;
+
+#[path = "suite/driver.rs"]
+mod driver;

@@ -111,7 +111,7 @@ pub use ws_proto::{
     Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
 };
 
-pub use ws_proto::driver::{Error, Options, Result};
+pub use ws_proto::adapter::{Error, Options, Result};
 
 pub use crate::{
     handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},

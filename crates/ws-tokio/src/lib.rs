@@ -59,7 +59,7 @@ pub use ws_proto::{
     Utf8Bytes, bytes::Bytes,
 };
 
-pub use ws_proto::driver::{Error, Options, Result};
+pub use ws_proto::adapter::{Error, Options, Result};
 
 pub use crate::{
     handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},

@@ -1,7 +1,7 @@
-//! Shared types for code that drives a [`Connection`](crate::Connection)
-//! over `std` I/O: the runtime adapters (`ws-tokio`, `ws-futures`,
-//! `ws-std`) re-export them, so every adapter has the same error type and
-//! options, and an embedder with a loop of their own can use them too.
+//! Shared types for code that drives a [`Driver`](crate::Driver) over
+//! `std` I/O: the runtime adapters (`ws-tokio`, `ws-futures`, `ws-std`)
+//! re-export them, so every adapter has the same error type and options, and
+//! an embedder with a loop of their own can use them too.
 
 use core::{fmt, time::Duration};
 use std::io;

@@ -1,0 +1,700 @@
+//! The run loop, owned by the core: a sans-IO [`Driver`] that decides when
+//! to read, write, wait and shut down, so that a runtime adapter (or your own
+//! event loop) only performs what it asks and reports what happened.
+//!
+//! A [`Connection`] decides the protocol; the driver decides everything an
+//! adapter would otherwise decide again: which events end a receive call and
+//! what is kept while the application only sends, read sizes (read-ahead for
+//! large frames, idle buffers released), the one timer (keepalive and close),
+//! what a transport failure means (1006, with one reason), draining what
+//! arrives while closing, and when to shut the write side down.
+//!
+//! # The loop
+//! An adapter runs one loop per operation ([`Op`]): it asks
+//! [`poll`](Driver::poll) and performs the [`Action`]:
+//!
+//! | action | perform | report |
+//! |---|---|---|
+//! | [`Deliver`](Action::Deliver) | hand the event to the application | nothing: the operation is over |
+//! | [`Write`](Action::Write) | write from [`outgoing`](Driver::outgoing) (a `Buf`), `advance` it | [`wrote`](Driver::wrote), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
+//! | [`Timer`](Action::Timer) | read the clock, call [`timer`](Driver::timer); arm a sleep at the deadline it gives | [`timer_fired`](Driver::timer_fired), or [`timer_blocked`](Driver::timer_blocked) |
+//! | [`Read`](Action::Read) | read into [`read_buf`](Driver::read_buf) (or [`read_slice`](Driver::read_slice)) | [`filled`](Driver::filled) (0 is end of stream), or [`read_blocked`](Driver::read_blocked), or [`io_error`](Driver::io_error) |
+//! | [`Shutdown`](Action::Shutdown) | shut the transport's write side (errors do not matter) | [`shut_down`](Driver::shut_down) |
+//! | [`Wait`](Action::Wait) | wait for whatever reported blocked (async: return `Pending`) | nothing |
+//! | [`Done`](Action::Done) | finish the operation with this result | nothing |
+//!
+//! "Blocked" means the transport would have to wait (`Poll::Pending`, or
+//! `WouldBlock`). An async adapter has then registered its waker; the driver
+//! stops asking for that kind of I/O until the operation ends or makes
+//! progress, and answers [`Wait`](Action::Wait) once everything it needs is
+//! blocked. A blocking adapter never reports blocked except for a read
+//! timeout, so it just performs each action in turn.
+//!
+//! ```
+//! use bytes::Buf;
+//! use ws_proto::{Action, Config, Connection, Driver, Message, Op, Role};
+//!
+//! // A server whose "transport" is two byte vectors.
+//! let conn = Connection::with_entropy(Role::Server, Config::default(), |_: &mut [u8]| {});
+//! let mut driver = Driver::new(conn);
+//! let mut input: &[u8] = &[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']; // "hi", masked with zeros
+//! let mut output = Vec::new();
+//! let message = loop {
+//!     match driver.poll(Op::RecvMessage) {
+//!         Action::Deliver(event) => break event,
+//!         Action::Read { .. } => {
+//!             let buf = driver.read_slice();
+//!             let n = input.len().min(buf.len());
+//!             buf[..n].copy_from_slice(&input[..n]);
+//!             input = &input[n..];
+//!             driver.filled(n);
+//!         }
+//!         Action::Write => {
+//!             let out = driver.outgoing();
+//!             output.extend_from_slice(out.chunk());
+//!             let n = out.chunk().len();
+//!             driver.wrote(n);
+//!         }
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! };
+//! assert_eq!(message, ws_proto::Event::Message(Message::text("hi")));
+//! driver.send(Message::text("hi"))?;
+//! assert!(matches!(driver.poll(Op::WriteOut), Action::Write));
+//! # Ok::<(), ws_proto::SendError>(())
+//! ```
+//!
+//! # Split halves
+//! Two tasks (or threads) can share one driver behind a lock that is held
+//! only for these sans-IO calls, never across I/O: the read buffer is taken
+//! out for a read ([`take_read_buf`](Driver::take_read_buf) /
+//! [`give_read_buf`](Driver::give_read_buf)), and the writer writes owned
+//! chunks popped from [`outgoing`](Driver::outgoing). The reader runs
+//! [`Op::Recv`] / [`Op::RecvMessage`] (it owns the timer), the writer
+//! [`Op::Reserve`] and [`Op::WriteOut`].
+
+mod pool;
+
+use alloc::collections::VecDeque;
+use core::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::{
+    close::{CloseCode, CloseFrame},
+    connection::{Connection, Outgoing, State},
+    error::{ProtocolError, SendError},
+    event::{Event, Message},
+    utf8::Utf8Bytes,
+};
+
+/// The read size of a quiet connection (spare room made before a read). It
+/// doubles while reads fill the buffer, up to [`MAX_READ_SIZE`], and halves
+/// when the transport has nothing more.
+pub const READ_SIZE: usize = 8 * 1024;
+/// The largest read size of a busy connection.
+pub const MAX_READ_SIZE: usize = 256 * 1024;
+/// Non-blocking reads a [`Op::Flush`] makes after writing, so that pings are
+/// answered and Close frames echoed while the application only sends.
+const BACKGROUND_READS: u8 = 4;
+/// The longest single wait the driver asks for: an adapter's clock may not
+/// represent "never" (`Instant + Duration::MAX` overflows), and waking once
+/// a day to find nothing due costs nothing.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The operation an adapter is running: what ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Receive the next event: data messages, pings, pongs and the Close.
+    /// Ends with [`Action::Deliver`], or [`Action::Done`] once the connection
+    /// is over (`Err` once for a protocol error, then `Ok`).
+    Recv,
+    /// Receive the next data message; pings, pongs and the Close are handled
+    /// inside (the Close is kept for [`Driver::close_frame`]).
+    RecvMessage,
+    /// Write everything queued; then read, without waiting, what already
+    /// arrived (unless the application is receiving too), so that automatic
+    /// replies go out while the application only sends. Events read then are
+    /// kept for the next receive: reading stops behind a data message or
+    /// Close, so memory stays bounded. Protocol errors found then are
+    /// reported by the next receive.
+    Flush,
+    /// Write everything queued, and nothing else (a split writer).
+    WriteOut,
+    /// Write until one more message fits ([`Connection::is_write_buffer_full`]
+    /// is false): backpressure before [`Driver::send`].
+    Reserve,
+    /// Run the close handshake to its end after [`Driver::close`]: write,
+    /// read until the peer's Close (and, for a client, the end of the
+    /// stream), bounded by the close timeout. Data messages that arrive
+    /// meanwhile are kept for later receive calls (up to
+    /// [`Config::max_message_size`](crate::Config::max_message_size) bytes
+    /// of them; beyond that the operation ends early and the receive calls
+    /// finish the handshake), so nothing the peer sent before its Close is
+    /// lost.
+    Close,
+}
+
+impl Op {
+    const fn receives(self) -> bool {
+        matches!(self, Self::Recv | Self::RecvMessage | Self::Close)
+    }
+}
+
+/// What the driver asks the adapter to do next; see the [module
+/// docs](self) for how to perform and report each.
+#[derive(Debug)]
+#[must_use]
+pub enum Action {
+    /// Hand this event to the application; the operation is over.
+    Deliver(Event),
+    /// Write from [`Driver::outgoing`].
+    Write,
+    /// Read into [`Driver::read_buf`] or [`Driver::read_slice`]. With `wait:
+    /// false` the read must not wait for bytes: report
+    /// [`Driver::read_blocked`] if none are there already.
+    Read {
+        /// Whether the read may wait for bytes to arrive.
+        wait: bool,
+    },
+    /// Read the clock and call [`Driver::timer`].
+    Timer,
+    /// Shut down the write side of the transport, then call
+    /// [`Driver::shut_down`].
+    Shutdown,
+    /// Everything the operation needs is blocked: wait for the transport or
+    /// the timer, then poll again.
+    Wait,
+    /// The operation is over, with this result.
+    Done(Result<(), ProtocolError>),
+}
+
+/// Kinds of I/O reported blocked during the current operation.
+const READ: u8 = 1;
+const WRITE: u8 = 2;
+const TIMER: u8 = 4;
+
+/// The run loop of one connection: a [`Connection`], its read buffer and the
+/// state between calls. See the [module docs](self).
+#[derive(Debug)]
+pub struct Driver {
+    conn: Connection,
+    buf: BytesMut,
+    /// The current read size: `READ_SIZE` to `MAX_READ_SIZE`.
+    read_size: usize,
+    /// Where the zero-filled room of [`read_slice`](Self::read_slice) starts.
+    slice_from: Option<usize>,
+    /// The room offered to the last read: a read that fills it doubles the
+    /// read size.
+    room: usize,
+    /// Events read while no receive call was running, oldest first.
+    stash: VecDeque<Event>,
+    /// Payload bytes of the data messages in `stash`.
+    stash_bytes: usize,
+    /// An event to deliver once its automatic reply is written.
+    ready: Option<Event>,
+    close_frame: Option<CloseFrame>,
+    /// A protocol error not yet reported to the application.
+    error: Option<ProtocolError>,
+    /// Bit set of the I/O kinds reported blocked in this operation.
+    blocked: u8,
+    /// Non-blocking reads made by the current [`Op::Flush`].
+    background_reads: u8,
+    /// Whether a receive operation ran since the last flush.
+    receiving: bool,
+    /// The read buffer is out with the adapter ([`take_read_buf`](Self::take_read_buf)).
+    buf_out: bool,
+    /// The write side was shut down.
+    shut: bool,
+    /// The transport is finished with: no more I/O.
+    done: bool,
+}
+
+impl Driver {
+    /// A driver for `conn` with an empty read buffer.
+    pub fn new(conn: Connection) -> Self {
+        Self::with_buffer(conn, BytesMut::new())
+    }
+
+    /// A driver whose first input is `buf`: bytes read past the opening
+    /// handshake.
+    pub fn with_buffer(conn: Connection, buf: BytesMut) -> Self {
+        Self {
+            conn,
+            buf,
+            read_size: READ_SIZE,
+            slice_from: None,
+            room: 0,
+            stash: VecDeque::new(),
+            stash_bytes: 0,
+            ready: None,
+            close_frame: None,
+            error: None,
+            blocked: 0,
+            background_reads: 0,
+            receiving: false,
+            buf_out: false,
+            shut: false,
+            done: false,
+        }
+    }
+
+    // ----- Getters -----
+
+    /// The connection (state, role, configuration, negotiated parameters).
+    pub const fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection, for commands the driver does not wrap
+    /// ([`Connection::send_fragment`], [`Connection::pong`]). Commands only
+    /// queue bytes: run [`Op::Flush`] afterwards.
+    pub const fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Why the connection ended: the peer's Close frame, or code 1006 when
+    /// the transport ended or failed, or a timeout fired, without one. `None`
+    /// while open (and after a protocol error, which is reported instead).
+    pub const fn close_frame(&self) -> Option<&CloseFrame> {
+        self.close_frame.as_ref()
+    }
+
+    /// Whether the connection is over: nothing more will be read or written.
+    pub const fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The connection and the read buffer, for an adapter that wants to hand
+    /// them elsewhere (bytes read but not yet parsed stay in the buffer).
+    pub fn into_parts(self) -> (Connection, BytesMut) {
+        (self.conn, self.buf)
+    }
+
+    // ----- Commands -----
+
+    /// Queues a data message. Run [`Op::Reserve`] first to wait for room
+    /// (otherwise a full queue answers [`SendError::Full`] with the message),
+    /// and [`Op::Flush`] after.
+    #[inline]
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.conn.send(message)
+    }
+
+    /// Queues a ping (payload up to 125 bytes).
+    pub fn ping(&mut self, payload: bytes::Bytes) -> Result<(), SendError> {
+        self.conn.ping(payload)
+    }
+
+    /// Starts the close handshake unless it already started or the connection
+    /// is over (then nothing happens): queues a Close frame and arms the close
+    /// timer. Run [`Op::Close`] to finish it, or keep receiving.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if self.conn.state() == State::Open && !self.done {
+            self.conn.close(code, reason)?;
+        }
+        Ok(())
+    }
+
+    // ----- The loop -----
+
+    /// What to do next for operation `op`.
+    pub fn poll(&mut self, op: Op) -> Action {
+        let action = self.next_action(op);
+        if matches!(action, Action::Deliver(_) | Action::Wait | Action::Done(_)) {
+            // The operation returns to the application (or waits): blocked
+            // I/O is polled afresh next time.
+            self.blocked = 0;
+            self.background_reads = 0;
+            if matches!(action, Action::Wait) {
+                self.release_idle_buffer();
+            }
+        }
+        action
+    }
+
+    #[inline]
+    fn next_action(&mut self, op: Op) -> Action {
+        if op.receives() {
+            self.receiving = true;
+            if let Some(event) = self.ready.take() {
+                if op == Op::Close {
+                    // A receive call was dropped before its event left.
+                    if let Event::Message(message) = &event {
+                        self.stash_bytes += message.len();
+                    }
+                    self.stash.push_front(event);
+                } else {
+                    return self.deliver_after_write(event);
+                }
+            }
+            if op != Op::Close
+                && let Some(event) = self.unstash(op)
+            {
+                return Action::Deliver(event);
+            }
+        }
+        match op {
+            Op::Recv | Op::RecvMessage | Op::Close => self.poll_receive(op),
+            Op::Flush | Op::WriteOut => {
+                if self.conn.wants_write() && !self.done {
+                    return self.write_or_wait();
+                }
+                if op == Op::Flush && !core::mem::take(&mut self.receiving) {
+                    return self.poll_background();
+                }
+                Action::Done(Ok(()))
+            }
+            Op::Reserve => {
+                if self.conn.is_write_buffer_full() && !self.done {
+                    self.write_or_wait()
+                } else {
+                    Action::Done(Ok(()))
+                }
+            }
+        }
+    }
+
+    /// The next stashed event that `op` delivers (others are dropped: their
+    /// replies went out already).
+    fn unstash(&mut self, op: Op) -> Option<Event> {
+        while let Some(event) = self.stash.pop_front() {
+            if let Event::Message(message) = &event {
+                self.stash_bytes -= message.len();
+            } else if op == Op::RecvMessage {
+                continue;
+            }
+            return Some(event);
+        }
+        None
+    }
+
+    fn write_or_wait(&self) -> Action {
+        if self.blocked & WRITE == 0 {
+            Action::Write
+        } else {
+            Action::Wait
+        }
+    }
+
+    /// An event whose automatic reply is queued: written first when the
+    /// transport takes it, so a pong is not held up by the application.
+    fn deliver_after_write(&mut self, event: Event) -> Action {
+        if self.conn.wants_write() && self.blocked & WRITE == 0 && !self.done {
+            self.ready = Some(event);
+            return Action::Write;
+        }
+        Action::Deliver(event)
+    }
+
+    fn poll_receive(&mut self, op: Op) -> Action {
+        loop {
+            if self.done {
+                return Action::Done(self.error.take().map_or(Ok(()), Err));
+            }
+            if self.error.is_none() && !self.buf_out {
+                match self.conn.next_event(&mut self.buf) {
+                    Ok(Some(event)) => {
+                        if let Some(action) = self.on_event(op, event) {
+                            return action;
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(error) => self.error = Some(error),
+                }
+            }
+            if self.conn.wants_write() && self.blocked & WRITE == 0 {
+                return Action::Write;
+            }
+            let over = self.error.is_some() || self.conn.should_close_transport();
+            if over && (!self.conn.wants_write() || self.conn.is_abandoned()) {
+                if !self.shut {
+                    return Action::Shutdown;
+                }
+                self.finish();
+                continue;
+            }
+            if self.conn.has_timers() && self.blocked & TIMER == 0 {
+                return Action::Timer;
+            }
+            if over || self.blocked & READ != 0 || self.buf_out {
+                // Over but still flushing the Close: wait for the write (or
+                // the close timeout).
+                return Action::Wait;
+            }
+            return Action::Read { wait: true };
+        }
+    }
+
+    /// Routes an event read during `op`; `Some` ends the operation.
+    fn on_event(&mut self, op: Op, event: Event) -> Option<Action> {
+        if let Event::Close(frame) = &event {
+            self.close_frame = Some(frame.clone());
+        }
+        match (op, event) {
+            (Op::Recv, event) | (Op::RecvMessage, event @ Event::Message(_)) => {
+                Some(self.deliver_after_write(event))
+            }
+            (Op::Close, Event::Message(message)) => {
+                let len = message.len();
+                self.stash_bytes += len;
+                self.stash.push_back(Event::Message(message));
+                // Keeping more would let the peer grow memory: the receive
+                // calls finish the handshake instead.
+                (self.stash_bytes > self.conn.config().max_message_size)
+                    .then_some(Action::Done(Ok(())))
+            }
+            _ => None,
+        }
+    }
+
+    /// Non-blocking reads after a flush; events are stashed.
+    fn poll_background(&mut self) -> Action {
+        loop {
+            let stop = self.done
+                || self.error.is_some()
+                || self.buf_out
+                || self.background_reads >= BACKGROUND_READS
+                || self.blocked & READ != 0
+                || matches!(self.stash.back(), Some(Event::Message(_) | Event::Close(_)));
+            if stop {
+                if self.conn.wants_write() && self.blocked & WRITE == 0 && !self.done {
+                    return Action::Write;
+                }
+                return Action::Done(Ok(()));
+            }
+            match self.conn.next_event(&mut self.buf) {
+                Ok(Some(event)) => {
+                    if let Event::Close(frame) = &event {
+                        self.close_frame = Some(frame.clone());
+                    }
+                    match &event {
+                        Event::Message(message) => self.stash_bytes += message.len(),
+                        // Only the latest control event is kept, and only
+                        // while nothing else waits.
+                        Event::Ping(_) | Event::Pong(_) if !self.stash.is_empty() => continue,
+                        _ => {}
+                    }
+                    self.stash.push_back(event);
+                }
+                Ok(None) => {
+                    self.background_reads += 1;
+                    return Action::Read { wait: false };
+                }
+                // Reported by the next receive, after the Close is flushed.
+                Err(error) => self.error = Some(error),
+            }
+        }
+    }
+
+    /// The transport is finished with: free what it held.
+    fn finish(&mut self) {
+        self.done = true;
+        self.buf = BytesMut::new();
+    }
+
+    // ----- Reports: writing -----
+
+    /// The bytes to write, as a [`bytes::Buf`]: write from `chunk()` (or
+    /// `chunks_vectored`) and `advance` by what the transport took; or pop
+    /// owned chunks with [`Outgoing::pop_chunk`].
+    #[inline]
+    pub fn outgoing(&mut self) -> &mut Outgoing {
+        self.conn.outgoing()
+    }
+
+    /// `n` bytes were written (and `advance`d in [`outgoing`](Self::outgoing)
+    /// already). A write of 0 bytes is an error the adapter reports as
+    /// [`io_error`](Self::io_error) (`WriteZero`).
+    #[inline]
+    pub fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.blocked = 0;
+        }
+    }
+
+    /// The transport cannot take bytes now.
+    pub fn write_blocked(&mut self) {
+        self.blocked |= WRITE;
+    }
+
+    // ----- Reports: reading -----
+
+    /// The read buffer, with room for the next read; read into its spare
+    /// capacity (`tokio_util::io::poll_read_buf`, `BufMut`), then report
+    /// [`filled`](Self::filled) with the count.
+    #[inline]
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        self.make_room();
+        self.room = self.buf.capacity() - self.buf.len();
+        &mut self.buf
+    }
+
+    /// The read room as an initialised slice, for transports that read into
+    /// `&mut [u8]` (`std::io::Read`, `futures_io::AsyncRead`); report
+    /// [`filled`](Self::filled) with the count read into its front. At most
+    /// the current read size is zero-filled per call.
+    pub fn read_slice(&mut self) -> &mut [u8] {
+        self.make_room();
+        let start = self.buf.len();
+        let room = (self.buf.capacity() - start).min(self.read_size.max(self.ahead()));
+        self.buf.resize(start + room, 0);
+        self.slice_from = Some(start);
+        self.room = room;
+        &mut self.buf[start..]
+    }
+
+    /// `n` bytes were read (0: the transport reached end of stream).
+    #[inline]
+    pub fn filled(&mut self, n: usize) {
+        if let Some(start) = self.slice_from.take() {
+            self.buf.truncate(start + n);
+        }
+        self.blocked = 0;
+        if n == 0 {
+            self.conn.handle_eof();
+        } else if n >= self.room {
+            // The read filled the room: more is likely waiting.
+            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
+        }
+    }
+
+    /// The transport has no bytes now (`Pending`, `WouldBlock`).
+    pub fn read_blocked(&mut self) {
+        if let Some(start) = self.slice_from.take() {
+            self.buf.truncate(start);
+        }
+        self.blocked |= READ;
+        // Halved, not reset: a stream of large messages pauses between
+        // reads all the time, and a small room would move the part of a
+        // message already read again and again.
+        self.read_size = (self.read_size / 2).max(READ_SIZE);
+    }
+
+    /// Takes the read buffer (with room made) out of the driver, for a read
+    /// performed without holding the driver (a split reader); hand it back
+    /// with [`give_read_buf`](Self::give_read_buf). Meanwhile the driver
+    /// parses nothing.
+    pub fn take_read_buf(&mut self) -> BytesMut {
+        self.make_room();
+        self.room = self.buf.capacity() - self.buf.len();
+        self.buf_out = true;
+        core::mem::take(&mut self.buf)
+    }
+
+    /// Returns the buffer from [`take_read_buf`](Self::take_read_buf) with
+    /// the outcome of the read: `Some(n)` read `n` bytes (0: end of stream),
+    /// `None` blocked (or failed: report [`io_error`](Self::io_error) too).
+    pub fn give_read_buf(&mut self, buf: BytesMut, read: Option<usize>) {
+        self.buf = buf;
+        self.buf_out = false;
+        match read {
+            Some(n) => self.filled(n),
+            None => self.read_blocked(),
+        }
+    }
+
+    /// Read-ahead advice for the frame in progress (see
+    /// [`Connection::read_ahead`]).
+    fn ahead(&self) -> usize {
+        if self.buf.is_empty() {
+            0
+        } else {
+            self.conn.read_ahead(&self.buf)
+        }
+    }
+
+    /// Makes room for the next read: the read size, or the rest of a large
+    /// frame at once (as far as the core advises) rather than growing the
+    /// buffer, and copying what it holds, a read size at a time.
+    #[inline]
+    fn make_room(&mut self) {
+        let spare = self.buf.capacity() - self.buf.len();
+        // The common case, room enough, costs one comparison.
+        if spare < self.read_size / 4 || (!self.buf.is_empty() && spare < self.read_size) {
+            self.grow();
+        }
+    }
+
+    #[inline(never)]
+    fn grow(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf = pool::take();
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        let ahead = self.ahead();
+        if ahead > self.read_size && ahead > spare {
+            self.buf.reserve(ahead);
+        } else if spare < self.read_size / 4 {
+            self.buf.reserve(self.read_size);
+        }
+    }
+
+    /// A connection that waits for bytes holds no read buffer: an empty one
+    /// goes back to the pool (with `std`) or is freed.
+    fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 && !self.buf_out {
+            pool::give(core::mem::take(&mut self.buf));
+        }
+    }
+
+    // ----- Reports: timer, shutdown, failure -----
+
+    /// The timer's deadline at `now` (a time on the adapter's clock, as for
+    /// [`Connection::poll_timeout`]): arm a sleep until it and report
+    /// [`timer_fired`](Self::timer_fired) or
+    /// [`timer_blocked`](Self::timer_blocked). `None`: nothing to wait for
+    /// (a timeout that was due has been handled); poll again.
+    pub fn timer(&mut self, now: Duration) -> Option<Duration> {
+        let Some(deadline) = self.conn.poll_timeout(now) else {
+            self.blocked |= TIMER;
+            return None;
+        };
+        if deadline <= now {
+            self.conn.handle_timeout(now);
+            self.blocked = 0;
+            return None;
+        }
+        Some(deadline.min(now.saturating_add(MAX_WAIT)))
+    }
+
+    /// The sleep armed at `deadline` completed.
+    pub fn timer_fired(&mut self, deadline: Duration) {
+        self.conn.handle_timeout(deadline);
+        self.blocked = 0;
+    }
+
+    /// The sleep is still running.
+    pub fn timer_blocked(&mut self) {
+        self.blocked |= TIMER;
+    }
+
+    /// The write side was shut down (or shutting it down failed, which
+    /// changes nothing).
+    pub fn shut_down(&mut self) {
+        self.shut = true;
+        self.blocked = 0;
+    }
+
+    /// The transport failed (a read or write error, a reset). The connection
+    /// is over: [`close_frame`](Self::close_frame) reports 1006 unless it had
+    /// closed already. Returns whether to report the error to the
+    /// application: not when the connection had already ended cleanly.
+    pub fn io_error(&mut self) -> bool {
+        if let Some(start) = self.slice_from.take() {
+            self.buf.truncate(start);
+        }
+        self.blocked = 0;
+        let closed = self.done || self.close_frame.is_some() || self.error.is_some();
+        if self.close_frame.is_none() {
+            let reason = Utf8Bytes::from_static("the transport failed");
+            self.close_frame = Some(CloseFrame::new(CloseCode::ABNORMAL, reason));
+        }
+        self.finish();
+        !closed
+    }
+}
+
+#[cfg(test)]
+mod tests;
