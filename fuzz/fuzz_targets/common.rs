@@ -1,11 +1,10 @@
 //! Shared driver for the connection targets: feeds peer bytes in chunks and
 //! checks the invariants after every step.
 
+use ws_proto::internals::{FrameHeader, OpCode, READ_AHEAD_EARN, READ_AHEAD_FREE, apply_mask};
 use ws_proto::{
-    Config, Connection, Event, FrameHeader, Message, OpCode, Role,
+    Config, Connection, Event, Message, Role,
     bytes::{Buf, BytesMut},
-    connection::{READ_AHEAD_EARN, READ_AHEAD_FREE},
-    mask::apply_mask,
 };
 
 /// Small limits so that the memory bounds are tight enough to check.

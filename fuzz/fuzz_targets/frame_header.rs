@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::{FrameHeader, frame::MAX_HEADER_LEN};
+use ws_proto::internals::{FrameHeader, MAX_HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(Some((header, len))) = FrameHeader::parse(data) else {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::Utf8Validator;
+use ws_proto::internals::Utf8Validator;
 
 fuzz_target!(|data: &[u8]| {
     let [chunk, bytes @ ..] = data else { return };

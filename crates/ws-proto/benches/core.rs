@@ -16,10 +16,10 @@ use std::{
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tungstenite::protocol::{Role as TRole, WebSocket as TWebSocket};
+use ws_proto::internals::{Utf8Validator, apply_mask};
 use ws_proto::{
-    Config, Connection, Event, Message, Role, ServerHandshake, Utf8Validator,
+    Config, Connection, Event, Message, Role, ServerHandshake,
     bytes::{Buf, BytesMut},
-    mask::apply_mask,
 };
 
 const SIZES: [usize; 4] = [16, 1024, 64 * 1024, 1024 * 1024];

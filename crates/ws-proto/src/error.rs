@@ -3,6 +3,8 @@
 use alloc::{boxed::Box, string::String};
 use core::fmt;
 
+use bytes::Bytes;
+
 use crate::{close::CloseCode, event::Message, handshake::HttpResponse};
 
 /// The peer broke RFC 6455.
@@ -13,38 +15,50 @@ use crate::{close::CloseCode, event::Message, handshake::HttpResponse};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// RSV1-3 bits set although no extension that defines them was negotiated.
+    /// RSV1-3 bits set although no extension that defines them was negotiated
+    /// (RFC 6455 section 5.2).
     ReservedBits(u8),
-    /// An opcode reserved for future use (0x3-0x7, 0xB-0xF).
+    /// An opcode reserved for future use (0x3-0x7, 0xB-0xF; RFC 6455
+    /// section 5.2).
     ReservedOpcode(u8),
-    /// A control frame (close, ping, pong) without the FIN bit.
+    /// A control frame (close, ping, pong) without the FIN bit (RFC 6455
+    /// section 5.5: control frames must not be fragmented).
     FragmentedControlFrame,
-    /// A control frame with a payload longer than 125 bytes.
+    /// A control frame with a payload longer than 125 bytes (RFC 6455
+    /// section 5.5).
     ControlFrameTooLong(u64),
-    /// A 64-bit payload length with its most significant bit set.
+    /// A 64-bit payload length with its most significant bit set (RFC 6455
+    /// section 5.2).
     InvalidLength,
-    /// A client sent a frame without a mask.
+    /// A client sent a frame without a mask (RFC 6455 section 5.1).
     UnmaskedFrameFromClient,
-    /// A server sent a masked frame.
+    /// A server sent a masked frame (RFC 6455 section 5.1).
     MaskedFrameFromServer,
-    /// A continuation frame arrived while no fragmented message was in progress.
+    /// A continuation frame arrived while no fragmented message was in
+    /// progress (RFC 6455 section 5.4).
     UnexpectedContinuation,
-    /// A new text or binary frame arrived inside a fragmented message.
+    /// A new text or binary frame arrived inside a fragmented message (RFC
+    /// 6455 section 5.4).
     ExpectedContinuation,
-    /// A text message, or a close reason, was not valid UTF-8.
+    /// A text message, or a close reason, was not valid UTF-8 (RFC 6455
+    /// sections 5.6 and 8.1; close code 1007).
     InvalidUtf8,
-    /// A close frame with a 1-byte payload.
+    /// A close frame with a 1-byte payload (RFC 6455 section 5.5.1: a body
+    /// starts with a 2-byte status code).
     InvalidClosePayload,
-    /// A close frame with a status code that may not appear on the wire.
+    /// A close frame with a status code that may not appear on the wire (RFC
+    /// 6455 section 7.4).
     InvalidCloseCode(u16),
-    /// A frame announced a payload longer than the configured `max_frame_size`.
+    /// A frame announced a payload longer than the configured
+    /// `max_frame_size` (RFC 6455 section 10.4; close code 1009).
     FrameTooBig {
         /// The announced payload length.
         len: u64,
         /// The configured limit.
         max: usize,
     },
-    /// A message grew beyond the configured `max_message_size`.
+    /// A message grew beyond the configured `max_message_size` (RFC 6455
+    /// section 10.4; close code 1009).
     MessageTooBig {
         /// The message length the frame would reach.
         len: u64,
@@ -227,8 +241,11 @@ pub enum SendError {
     /// frames can be sent.
     Closed,
     /// The outgoing buffer is at `max_write_buffer`; flush and try again.
-    /// The message is handed back (pings and pongs as `Message::Binary`).
+    /// The message is handed back.
     Full(Message),
+    /// The outgoing buffer is at `max_write_buffer` and a ping or pong was
+    /// refused; flush and try again. The payload is handed back.
+    ControlFull(Bytes),
     /// A ping or pong payload longer than 125 bytes, or a close reason longer
     /// than 123 bytes.
     ControlTooLong(usize),
@@ -243,7 +260,7 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Closed => f.write_str("the connection is closing or closed"),
-            Self::Full(_) => f.write_str("the outgoing buffer is full"),
+            Self::Full(_) | Self::ControlFull(_) => f.write_str("the outgoing buffer is full"),
             Self::ControlTooLong(len) => {
                 write!(
                     f,

@@ -107,10 +107,23 @@ pub mod driver;
 pub mod entropy;
 pub mod error;
 pub mod event;
-pub mod frame;
+mod frame;
 pub mod handshake;
-pub mod mask;
-pub mod utf8;
+mod mask;
+mod utf8;
+
+/// Internals for the fuzz targets, benchmarks and tests: frame headers,
+/// masking, the incremental UTF-8 validator, read-ahead constants. Not part
+/// of the API: they may change in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::{
+        connection::{READ_AHEAD_EARN, READ_AHEAD_FREE},
+        frame::{FrameHeader, MAX_HEADER_LEN, OpCode},
+        mask::{apply_mask, apply_mask_bytewise},
+        utf8::Utf8Validator,
+    };
+}
 
 pub use bytes;
 
@@ -124,10 +137,9 @@ pub use crate::{
     entropy::Entropy,
     error::{HandshakeError, ProtocolError, SendError},
     event::{Event, Message},
-    frame::{FrameHeader, OpCode},
     handshake::{
         AcceptOptions, Accepted, ClientHandshake, ClientRequest, ClientResponse, HandshakeConfig,
         HttpResponse, Negotiated, ServerHandshake, ServerRequest, accept_key,
     },
-    utf8::{Utf8Bytes, Utf8Validator},
+    utf8::{InvalidUtf8, Utf8Bytes},
 };

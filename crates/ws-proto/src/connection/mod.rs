@@ -50,10 +50,12 @@ const INLINE_PAYLOAD: usize = 4096;
 
 /// [`Connection::read_ahead`] advises room for at most this many times the
 /// payload bytes of the frame already received...
+#[doc(hidden)]
 pub const READ_AHEAD_EARN: usize = 8;
 /// ...or this many bytes, whichever is more: a frame header alone earns no
 /// more than two ordinary reads' worth. (Measured: 8 to 32 KiB serve 64 KiB
 /// and 1 MiB messages equally well; 64 KiB made some grow in awkward steps.)
+#[doc(hidden)]
 pub const READ_AHEAD_FREE: usize = 16 * 1024;
 
 /// A frame whose header has been read and whose payload is arriving.
@@ -285,7 +287,7 @@ impl Connection {
     /// Whether bytes wait in [`outgoing`](Self::outgoing).
     #[inline]
     pub fn wants_write(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.out.pong_waiting()
     }
 
     /// Whether [`send`](Self::send) would answer [`SendError::Full`] now:
@@ -526,12 +528,25 @@ impl Connection {
         Ok(())
     }
 
+    /// Gives up on the connection at once: discards every byte still queued
+    /// (a frame half written stays half written: the transport must be
+    /// closed now), sends nothing more, and makes
+    /// [`should_close_transport`](Self::should_close_transport) true. The
+    /// event stream ends with a 1006 Close event unless it already ended.
+    /// For shutting down a process or dropping a peer that cannot keep up.
+    pub fn abort(&mut self) {
+        self.out.discard();
+        self.close_sent = true;
+        self.abandon("aborted by the application");
+    }
+
     // ----- Outputs -----
 
     /// The bytes waiting to be written, as a [`Buf`]: write from `chunk()`
     /// (or `chunks_vectored`) and `advance` by what the transport took.
     #[inline]
     pub fn outgoing(&mut self) -> &mut Outgoing {
+        self.out.promote_pong();
         &mut self.out
     }
 
@@ -622,9 +637,11 @@ impl Connection {
     /// Applies the role, state and size rules to a frame header before any of
     /// its payload is buffered.
     fn check_header(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+        // Section 5.2: RSV bits only with an extension that defines them.
         if header.rsv != 0 {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
+        // Section 5.1: clients mask every frame, servers none.
         match (self.role, header.mask) {
             (Role::Server, None) if !self.config.accept_unmasked_frames => {
                 return Err(ProtocolError::UnmaskedFrameFromClient);
@@ -633,6 +650,7 @@ impl Connection {
             _ => {}
         }
         let mut text = false;
+        // Section 5.5: control frames are whole and short.
         if header.opcode.is_control() {
             if !header.fin {
                 return Err(ProtocolError::FragmentedControlFrame);
@@ -641,12 +659,15 @@ impl Connection {
                 return Err(ProtocolError::ControlFrameTooLong(header.payload_len));
             }
         } else {
+            // Section 5.4: continuations only inside a fragmented message,
+            // new messages only outside one.
             match (header.opcode, &self.message) {
                 (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Continuation, Some(message)) => text = message.text,
                 (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
                 (opcode, None) => text = opcode == OpCode::Text,
             }
+            // Section 10.4: limits, enforced before any payload is buffered.
             let max_frame = self.config.max_frame_size;
             if header.payload_len > max_frame as u64 {
                 return Err(ProtocolError::FrameTooBig {
@@ -826,7 +847,7 @@ impl Connection {
             return Err(SendError::ControlTooLong(payload.len()));
         }
         if self.is_write_buffer_full() {
-            return Err(SendError::Full(Message::Binary(payload)));
+            return Err(SendError::ControlFull(payload));
         }
         let frame = self.encode_frame(opcode, true, &payload);
         self.out.push(frame);
@@ -1267,6 +1288,35 @@ mod tests {
             conn.next_event(&mut buf),
             Ok(Some(Event::Message(Message::Binary(data)))) if data.len() == 10
         ));
+    }
+
+    #[test]
+    fn abort_discards_the_queue_and_ends_with_1006() {
+        let mut conn = server(Config::default());
+        conn.send(Message::binary(vec![0; 10_000])).unwrap();
+        conn.send(Message::text("more")).unwrap();
+        conn.abort();
+        assert!(!conn.wants_write(), "nothing queued is written");
+        assert!(conn.should_close_transport());
+        assert!(matches!(
+            conn.send(Message::text("x")),
+            Err(SendError::Closed)
+        ));
+        let mut buf = BytesMut::new();
+        match conn.next_event(&mut buf) {
+            Ok(Some(Event::Close(frame))) => assert_eq!(frame.code, CloseCode::ABNORMAL),
+            other => panic!("expected a 1006 close, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_ping_hands_its_payload_back_as_a_payload() {
+        let mut conn = server(Config::default().with_max_write_buffer(0));
+        conn.send(Message::text("fills the queue")).unwrap();
+        assert_eq!(
+            conn.ping(Bytes::from_static(b"p")),
+            Err(SendError::ControlFull(Bytes::from_static(b"p")))
+        );
     }
 
     #[test]

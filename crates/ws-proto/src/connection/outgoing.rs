@@ -73,12 +73,36 @@ impl Outgoing {
     /// Queues an encoded pong frame, or keeps it as the next pong if one is
     /// already waiting to be written (replacing an older waiting one).
     pub(crate) fn push_pong(&mut self, frame: Bytes) {
-        if self.pong_end.is_some() {
+        if self.pong_end.is_some() || self.next_pong.is_some() {
             self.next_pong = Some(frame);
         } else {
             self.pong_end = Some(self.written + (self.len() + frame.len()) as u64);
             self.push(frame);
         }
+    }
+
+    /// Queues the pong that waited for the previous one to be written.
+    #[inline]
+    pub(crate) fn promote_pong(&mut self) {
+        if self.pong_end.is_none()
+            && let Some(next) = self.next_pong.take()
+        {
+            self.push_pong(next);
+        }
+    }
+
+    /// Whether a pong waits to be queued by [`promote_pong`](Self::promote_pong).
+    #[inline]
+    pub(crate) fn pong_waiting(&self) -> bool {
+        self.pong_end.is_none() && self.next_pong.is_some()
+    }
+
+    /// Drops every byte still queued, written in part or not at all.
+    pub fn discard(&mut self) {
+        *self = Self {
+            written: self.written,
+            ..Self::default()
+        };
     }
 
     /// Drops a pong that has not been queued yet (nothing may follow a Close).
@@ -174,10 +198,9 @@ impl Buf for Outgoing {
         }
         self.advance_tail(cnt);
         if self.pong_end.is_some_and(|end| self.written >= end) {
+            // The waiting pong is queued by the next `promote_pong`, not
+            // here: `advance` only ever consumes, as a `Buf` should.
             self.pong_end = None;
-            if let Some(next) = self.next_pong.take() {
-                self.push_pong(next);
-            }
         }
         if self.chunks.is_empty() && self.chunks.capacity() > 64 {
             // Release the ring after a burst of queued frames.
@@ -215,6 +238,9 @@ mod tests {
         assert_eq!(out.len(), 4);
         assert_eq!(out.chunk(), 0u32.to_be_bytes());
         out.advance(4);
+        assert!(out.is_empty(), "advance only consumes, as a Buf should");
+        assert!(out.pong_waiting());
+        out.promote_pong();
         assert_eq!(out.chunk(), 999u32.to_be_bytes());
         out.advance(4);
         assert!(out.is_empty());

@@ -296,6 +296,13 @@ impl Driver {
         Ok(())
     }
 
+    /// Gives up on the connection at once ([`Connection::abort`]): queued
+    /// bytes are dropped, and the next operation shuts the transport down
+    /// and ends.
+    pub fn abort(&mut self) {
+        self.conn.abort();
+    }
+
     // ----- The loop -----
 
     /// What to do next for operation `op`.

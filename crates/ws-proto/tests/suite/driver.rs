@@ -6,8 +6,9 @@
 use std::{collections::VecDeque, time::Duration};
 
 use bytes::{Buf, Bytes};
+use ws_proto::internals::OpCode;
 use ws_proto::{
-    Action, CloseCode, Config, Connection, Driver, Event, Message, Op, OpCode, ProtocolError, Role,
+    Action, CloseCode, Config, Connection, Driver, Event, Message, Op, ProtocolError, Role,
 };
 
 use crate::util::{close_payload, fixed, frame_to, parse_frames, text_of_len};

@@ -5,9 +5,9 @@
 use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use ws_proto::internals::{FrameHeader, OpCode};
 use ws_proto::{
-    CloseCode, CloseFrame, Config, Event, FrameHeader, Message, OpCode, ProtocolError, Role,
-    SendError, State,
+    CloseCode, CloseFrame, Config, Event, Message, ProtocolError, Role, SendError, State,
 };
 
 use crate::util::{
@@ -1022,7 +1022,7 @@ fn a_full_write_buffer_hands_the_message_back() {
     );
     assert_eq!(
         pair.server.ping(Bytes::from_static(b"p")),
-        Err(SendError::Full(Message::binary(Bytes::from_static(b"p"))))
+        Err(SendError::ControlFull(Bytes::from_static(b"p")))
     );
     // Answers to pings and the Close still go out.
     pair.to_server

@@ -3,11 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::{prelude::*, sample::Index};
-use ws_proto::{
-    CloseCode, CloseFrame, Config, Connection, Event, Message, OpCode, Role, Utf8Validator,
-    frame::MAX_HEADER_LEN,
-    mask::{apply_mask, apply_mask_bytewise},
-};
+use ws_proto::internals::{MAX_HEADER_LEN, OpCode, Utf8Validator, apply_mask, apply_mask_bytewise};
+use ws_proto::{CloseCode, CloseFrame, Config, Connection, Event, Message, Role};
 
 use crate::util::{
     Pair, bytes_of_len, close_payload, conn, drain, events, ok_events, parse_frames, raw_frame,

@@ -2,9 +2,10 @@
 //! hand-built (possibly hostile) frames, and parsing of outgoing bytes.
 
 use bytes::{Buf, BytesMut};
+use ws_proto::internals::{FrameHeader, OpCode};
 use ws_proto::{
     AcceptOptions, ClientHandshake, ClientRequest, CloseCode, Config, Connection, Event,
-    FrameHeader, OpCode, ProtocolError, Role, ServerHandshake, State,
+    ProtocolError, Role, ServerHandshake, State,
 };
 
 /// The masking key of the RFC 6455 section 5.7 examples.
@@ -58,28 +59,33 @@ pub(crate) const fn peer_of(role: Role) -> Role {
 
 /// Takes all of a connection's outgoing bytes, chunk by chunk.
 pub(crate) fn drain(conn: &mut Connection) -> Vec<u8> {
-    let out = conn.outgoing();
-    let mut bytes = Vec::with_capacity(out.remaining());
-    while out.has_remaining() {
-        let chunk = out.chunk();
-        assert!(!chunk.is_empty(), "remaining() > 0 but chunk() is empty");
-        bytes.extend_from_slice(chunk);
-        let n = chunk.len();
-        out.advance(n);
+    let mut bytes = Vec::new();
+    // A pong that waited for the previous one is queued by `outgoing()`.
+    while conn.wants_write() {
+        let out = conn.outgoing();
+        while out.has_remaining() {
+            let chunk = out.chunk();
+            assert!(!chunk.is_empty(), "remaining() > 0 but chunk() is empty");
+            bytes.extend_from_slice(chunk);
+            let n = chunk.len();
+            out.advance(n);
+        }
+        assert_eq!(out.len(), 0);
     }
-    assert_eq!(out.len(), 0);
     bytes
 }
 
 /// Moves a connection's outgoing bytes into the peer's read buffer.
 pub(crate) fn move_bytes(from: &mut Connection, to: &mut BytesMut) {
-    let out = from.outgoing();
-    while out.has_remaining() {
-        let chunk = out.chunk();
-        assert!(!chunk.is_empty(), "remaining() > 0 but chunk() is empty");
-        to.extend_from_slice(chunk);
-        let n = chunk.len();
-        out.advance(n);
+    while from.wants_write() {
+        let out = from.outgoing();
+        while out.has_remaining() {
+            let chunk = out.chunk();
+            assert!(!chunk.is_empty(), "remaining() > 0 but chunk() is empty");
+            to.extend_from_slice(chunk);
+            let n = chunk.len();
+            out.advance(n);
+        }
     }
 }
 

@@ -2,10 +2,8 @@
 //! section 5.7 (example frames), each decoded and encoded.
 
 use bytes::{Bytes, BytesMut};
-use ws_proto::{
-    CloseCode, CloseFrame, Config, Connection, Event, FrameHeader, Message, OpCode, Role,
-    accept_key,
-};
+use ws_proto::internals::{FrameHeader, OpCode};
+use ws_proto::{CloseCode, CloseFrame, Config, Connection, Event, Message, Role, accept_key};
 
 use crate::util::{drain, fixed, ok_events, parse_frames, rfc_key};
 
