@@ -32,6 +32,16 @@ pub enum Error {
     Send(SendError),
 }
 
+impl Error {
+    /// Whether a deadline passed: a read or write timeout the application
+    /// set (`WouldBlock` / `TimedOut` from a blocking stream), or the
+    /// handshake timeout. The connection is still usable after a read
+    /// timeout: the call can be retried.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+}
+
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
@@ -144,5 +154,18 @@ impl Options {
     pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.handshake_timeout = timeout;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_told_apart_from_other_failures() {
+        assert!(Error::Io(io::ErrorKind::WouldBlock.into()).is_timeout());
+        assert!(Error::Io(io::ErrorKind::TimedOut.into()).is_timeout());
+        assert!(!Error::Io(io::ErrorKind::ConnectionReset.into()).is_timeout());
+        assert!(!Error::Send(SendError::Closed).is_timeout());
     }
 }
