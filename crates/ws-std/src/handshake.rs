@@ -13,7 +13,7 @@ use ws_proto::{
     ServerHandshake,
 };
 
-use crate::{Options, Result, Transport, WebSocket, socket::read_into};
+use crate::{Options, Result, Transport, WebSocket};
 
 /// Time left until `deadline`; an error once it has passed.
 fn left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
@@ -59,13 +59,17 @@ fn read_head<S: Transport>(
     deadline: Option<Instant>,
 ) -> Result<()> {
     arm(stream, deadline)?;
-    match read_into(stream, buf) {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk) {
+        Ok(n @ 1..) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the peer closed the connection during the opening handshake",
         )
         .into()),
-        Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
         Err(e) => Err(map_timeout(e).into()),
     }
