@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 use std::{
-    io::{self, IoSlice, Write},
+    io::{self, ErrorKind, IoSlice, Write},
     net::Shutdown,
     ops::Deref,
     sync::{Mutex, MutexGuard, PoisonError},
@@ -96,9 +96,9 @@ pub(crate) trait Link {
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T;
     /// Whether the bytes of a failed write stay queued (so that a write
     /// timeout can be retried).
-    fn keeps_unwritten(&self) -> bool;
+    const KEEPS_UNWRITTEN: bool;
     /// The longest single wait for bytes.
-    fn wake(&self) -> Option<Duration>;
+    const WAKE: Option<Duration>;
     /// Reads into the driver's buffer, waiting or not, and reports the
     /// outcome (an error as blocked: the loop reports the rest).
     fn read(&mut self, wait: bool) -> io::Result<()>;
@@ -125,21 +125,17 @@ pub(crate) fn run<L: Link>(
             Action::Done(result) => return result.map(|()| None).map_err(Error::Protocol),
             Action::Write => match link.write(block) {
                 Ok(blocked) => write_blocked = blocked,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) && link.keeps_unwritten() => return Err(e.into()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) && L::KEEPS_UNWRITTEN => return Err(e.into()),
                 Err(e) => fail(link, e)?,
             },
             Action::Read { wait } => {
                 woke = false;
-                let cap = if write_blocked {
-                    Some(RETRY)
-                } else {
-                    link.wake()
-                };
+                let cap = if write_blocked { Some(RETRY) } else { L::WAKE };
                 let read = match wait.then(|| timer.left(until, cap)) {
                     Some(Some(Duration::ZERO)) => {
                         link.with(Driver::read_blocked);
-                        Err(io::ErrorKind::TimedOut.into())
+                        Err(ErrorKind::TimedOut.into())
                     }
                     Some(limit) => match timer.applied == Some(limit) {
                         true => link.read(true),
@@ -152,7 +148,7 @@ pub(crate) fn run<L: Link>(
                 };
                 match read {
                     Ok(()) => {}
-                    Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                    Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {
                         // The driver's deadline fired, or the caller's passed
                         // (reported at the next Wait), or a wake-up to retry.
                         woke = !timer.fire(link);
@@ -170,7 +166,7 @@ pub(crate) fn run<L: Link>(
                 link.with(Driver::shut_down);
             }
             Action::Wait if timed_out => {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "receive timed out").into());
+                return Err(io::Error::new(ErrorKind::TimedOut, "receive timed out").into());
             }
             // A write the stream did not take, with nothing to read: retry it
             // soon (or when the timer is due).
@@ -193,10 +189,7 @@ fn fail(link: &mut impl Link, e: io::Error) -> Result<()> {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -213,12 +206,12 @@ where
     let written = match block {
         true => w.write_vectored(bufs).map(Some),
         false => match w.write_nonblocking(bufs) {
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => w.write_vectored(bufs).map(Some),
+            Err(e) if e.kind() == ErrorKind::Unsupported => w.write_vectored(bufs).map(Some),
             written => written,
         },
     };
     match written {
-        Ok(Some(0)) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(Some(0)) => Err(ErrorKind::WriteZero.into()),
         written => written,
     }
 }
@@ -231,6 +224,8 @@ struct Whole<'a, S> {
 
 impl<S: Transport> Link for Whole<'_, S> {
     type Io = S;
+    const KEEPS_UNWRITTEN: bool = true;
+    const WAKE: Option<Duration> = None;
 
     fn io(&self) -> &S {
         self.io
@@ -238,14 +233,6 @@ impl<S: Transport> Link for Whole<'_, S> {
 
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
         f(self.driver)
-    }
-
-    fn keeps_unwritten(&self) -> bool {
-        true
-    }
-
-    fn wake(&self) -> Option<Duration> {
-        None
     }
 
     fn read(&mut self, wait: bool) -> io::Result<()> {

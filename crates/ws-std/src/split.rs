@@ -50,35 +50,26 @@ pub struct WriteHalf<S> {
     shared: Arc<Shared<S>>,
 }
 
-/// One half's way to the driver and the stream.
-struct Half<'a, S> {
-    shared: &'a Shared<S>,
-    reader: bool,
-}
+/// One half's way to the driver and the stream: the reader, or the writer.
+struct Half<'a, S, const READER: bool>(&'a Shared<S>);
 
-impl<S> Link for Half<'_, S>
+impl<S, const READER: bool> Link for Half<'_, S, READER>
 where
     S: Transport,
     for<'a> &'a S: Read + Write,
 {
     type Io = S;
+    /// The reader copies what it writes (so nothing is lost); the writer
+    /// hands over owned chunks.
+    const KEEPS_UNWRITTEN: bool = READER;
+    const WAKE: Option<Duration> = Some(WAKE);
 
     fn io(&self) -> &S {
-        &self.shared.io
+        &self.0.io
     }
 
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
-        f(&mut lock(&self.shared.driver))
-    }
-
-    /// The reader copies what it writes (so nothing is lost); the writer
-    /// hands over owned chunks.
-    fn keeps_unwritten(&self) -> bool {
-        self.reader
-    }
-
-    fn wake(&self) -> Option<Duration> {
-        Some(WAKE)
+        f(&mut lock(&self.0.driver))
     }
 
     fn read(&mut self, wait: bool) -> io::Result<()> {
@@ -95,7 +86,7 @@ where
         let start = buf.len();
         buf.resize(start + room, 0);
         let read = match wait {
-            true => (&self.shared.io).read(&mut buf[start..]),
+            true => (&self.0.io).read(&mut buf[start..]),
             false => Err(io::ErrorKind::WouldBlock.into()),
         };
         buf.truncate(start + read.as_ref().map_or(0, |n| *n));
@@ -104,8 +95,8 @@ where
     }
 
     fn write(&mut self, block: bool) -> io::Result<bool> {
-        let shared = self.shared;
-        if self.reader {
+        let shared = self.0;
+        if READER {
             // Never waits for the writer: it writes the replies after its
             // current write, in order.
             let _side = match shared.writing.try_lock() {
@@ -236,10 +227,7 @@ where
     for<'a> &'a S: Read + Write,
 {
     fn run(&mut self, op: Op, until: Option<Instant>) -> Result<Option<Event>> {
-        let link = &mut Half {
-            shared: &self.shared,
-            reader: true,
-        };
+        let link = &mut Half::<S, true>(&self.shared);
         let result = run(link, &mut self.timer, op, until);
         self.close = lock(&self.shared.driver).close_frame().cloned();
         result
@@ -270,10 +258,7 @@ where
     for<'a> &'a S: Read + Write,
 {
     fn run(&self, op: Op) -> Result<Option<Event>> {
-        let link = &mut Half {
-            shared: &self.shared,
-            reader: false,
-        };
+        let link = &mut Half::<S, false>(&self.shared);
         run(link, &mut Timer::new(None), op, None)
     }
 
