@@ -9,89 +9,94 @@ use std::{
 
 use bytes::BytesMut;
 use ws_proto::{
-    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Role,
+    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Driver, HandshakeError,
     ServerHandshake, ServerRequest,
 };
 
-use crate::{Options, Result, Transport, WebSocket, socket::read_into};
+use crate::{Options, Result, Transport, WebSocket};
 
 /// Time left until `deadline`; an error once it has passed.
 fn left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
-    let Some(deadline) = deadline else {
-        return Ok(None);
-    };
-    match deadline.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => Ok(Some(left)),
-        _ => Err(timed_out()),
+    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+        Some(Duration::ZERO) => Err(timed_out(io::ErrorKind::TimedOut.into())),
+        left => Ok(left),
     }
 }
 
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "the opening handshake timed out")
-}
-
-/// Bounds the next read or write by the time left.
-fn arm<S: Transport>(stream: &S, deadline: Option<Instant>) -> io::Result<()> {
-    if let Some(left) = left(deadline)? {
-        stream.set_read_timeout(Some(left))?;
-        stream.set_write_timeout(Some(left))?;
-    }
-    Ok(())
-}
-
-fn map_timeout(e: io::Error) -> io::Error {
+/// A timeout as the handshake's own error; other errors as they are.
+fn timed_out(e: io::Error) -> io::Error {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, "the opening handshake timed out")
+        }
         _ => e,
     }
 }
 
-fn write_head<S: Transport>(stream: &mut S, head: &[u8], deadline: Option<Instant>) -> Result<()> {
-    arm(stream, deadline)?;
-    stream.write_all(head).map_err(map_timeout)?;
-    Ok(stream.flush()?)
+/// A stream during (one step of) the handshake: each read and write bounded
+/// by the time left until the deadline; its own timeouts restored after.
+struct Head<S: Transport> {
+    stream: S,
+    deadline: Option<Instant>,
+    saved: (Option<Duration>, Option<Duration>),
 }
 
-/// Reads more of the head; end of stream is an error.
-fn read_head<S: Transport>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-    deadline: Option<Instant>,
-) -> Result<()> {
-    arm(stream, deadline)?;
-    match read_into(stream, buf) {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the peer closed the connection during the opening handshake",
-        )
-        .into()),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-        Err(e) => Err(map_timeout(e).into()),
+impl<S: Transport> Head<S> {
+    fn new(stream: S, deadline: Option<Instant>) -> io::Result<Self> {
+        let saved = (stream.read_timeout()?, stream.write_timeout()?);
+        Ok(Self {
+            stream,
+            deadline,
+            saved,
+        })
     }
-}
 
-/// Runs `f` with the stream's timeouts driven by `deadline`, then restores them.
-fn bounded<S: Transport, T>(
-    stream: &mut S,
-    deadline: Option<Instant>,
-    f: impl FnOnce(&mut S) -> Result<T>,
-) -> Result<T> {
-    if deadline.is_none() {
-        return f(stream);
+    fn arm(&self) -> io::Result<()> {
+        if let Some(left) = left(self.deadline)? {
+            self.stream.set_read_timeout(Some(left))?;
+            self.stream.set_write_timeout(Some(left))?;
+        }
+        Ok(())
     }
-    let saved = (stream.read_timeout()?, stream.write_timeout()?);
-    let result = f(stream);
-    let restored = stream
-        .set_read_timeout(saved.0)
-        .and_then(|()| stream.set_write_timeout(saved.1));
-    let value = result?;
-    restored?;
-    Ok(value)
+
+    fn write(&mut self, head: &[u8]) -> io::Result<()> {
+        self.arm()?;
+        self.stream
+            .write_all(head)
+            .and_then(|()| self.stream.flush())
+            .map_err(timed_out)
+    }
+
+    /// Reads more of the head; the end of the stream is an error.
+    fn read(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        self.arm()?;
+        let mut chunk = [0u8; 4096];
+        let n = match self.stream.read(&mut chunk) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer left",
+            ))?,
+            read => read.map_err(timed_out)?,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// The stream, with its own timeouts back.
+    fn finish(self) -> io::Result<S> {
+        if self.deadline.is_some() {
+            self.stream.set_read_timeout(self.saved.0)?;
+            self.stream.set_write_timeout(self.saved.1)?;
+        }
+        Ok(self.stream)
+    }
 }
 
 fn deadline(options: &Options) -> Option<Instant> {
-    options.handshake_timeout.map(|t| Instant::now() + t)
+    options
+        .handshake_timeout
+        .and_then(|t| Instant::now().checked_add(t))
 }
 
 /// Connects to a `ws://` URL with the default [`Options`]: name resolution,
@@ -109,10 +114,9 @@ pub fn connect_with(
     options: &Options,
 ) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
     if request.is_secure() {
-        return Err(HandshakeError::InvalidRequest(
-            "wss:// needs TLS, which ws-std does not provide (use client() over a TLS stream)",
-        )
-        .into());
+        let why =
+            "wss:// needs TLS, which ws-std does not provide (use client() over a TLS stream)";
+        return Err(HandshakeError::InvalidRequest(why).into());
     }
     let deadline = deadline(options);
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
@@ -121,11 +125,8 @@ pub fn connect_with(
             Some(left) => TcpStream::connect_timeout(&addr, left),
             None => TcpStream::connect(addr),
         };
-        match attempt {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                return client_until(stream, &request, options, deadline);
-            }
+        match attempt.and_then(|stream| stream.set_nodelay(true).map(|()| stream)) {
+            Ok(stream) => return client_until(stream, &request, options, deadline),
             Err(e) => last = e,
         }
     }
@@ -145,25 +146,23 @@ pub fn client<S: Transport>(
 }
 
 fn client_until<S: Transport>(
-    mut stream: S,
+    stream: S,
     request: &ClientRequest,
     options: &Options,
     deadline: Option<Instant>,
 ) -> Result<(WebSocket<S>, ClientResponse)> {
     let mut handshake = ClientHandshake::new(request)?.with_config(options.handshake.clone());
-    let mut buf = BytesMut::new();
-    let response = bounded(&mut stream, deadline, |stream| {
-        write_head(stream, handshake.request(), deadline)?;
-        loop {
-            if let Some(response) = handshake.receive(&mut buf)? {
-                return Ok(response);
-            }
-            read_head(stream, &mut buf, deadline)?;
+    let (mut head, mut buf) = (Head::new(stream, deadline)?, BytesMut::new());
+    head.write(handshake.request())?;
+    let response = loop {
+        match handshake.receive(&mut buf)? {
+            Some(response) => break response,
+            None => head.read(&mut buf)?,
         }
-    })?;
-    let config = options.config.clone();
-    let mut ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config.clone(), buf);
-    *ws.connection_mut() = response.connection(config);
+    };
+    let stream = head.finish()?;
+    let driver = Driver::with_buffer(response.connection(options.config.clone()), buf);
+    let ws = WebSocket::from_driver(stream, driver);
     Ok((ws, response))
 }
 
@@ -181,30 +180,28 @@ pub fn accept_with<S: Transport>(stream: S, options: &Options) -> Result<WebSock
 /// decision to the caller: [`Incoming::accept`] or [`Incoming::reject`].
 /// A malformed request is answered (400, 426 or 431) before the error is
 /// returned.
-pub fn read_request<S: Transport>(mut stream: S, options: &Options) -> Result<Incoming<S>> {
+pub fn read_request<S: Transport>(stream: S, options: &Options) -> Result<Incoming<S>> {
     let mut handshake = ServerHandshake::with_config(options.handshake.clone());
-    let mut buf = BytesMut::new();
-    let deadline = deadline(options);
-    let request = bounded(&mut stream, deadline, |stream| {
-        loop {
-            match handshake.receive(&mut buf) {
-                Ok(Some(request)) => return Ok(request),
-                Ok(None) => read_head(stream, &mut buf, deadline)?,
-                Err(e) => {
-                    if let Some(response) = e.response() {
-                        let _ = write_head(stream, &response, deadline);
-                        let _ = stream.shutdown(Shutdown::Write);
-                    }
-                    return Err(e.into());
+    let (mut head, mut buf) = (Head::new(stream, deadline(options))?, BytesMut::new());
+    let request = loop {
+        match handshake.receive(&mut buf) {
+            Ok(Some(request)) => break request,
+            Ok(None) => head.read(&mut buf)?,
+            Err(e) => {
+                if let Some(response) = e.response() {
+                    let _ = head.write(&response);
+                    let _ = head.stream.shutdown(Shutdown::Write);
                 }
+                return Err(e.into());
             }
         }
-    })?;
+    };
+    let (stream, options) = (head.finish()?, options.clone());
     Ok(Incoming {
         stream,
         request,
         buf,
-        options: options.clone(),
+        options,
     })
 }
 
@@ -229,31 +226,29 @@ impl<S: Transport> Incoming<S> {
         &self.stream
     }
 
+    /// Writes a response head (within `handshake_timeout`).
+    fn answer(self, response: &[u8]) -> Result<(S, BytesMut, Options)> {
+        let mut head = Head::new(self.stream, deadline(&self.options))?;
+        head.write(response)?;
+        Ok((head.finish()?, self.buf, self.options))
+    }
+
     /// Writes the `101` response (within `handshake_timeout`) and returns
     /// the WebSocket. A subprotocol the client did not offer is an error
     /// and nothing is written.
-    pub fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
+    pub fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
         let accepted = self.request.accept(options)?;
-        let deadline = deadline(&self.options);
-        bounded(&mut self.stream, deadline, |stream| {
-            write_head(stream, accepted.response(), deadline)
-        })?;
-        let config = self.options.config;
-        let mut ws =
-            WebSocket::from_raw_with_buffer(self.stream, Role::Server, config.clone(), self.buf);
-        *ws.connection_mut() = accepted.connection(config);
-        Ok(ws)
+        let (stream, buf, options) = self.answer(accepted.response())?;
+        let driver = Driver::with_buffer(accepted.connection(options.config), buf);
+        Ok(WebSocket::from_driver(stream, driver))
     }
 
     /// Refuses with `status` (e.g. 401, 403), extra headers and a body, then
     /// shuts the stream down.
-    pub fn reject(mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+    pub fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
         let response = self.request.reject(status, headers, body);
-        let deadline = deadline(&self.options);
-        bounded(&mut self.stream, deadline, |stream| {
-            write_head(stream, &response, deadline)
-        })?;
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let (stream, ..) = self.answer(&response)?;
+        let _ = stream.shutdown(Shutdown::Write);
         Ok(())
     }
 }

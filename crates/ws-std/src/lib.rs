@@ -1,31 +1,27 @@
 //! # ws-std: blocking WebSocket over `std::io`
 //!
-//! A thin adapter that drives the sans-IO [`ws_proto`] core over any
-//! blocking [`Read`](std::io::Read) + [`Write`](std::io::Write) stream: it
-//! moves bytes, arms the core's one timer through the stream's read timeout,
-//! and maps types. No threads are spawned: keepalive pings and the close
-//! timeout run inside the blocking receive calls (`recv`, `recv_event`,
-//! `close`, and [`WriteHalf::close`]), so an application that needs them
-//! while it only sends should split the socket and keep a thread receiving.
+//! A thin adapter that runs the sans-IO [`ws_proto`] core's
+//! [`Driver`](ws_proto::Driver) over any blocking
+//! [`Read`](std::io::Read) + [`Write`](std::io::Write) stream: it performs
+//! what the driver asks (read, write, wait for the timer, shut down), reports
+//! what happened, and maps types. The driver owns every policy: which events
+//! end a receive call, answering pings while the application only sends,
+//! read sizes, the one timer (keepalive and close), and what a transport
+//! failure means (1006).
 //!
-//! Pings from the peer are answered, and its Close frame echoed, while
-//! receiving, and also when an unsplit [`WebSocket`] only sends: after each
-//! successful [`flush`](WebSocket::flush) (so in `send` and `ping` too) it
-//! reads what already arrived, without waiting, through
-//! [`Transport::read_nonblocking`]. That reading stops at the first data
-//! message or Close, which the next receive call returns first (so memory
-//! stays bounded and nothing is lost), and the first Ping or Pong read this
-//! way is kept for `recv_event` only while nothing else waits. It needs a
-//! stream with that capability, such as `TcpStream` and `UnixStream`: over
-//! [`Plain`] (or a [`Transport`] keeping the default), pings are answered
-//! only while receiving. A [`WriteHalf`] never reads: its [`ReadHalf`] does.
+//! No threads are spawned. The core's timer is the stream's read timeout,
+//! so keepalive pings and the close timeout run inside the blocking receive
+//! calls (`recv`, `recv_event`, `close`). An application that only sends
+//! still answers pings: after each [`flush`](WebSocket::flush) (so in `send`
+//! and `ping` too) the socket reads what already arrived, without waiting,
+//! through [`Transport::read_nonblocking`]; what it reads is kept for the next
+//! receive call.
 //!
-//! The receiving side never blocks on writing those automatic replies: it
-//! writes them with [`Transport::write_nonblocking`], and what the stream
-//! does not take at once stays queued (bounded by the core: one pong queued,
-//! one waiting) for the next write. So a peer that floods pings and never
-//! reads cannot stall the receiving thread. Over a stream without the
-//! capability, such as [`Plain`], replies are written with blocking writes.
+//! Receive calls never block on writing automatic replies (pongs, the Close
+//! echo): they write through [`Transport::write_nonblocking`], and what the
+//! stream does not take stays queued (bounded by the core) and is retried
+//! every few milliseconds, so a peer that floods pings and never reads cannot
+//! stall the receiving thread.
 //!
 //! - Client: [`connect`] (DNS + TCP + handshake, bounded by
 //!   [`Options::handshake_timeout`]), [`connect_with`], or [`client`] over a
@@ -35,13 +31,6 @@
 //! - Then [`WebSocket::recv`] / [`WebSocket::send`] / [`WebSocket::close`],
 //!   or [`WebSocket::split`] into a [`ReadHalf`] and a [`WriteHalf`] for two
 //!   threads.
-//!
-//! Streams implement the small [`Transport`] trait, which gives the adapter
-//! read and write timeouts (for the core's deadline and the handshake
-//! timeout), shutdown, and non-blocking reads and writes. It is implemented for
-//! [`TcpStream`](std::net::TcpStream) (and `UnixStream`); wrap any other
-//! stream in [`Plain`], or implement the trait with no methods: the timer
-//! then runs whenever a read returns.
 //!
 //! ```no_run
 //! use std::{net::TcpListener, thread};
@@ -71,36 +60,28 @@
 //! ```
 //!
 //! ## Timeouts
-//! With a read timeout set on the stream (before the handshake, or later with
-//! [`WebSocket::set_read_timeout`]), a `recv` that waits longer returns
-//! [`Error::Io`] of kind `WouldBlock` / `TimedOut`; nothing is lost (a
-//! partly received frame stays in the read buffer) and the call can be
-//! retried. Write timeouts are left to the stream: a timed-out flush keeps
-//! the unwritten bytes queued for the next flush.
-//!
-//! Writes that end the connection (a Close sent by `close`, a Close echo, a
-//! protocol error's Close) block at most until the core's close deadline
-//! ([`Config::close_timeout`]), through the stream's write timeout (restored
-//! afterwards; the stream's own is kept when shorter): a peer that never
-//! reads cannot hold the thread longer. Past that deadline, and when a
-//! keepalive or close timeout gives up on the peer, the last Close is sent
-//! only if the stream takes it without waiting, then the transport is shut
-//! down.
+//! A receive deadline bounds one receive call: [`WebSocket::recv_timeout`],
+//! or a default for every `recv` with [`WebSocket::set_read_timeout`] (a read
+//! timeout set on the stream before the handshake becomes that default). A
+//! call that runs into it returns [`Error::Io`] of kind `TimedOut` and loses
+//! nothing (a partly received frame stays buffered): call again. It does not
+//! apply to [`close`](WebSocket::close), which is bounded by the core's close
+//! timeout ([`Config::close_timeout`]) alone. Write timeouts are left to the
+//! stream: a timed-out `flush` keeps the unwritten bytes queued for the next
+//! one.
 //!
 //! ## How a connection ended
 //! [`WebSocket::close_frame`] holds the peer's Close frame, or code 1006
 //! ([`CloseCode::ABNORMAL`]) when the connection ended without one: the
-//! transport ended, a timeout gave up on the peer, or an I/O error (its
-//! kind as the reason, e.g. "connection reset"). The I/O error itself is
-//! returned once by the receive call that met it; the next one returns
+//! transport ended or failed, or a timeout gave up on the peer. An I/O error
+//! is returned once by the call that met it; later receive calls return
 //! `None`.
 
 #![forbid(unsafe_code)]
 
-extern crate alloc;
-
 mod handshake;
 mod socket;
+mod split;
 
 use core::time::Duration;
 use std::{io, net::Shutdown};
@@ -115,47 +96,48 @@ pub use ws_proto::adapter::{Error, Options, Result};
 
 pub use crate::{
     handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
-    socket::{ReadHalf, WebSocket, WriteHalf},
+    socket::WebSocket,
+    split::{ReadHalf, WriteHalf},
 };
 
 /// A blocking byte stream with the few socket controls the adapter uses.
 ///
 /// Every method has a default that does nothing, so any stream can opt in
 /// with `impl Transport for MyStream {}` (or be wrapped in [`Plain`]). Without
-/// timeouts, keepalive and the close timeout are checked whenever a read
-/// returns, and neither the handshake timeout nor the bound on the final
-/// flush of a closing connection is enforced; without
+/// [`set_read_timeout`](Self::set_read_timeout), keepalive, the close timeout
+/// and receive deadlines are checked only when a read returns, and the
+/// handshake timeout is not enforced; without
 /// [`read_nonblocking`](Self::read_nonblocking), pings are answered only
 /// while receiving; without [`write_nonblocking`](Self::write_nonblocking),
 /// replies written while receiving use blocking writes, so a peer that stops
 /// reading can block the receiving thread.
 pub trait Transport: io::Read + io::Write {
-    /// Bounds each following read (`None`: wait forever). Called with the
-    /// time left until the core's next deadline, never with zero.
+    /// Bounds each following read (`None`: wait forever). Called before each
+    /// waiting read with the time left until the nearest deadline (the
+    /// core's timer or the caller's receive deadline), never with zero.
     fn set_read_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
         Ok(())
     }
 
-    /// The current read timeout (restored after the handshake).
+    /// The current read timeout: the default receive deadline of a new
+    /// [`WebSocket`] (also restored after the handshake).
     fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(None)
     }
 
     /// Bounds each following write (`None`: wait forever). Used during the
-    /// handshake, and to bound the final flush of a closing connection by
-    /// the core's close deadline; the previous timeout is restored after.
+    /// handshake; the previous timeout is restored after it.
     fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
         Ok(())
     }
 
-    /// The current write timeout (restored after the handshake and after a
-    /// bounded flush).
+    /// The current write timeout (restored after the handshake).
     fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(None)
     }
 
     /// Shuts down one or both directions: `Write` when the core says the
-    /// transport is done, `Both` to wake a blocked reader after a timeout.
+    /// transport is done.
     fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
         Ok(())
     }
@@ -182,23 +164,29 @@ pub trait Transport: io::Read + io::Write {
     /// return `Ok(None)`, not an error, and must be left as it was (e.g. in
     /// blocking mode).
     ///
-    /// The receive calls (`recv`, `recv_event`, a [`ReadHalf`], and the
-    /// reading after a [`WebSocket::flush`]) write automatic replies (pongs,
-    /// keepalive pings) with it, so that a peer that floods pings and never
-    /// reads cannot block the receiving thread: what does not fit stays
-    /// queued (bounded by the core) for the next write. A connection given up
-    /// on (close or keepalive timeout) also sends its last Close with it,
-    /// best effort.
+    /// The receive calls (`recv`, `recv_event`, `close`, a [`ReadHalf`])
+    /// write with it, so that a peer that floods pings and never reads
+    /// cannot block the receiving thread: what does not fit stays queued
+    /// (bounded by the core) and is retried a few milliseconds later.
     ///
     /// It takes `&self`, like [`shutdown`](Self::shutdown), because the
     /// reader of a split socket writes through a shared reference. The
-    /// default returns an error of kind [`Unsupported`]: replies are then
-    /// written with blocking writes, and a given-up connection's Close is
-    /// dropped.
+    /// default returns an error of kind [`Unsupported`]: those writes then
+    /// block.
     ///
     /// [`Unsupported`]: io::ErrorKind::Unsupported
     fn write_nonblocking(&self, _bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
         Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// The outcome of one non-blocking call, after restoring blocking mode: the
+/// bytes moved beat a failed restore (which no valid socket produces).
+fn unblock(restored: io::Result<()>, moved: io::Result<usize>) -> io::Result<Option<usize>> {
+    match moved {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => restored.map(|()| None),
+        Err(e) => Err(e),
     }
 }
 
@@ -221,45 +209,20 @@ macro_rules! socket_transport {
                 <$ty>::shutdown(self, how)
             }
             /// Switches the socket to non-blocking mode for one read, then
-            /// back to blocking mode (the mode is shared with `try_clone`d
-            /// handles, which must not be used meanwhile).
+            /// back (the mode is shared with `try_clone`d handles, which
+            /// must not be used meanwhile).
             fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
                 self.set_nonblocking(true)?;
-                let read = loop {
-                    match io::Read::read(self, buf) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        read => break read,
-                    }
-                };
-                let restored = self.set_nonblocking(false);
-                match read {
-                    // The bytes are consumed: returning them beats reporting
-                    // a failed restore (which no valid socket produces).
-                    Ok(n) => Ok(Some(n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => restored.map(|()| None),
-                    Err(e) => Err(e),
-                }
+                let read = io::Read::read(self, buf);
+                unblock(self.set_nonblocking(false), read)
             }
             /// Switches the socket to non-blocking mode for one vectored
-            /// write, then back to blocking mode (as for `read_nonblocking`;
-            /// the adapter calls it while holding its write lock).
+            /// write, then back (the adapter calls it while it holds the
+            /// write side).
             fn write_nonblocking(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
                 self.set_nonblocking(true)?;
-                let mut stream = self;
-                let written = loop {
-                    match io::Write::write_vectored(&mut stream, bufs) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        written => break written,
-                    }
-                };
-                let restored = self.set_nonblocking(false);
-                match written {
-                    // The bytes are gone: reporting them beats reporting a
-                    // failed restore (which no valid socket produces).
-                    Ok(n) => Ok(Some(n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => restored.map(|()| None),
-                    Err(e) => Err(e),
-                }
+                let written = io::Write::write_vectored(&mut &*self, bufs);
+                unblock(self.set_nonblocking(false), written)
             }
         }
     };
