@@ -73,7 +73,9 @@ impl Outgoing {
     /// Queues an encoded pong frame, or keeps it as the next pong if one is
     /// already waiting to be written (replacing an older waiting one).
     pub(crate) fn push_pong(&mut self, frame: Bytes) {
-        if self.pong_end.is_some() || self.next_pong.is_some() {
+        // A pong that waited for an earlier one, now written, goes first.
+        self.promote_pong();
+        if self.pong_end.is_some() {
             self.next_pong = Some(frame);
         } else {
             self.pong_end = Some(self.written + (self.len() + frame.len()) as u64);
@@ -244,6 +246,24 @@ mod tests {
         assert_eq!(out.chunk(), 999u32.to_be_bytes());
         out.advance(4);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_pong_that_waited_is_not_replaced_once_its_turn_came() {
+        let mut out = Outgoing::default();
+        for i in 0..2u32 {
+            out.push_pong(Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        out.advance(4); // pong 0 written: pong 1's turn
+        out.push_pong(Bytes::from(2u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            out.chunk(),
+            1u32.to_be_bytes(),
+            "every ping of a slow burst is answered"
+        );
+        out.advance(4);
+        out.promote_pong();
+        assert_eq!(out.chunk(), 2u32.to_be_bytes());
     }
 
     #[test]
