@@ -405,6 +405,12 @@ impl Driver {
                         if let Some(action) = self.on_event(op, event) {
                             return action;
                         }
+                        if self.conn.wants_write() && self.blocked & WRITE == 0 {
+                            // Answer each ping before parsing the next, so a
+                            // burst of pings gets every pong the transport
+                            // takes (RFC 6455 section 5.5.3 allows fewer).
+                            return Action::Write;
+                        }
                         continue;
                     }
                     Ok(None) => {}

@@ -279,6 +279,22 @@ fn a_ping_is_answered_while_receiving_and_surfaced() {
 }
 
 #[test]
+fn a_burst_of_pings_gets_every_pong_the_transport_takes() {
+    let (_, mut server, mut net) = pair();
+    for i in 0..10u8 {
+        net.inject(Role::Server, &frame_to(Role::Server, true, 0x9, &[i]));
+    }
+    net.inject(Role::Server, &frame_to(Role::Server, true, 0x1, b"end"));
+    assert_eq!(
+        message(net.run(Role::Server, &mut server, Op::RecvMessage, false)),
+        Message::text("end")
+    );
+    let frames = parse_frames(&net.pending_for(Role::Client));
+    let pongs: Vec<u8> = frames.iter().map(|f| f.payload[0]).collect();
+    assert_eq!(pongs, (0..10).collect::<Vec<u8>>());
+}
+
+#[test]
 fn pings_are_answered_while_the_application_only_sends() {
     let (_, mut server, mut net) = pair();
     for _ in 0..3 {
