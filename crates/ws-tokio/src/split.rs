@@ -1,42 +1,42 @@
 //! The read and write halves of a split [`WebSocket`].
+//!
+//! The driver sits behind a lock held only for its sans-IO calls, never
+//! across a read, a write or a wait. The reader reads its own half of the
+//! stream with the driver's read buffer taken out; the write side (with the
+//! chunk being written) is behind a second lock that nobody waits for:
+//! a half that finds it busy reports the write blocked and is woken when
+//! it is free, and whoever writes next takes the queued bytes in order.
 
 use alloc::{sync::Arc, task::Wake};
 use core::{
     future::poll_fn,
     pin::Pin,
+    sync::atomic::{AtomicBool, Ordering::SeqCst},
     task::{Context, Poll, Waker},
 };
 use std::{
     io,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Mutex, MutexGuard, PoisonError, TryLockError},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
-use ws_proto::{CloseCode, CloseFrame, Connection, Event, Message};
+use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
 use crate::{
     Error, Result, WebSocket,
-    socket::{
-        Link, ReadLink, Receiver, ping, poll_command, poll_ready, poll_write_all, start_close,
-    },
+    socket::{Io, Link, Timer, item, message, ping, poll_command, poll_op, report_write},
 };
 
-/// The connection and the write side of the stream, behind one lock taken
-/// only for short synchronous calls (never across a wait).
-#[derive(Debug)]
-struct WriteState<S> {
-    conn: Connection,
-    write: tokio::io::WriteHalf<S>,
-    /// The reader's task, woken when a command may have moved the deadline.
-    reader: Option<Waker>,
-}
+const READER: usize = 0;
+const WRITER: usize = 1;
 
-/// Wakes both halves when the write side becomes ready: whichever half polls
-/// the write side registers this waker, so neither displaces the other.
+/// Wakes both halves: the stream keeps one waker for write readiness, so
+/// whichever half polls the write side registers this one, and neither
+/// displaces the other.
 #[derive(Debug, Default)]
 struct WriteWakers {
     slots: Mutex<[Option<Waker>; 2]>,
@@ -53,19 +53,35 @@ impl Wake for WriteWakers {
     }
 }
 
+/// The driver and the reader's task (woken when a `close` starts the close
+/// timer, which the reader runs).
+#[derive(Debug)]
+struct State {
+    driver: Driver,
+    reader: Option<Waker>,
+}
+
 #[derive(Debug)]
 struct Shared<S> {
-    state: Mutex<WriteState<S>>,
+    state: Mutex<State>,
+    write: Mutex<Io<tokio::io::WriteHalf<S>>>,
+    /// A half found the write side busy: wake both once it is free.
+    contended: AtomicBool,
     wakers: Arc<WriteWakers>,
     /// `wakers` as a `Waker`, handed to the write side.
     write_waker: Waker,
 }
 
-const READER: usize = 0;
-const WRITER: usize = 1;
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 fn register(slot: &mut Option<Waker>, waker: &Waker) {
@@ -75,69 +91,106 @@ fn register(slot: &mut Option<Waker>, waker: &Waker) {
 }
 
 impl<S: AsyncWrite> Shared<S> {
-    /// Runs a poll of the write side for half `side`.
-    fn poll_write_side<R>(
+    /// Runs `f` on the write side for half `side`, without waiting for it:
+    /// `Pending` if the other half is using it (this half is woken after).
+    fn with_write<R>(
         &self,
-        cx: &Context<'_>,
         side: usize,
-        f: impl FnOnce(&mut WriteState<S>, &mut Context<'_>) -> Poll<R>,
+        cx: &Context<'_>,
+        f: impl FnOnce(&mut Io<tokio::io::WriteHalf<S>>, &mut Context<'_>) -> Poll<R>,
     ) -> Poll<R> {
         register(&mut lock(&self.wakers.slots)[side], cx.waker());
-        let mut shared_cx = Context::from_waker(&self.write_waker);
-        f(&mut lock(&self.state), &mut shared_cx)
+        let mut io = try_lock(&self.write);
+        if io.is_none() {
+            // Flag first, then retry: the holder checks the flag after
+            // unlocking, so either the retry succeeds or the holder wakes us.
+            self.contended.store(true, SeqCst);
+            io = try_lock(&self.write);
+        }
+        let Some(mut io) = io else {
+            return Poll::Pending;
+        };
+        let result = f(&mut io, &mut Context::from_waker(&self.write_waker));
+        drop(io);
+        if self.contended.swap(false, SeqCst) {
+            self.wakers.wake_by_ref();
+        }
+        result
     }
 }
 
-/// A [`Link`] for either half: `side` says whose waker to register.
-struct HalfLink<'a, S> {
+/// The [`Link`] of either half (`read` only for the read half).
+struct Half<'a, S> {
     shared: &'a Shared<S>,
     side: usize,
-    /// The read side and the reader's waker (read half only).
-    read: Option<(&'a mut tokio::io::ReadHalf<S>, &'a Waker)>,
+    read: Option<&'a mut tokio::io::ReadHalf<S>>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for HalfLink<'_, S> {
-    fn with_conn<R>(&mut self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        let mut state = lock(&self.shared.state);
-        if let Some((_, waker)) = &self.read {
-            register(&mut state.reader, waker);
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for Half<'_, S> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
+        f(&mut lock(&self.shared.state).driver)
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let shared = self.shared;
+        let write = shared.with_write(self.side, cx, |io, cx| {
+            if io.held.is_empty() {
+                let chunk = lock(&shared.state).driver.outgoing().pop_chunk();
+                io.held = chunk.unwrap_or_default();
+            }
+            if io.held.is_empty() {
+                // The other half wrote it meanwhile.
+                return Poll::Ready(Ok(0));
+            }
+            io.poll_write_held(cx)
+        });
+        report_write(&mut lock(&shared.state).driver, write)
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let state = &self.shared.state;
+        let Some(read) = self.read.as_deref_mut() else {
+            lock(state).driver.read_blocked();
+            return Ok(());
+        };
+        let mut buf = lock(state).driver.take_read_buf();
+        let read = poll_read_buf(Pin::new(read), cx, &mut buf);
+        let filled = match read {
+            Poll::Ready(Ok(n)) => Some(n),
+            _ => None,
+        };
+        lock(state).driver.give_read_buf(buf, filled);
+        match read {
+            Poll::Ready(Err(e)) => Err(e),
+            _ => Ok(()),
         }
-        f(&mut state.conn)
     }
 
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_write_side(cx, self.side, |state, cx| {
-            poll_write_all(&mut state.write, &mut state.conn, cx)
-        })
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.with_write(self.side, cx, Io::poll_drain)
     }
 
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_write_side(cx, self.side, |state, cx| {
-            Pin::new(&mut state.write).poll_shutdown(cx)
-        })
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> ReadLink for HalfLink<'_, S> {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        match &mut self.read {
-            Some((read, _)) => poll_read_buf(Pin::new(&mut **read), cx, buf),
-            None => Poll::Ready(Err(io::ErrorKind::Unsupported.into())),
-        }
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let abandoned = self.with(|driver| driver.connection().is_abandoned());
+        self.shared
+            .with_write(self.side, cx, |io, cx| io.poll_shutdown(cx, abandoned))
     }
 }
 
 /// The receiving half of a [`WebSocket`], from [`WebSocket::split`].
 ///
-/// It drives the connection as [`WebSocket::recv`] does: automatic replies
-/// (pongs, the Close echo, keepalive pings) are written through the shared
-/// write side when it is free, otherwise by the [`WriteHalf`]'s next call.
-/// It also runs the timers (keepalive, close timeout): keep it polled.
+/// It drives the connection as [`WebSocket::recv`] does: it answers pings
+/// and echoes the Close (through the write side when it is free, otherwise
+/// the [`WriteHalf`] writes them next, in order), and runs the timers
+/// (keepalive, close timeout): keep it polled. It never waits for the write
+/// half, even one blocked on a peer that does not read.
 #[derive(Debug)]
 pub struct ReadHalf<S> {
     read: tokio::io::ReadHalf<S>,
     shared: Arc<Shared<S>>,
-    rx: Receiver,
+    timer: Timer,
+    /// A copy of the driver's, once known.
+    close_frame: Option<CloseFrame>,
 }
 
 /// The sending half of a [`WebSocket`], from [`WebSocket::split`].
@@ -149,24 +202,36 @@ pub struct WriteHalf<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits the socket into halves usable from two tasks at once. The
     /// connection is shared behind a lock held only for short synchronous
-    /// calls, never across an I/O wait.
+    /// calls, never across I/O or a wait.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let (stream, conn, rx) = self.into_parts();
-        let (read, write) = tokio::io::split(stream);
+        let Self { io, driver, timer } = self;
+        let (read, write) = tokio::io::split(io.stream);
         let wakers = Arc::new(WriteWakers::default());
         let shared = Arc::new(Shared {
-            state: Mutex::new(WriteState {
-                conn,
-                write,
+            state: Mutex::new(State {
+                driver,
                 reader: None,
             }),
+            write: Mutex::new(Io {
+                stream: write,
+                held: io.held,
+                unflushed: io.unflushed,
+            }),
+            contended: AtomicBool::new(false),
             write_waker: Waker::from(Arc::clone(&wakers)),
             wakers,
         });
         let write = WriteHalf {
             shared: Arc::clone(&shared),
         };
-        (ReadHalf { read, shared, rx }, write)
+        let close_frame = lock(&shared.state).driver.close_frame().cloned();
+        let read = ReadHalf {
+            read,
+            shared,
+            timer,
+            close_frame,
+        };
+        (read, write)
     }
 
     /// Puts the halves back together. Fails (dropping them) if they do not
@@ -180,14 +245,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             .into());
         }
         drop(write);
-        let ReadHalf { read, shared, rx } = read;
+        let ReadHalf {
+            read,
+            shared,
+            timer,
+            ..
+        } = read;
         let shared = Arc::try_unwrap(shared)
             .map_err(|_| io::Error::other("the write half is still shared"))?;
-        let state = shared
-            .state
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(Self::from_parts(read.unsplit(state.write), state.conn, rx))
+        let state = shared.state.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let io = shared.write.into_inner().unwrap_or_else(PoisonError::into_inner);
+        Ok(Self {
+            io: Io {
+                stream: read.unsplit(io.stream),
+                held: io.held,
+                unflushed: io.unflushed,
+            },
+            driver: state.driver,
+            timer,
+        })
+    }
+}
+
+impl<S> ReadHalf<S> {
+    /// Why the connection ended; see [`WebSocket::close_frame`].
+    pub const fn close_frame(&self) -> Option<&CloseFrame> {
+        self.close_frame.as_ref()
+    }
+
+    /// Runs `f` on the shared connection (under its lock: keep it short).
+    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(lock(&self.shared.state).driver.connection_mut())
     }
 }
 
@@ -196,42 +284,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     pub fn reunite(self, write: WriteHalf<S>) -> Result<WebSocket<S>> {
         WebSocket::reunite(self, write)
     }
-}
 
-impl<S> ReadHalf<S> {
-    /// Why the connection ended; see [`WebSocket::close_frame`].
-    pub const fn close_frame(&self) -> Option<&CloseFrame> {
-        self.rx.close_frame()
-    }
-
-    /// Runs `f` on the shared connection (under its lock: keep it short).
-    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        f(&mut lock(&self.shared.state).conn)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
-    fn parts<'a>(&'a mut self, waker: &'a Waker) -> (HalfLink<'a, S>, &'a mut Receiver) {
-        let link = HalfLink {
+    /// The run loop of a receive operation.
+    fn poll_op(&mut self, cx: &mut Context<'_>, op: Op) -> Poll<Result<Option<Event>>> {
+        register(&mut lock(&self.shared.state).reader, cx.waker());
+        let mut link = Half {
             shared: &self.shared,
             side: READER,
-            read: Some((&mut self.read, waker)),
+            read: Some(&mut self.read),
         };
-        (link, &mut self.rx)
+        let outcome = poll_op(&mut link, Some(&mut self.timer), cx, op);
+        if outcome.is_ready() && self.close_frame.is_none() {
+            self.close_frame = lock(&self.shared.state).driver.close_frame().cloned();
+        }
+        outcome
     }
 
     /// Polls for the next event; see [`recv_event`](Self::recv_event).
     pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        let waker = cx.waker().clone();
-        let (mut link, rx) = self.parts(&waker);
-        rx.poll_event(&mut link, cx)
+        self.poll_op(cx, Op::Recv).map(item)
     }
 
     /// Polls for the next data message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        let waker = cx.waker().clone();
-        let (mut link, rx) = self.parts(&waker);
-        rx.poll_message(&mut link, cx)
+        self.poll_op(cx, Op::RecvMessage)
+            .map(|outcome| item(outcome.map(|event| event.and_then(message))))
     }
 
     /// Receives the next data message; see [`WebSocket::recv`]. Cancel-safe.
@@ -249,13 +326,13 @@ impl<S> WriteHalf<S> {
     /// Runs `f` on the shared connection (under its lock: keep it short),
     /// e.g. for [`Connection::send_fragment`]; then [`flush`](Self::flush).
     pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        f(&mut lock(&self.shared.state).conn)
+        f(lock(&self.shared.state).driver.connection_mut())
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
-    fn link(&self) -> HalfLink<'_, S> {
-        HalfLink {
+    fn link(&self) -> Half<'_, S> {
+        Half {
             shared: &self.shared,
             side: WRITER,
             read: None,
@@ -264,21 +341,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
 
     /// Polls writing everything queued; see [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.link().poll_write_out(cx).map_err(Error::from)
+        poll_op(&mut self.link(), None, cx, Op::WriteOut).map_ok(drop)
     }
 
     /// Queues `message` and writes everything queued; see
     /// [`WebSocket::send`] (same cancellation behavior).
     pub async fn send(&mut self, message: Message) -> Result<()> {
-        self.feed(message).await?;
-        self.flush().await
+        let mut slot = Some(message);
+        let then = Some(Op::WriteOut);
+        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, Driver::send, then)).await
     }
 
     /// Queues `message`, writing only while the buffer is full; see
     /// [`WebSocket::feed`].
     pub async fn feed(&mut self, message: Message) -> Result<()> {
         let mut slot = Some(message);
-        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, Connection::send)).await
+        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, Driver::send, None)).await
     }
 
     /// Writes everything queued. Cancel-safe: what is not written stays
@@ -291,15 +369,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// Cancellation as for [`WebSocket::send`].
     pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
         let mut slot = Some(Message::Binary(payload));
-        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, ping)).await?;
-        self.flush().await
+        let then = Some(Op::WriteOut);
+        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, ping, then)).await
     }
 
-    /// Queues a Close frame (unless one was sent) and flushes it. The
-    /// [`ReadHalf`] completes the close handshake: it reads until the peer's
-    /// Close (or the close timeout), then shuts the transport down and its
-    /// `recv` returns `None`. Cancel-safe: the Close is queued once and a
-    /// later `flush` (or the reader) writes it.
+    /// Queues a Close frame (unless the close handshake started) and flushes
+    /// it. The [`ReadHalf`] completes the close handshake: it reads until the
+    /// peer's Close (or the close timeout), then shuts the transport down and
+    /// its `recv` returns `None`; data arriving meanwhile is still delivered
+    /// to it. Cancel-safe: the Close is queued once and a later `flush` (or
+    /// the reader) writes it.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         self.start_close(code, reason)?;
         self.flush().await
@@ -308,7 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     fn start_close(&self, code: CloseCode, reason: &str) -> Result<()> {
         let reader = {
             let mut state = lock(&self.shared.state);
-            start_close(&mut state.conn, code, reason)?;
+            state.driver.close(code, reason)?;
             state.reader.take()
         };
         // The close timer starts: let the reader arm it.
@@ -331,11 +410,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        poll_ready(&mut self.link(), cx)
+        poll_op(&mut self.link(), None, cx, Op::Reserve).map_ok(drop)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        Ok(self.with_connection(|conn| conn.send(item))?)
+        Ok(lock(&self.shared.state).driver.send(item)?)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
