@@ -20,8 +20,7 @@ use tokio::{
 };
 use tokio_util::io::poll_read_buf;
 use ws_proto::{
-    Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Outgoing, Role,
-    SendError,
+    Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Role, SendError,
 };
 
 use crate::{Error, Result};
@@ -40,21 +39,11 @@ pub(crate) struct Io<T> {
     pub(crate) unflushed: bool,
 }
 
-impl<T> Io<T> {
-    pub(crate) const fn new(stream: T) -> Self {
-        Self {
-            stream,
-            held: Bytes::new(),
-            unflushed: false,
-        }
-    }
-}
-
 impl<T: AsyncWrite + Unpin> Io<T> {
     /// One write from `out`: a plain write for a single chunk (small frames
     /// encoded back to back), a vectored one for headers and large payloads.
     #[inline]
-    fn poll_write_out(&mut self, cx: &mut Context<'_>, out: &mut Outgoing) -> Poll<io::Result<usize>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>, out: &mut impl Buf) -> Poll<io::Result<usize>> {
         let stream = Pin::new(&mut self.stream);
         let n = if out.chunk().len() == out.remaining() {
             ready!(stream.poll_write(cx, out.chunk()))?
@@ -64,17 +53,6 @@ impl<T: AsyncWrite + Unpin> Io<T> {
             ready!(stream.poll_write_vectored(cx, &slices[..count]))?
         };
         out.advance(n);
-        self.wrote(n)
-    }
-
-    /// One write from the held chunk.
-    pub(crate) fn poll_write_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.held))?;
-        self.held.advance(n);
-        self.wrote(n)
-    }
-
-    fn wrote(&mut self, n: usize) -> Poll<io::Result<usize>> {
         self.unflushed = true;
         Poll::Ready(if n == 0 {
             Err(io::ErrorKind::WriteZero.into())
@@ -83,10 +61,28 @@ impl<T: AsyncWrite + Unpin> Io<T> {
         })
     }
 
+    /// One write from the held chunk (first popped from `out` if empty).
+    pub(crate) fn poll_write_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: impl FnOnce() -> Option<Bytes>,
+    ) -> Poll<io::Result<usize>> {
+        if self.held.is_empty() {
+            self.held = out().unwrap_or_default();
+            if self.held.is_empty() {
+                return Poll::Ready(Ok(0)); // another half wrote it meanwhile
+            }
+        }
+        let mut held = core::mem::take(&mut self.held);
+        let written = self.poll_write(cx, &mut held);
+        self.held = held;
+        written
+    }
+
     /// Writes the held chunk, then flushes the stream if it was written to.
     pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.held.is_empty() {
-            ready!(self.poll_write_held(cx))?;
+            ready!(self.poll_write_held(cx, || None))?;
         }
         if self.unflushed {
             ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
@@ -100,27 +96,33 @@ impl<T: AsyncWrite + Unpin> Io<T> {
     pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>, abandoned: bool) -> Poll<()> {
         if abandoned {
             self.held.clear();
-        } else {
-            let _ = ready!(self.poll_drain(cx));
         }
+        let _ = ready!(self.poll_drain(cx));
         let _ = ready!(Pin::new(&mut self.stream).poll_shutdown(cx));
         Poll::Ready(())
     }
 }
 
-/// Reports the outcome of a write to the driver; an error is the loop's.
-pub(crate) fn report_write(driver: &mut Driver, write: Poll<io::Result<usize>>) -> io::Result<()> {
-    match write {
-        Poll::Ready(Ok(n)) => driver.wrote(n),
-        Poll::Pending => driver.write_blocked(),
+/// Reports the outcome of a read or write with `blocked` or `done`; an error
+/// is the run loop's to report.
+#[inline]
+pub(crate) fn report(
+    driver: &mut Driver,
+    outcome: Poll<io::Result<usize>>,
+    done: fn(&mut Driver, usize),
+    blocked: fn(&mut Driver),
+) -> io::Result<()> {
+    match outcome {
+        Poll::Ready(Ok(n)) => done(driver, n),
+        Poll::Pending => blocked(driver),
         Poll::Ready(Err(e)) => return Err(e),
     }
     Ok(())
 }
 
-/// What the run loop needs: the driver, and I/O that performs and reports an
-/// action. Direct for a whole [`WebSocket`]; for split halves, the driver is
-/// behind a lock held only for sans-IO calls.
+/// What the run loop needs: the driver, and I/O that performs and reports
+/// each action. Direct for a whole [`WebSocket`]; for the split halves the
+/// driver is behind a lock held only for sans-IO calls.
 pub(crate) trait Link {
     /// Runs `f` on the driver (a short, synchronous call).
     fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R;
@@ -128,14 +130,16 @@ pub(crate) trait Link {
     fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
     /// Performs [`Action::Read`] and reports it, except an error.
     fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
-    /// Writes what is held and flushes the stream.
+    /// Performs [`Action::Timer`].
+    fn timer(&mut self, cx: &mut Context<'_>);
+    /// Writes what is held, then flushes the stream.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Performs [`Action::Shutdown`].
+    /// Performs [`Action::Shutdown`] (the loop reports it).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
-/// The one timer: a `tokio::time::Sleep` on a clock whose origin is the
-/// connection's creation, created on first use.
+/// The one timer: a `tokio::time::Sleep` created on first use, on a clock
+/// that starts with the connection.
 #[derive(Debug)]
 pub(crate) struct Timer {
     origin: Instant,
@@ -146,18 +150,18 @@ pub(crate) struct Timer {
 
 impl Timer {
     pub(crate) fn new() -> Self {
+        let (sleep, armed) = (None, None);
         Self {
             origin: Instant::now(),
-            sleep: None,
-            armed: None,
+            sleep,
+            armed,
         }
     }
 
     /// Performs [`Action::Timer`]; re-arms the sleep only when the deadline
     /// moved.
-    fn poll<L: Link>(&mut self, link: &mut L, cx: &mut Context<'_>) {
-        let now = self.origin.elapsed();
-        let Some(deadline) = link.with(|driver| driver.timer(now)) else {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, driver: &mut Driver) {
+        let Some(deadline) = driver.timer(self.origin.elapsed()) else {
             return;
         };
         let when = self.origin + deadline;
@@ -169,20 +173,18 @@ impl Timer {
             self.armed = Some(deadline);
         }
         if sleep.as_mut().poll(cx).is_ready() {
-            link.with(|driver| driver.timer_fired(deadline));
+            driver.timer_fired(deadline);
         } else {
-            link.with(Driver::timer_blocked);
+            driver.timer_blocked();
         }
     }
 }
 
 /// The run loop of operation `op`: `Some(event)` delivered, `None` the
-/// operation is over. All state lives in the driver (and `io`), so dropping
-/// a caller's future loses nothing. `timer` is `None` for a write half,
-/// whose operations never wait on it.
+/// operation is over. All state lives in the driver (and the held bytes), so
+/// dropping a caller's future loses nothing.
 pub(crate) fn poll_op<L: Link>(
     link: &mut L,
-    mut timer: Option<&mut Timer>,
     cx: &mut Context<'_>,
     op: Op,
 ) -> Poll<Result<Option<Event>>> {
@@ -209,17 +211,10 @@ pub(crate) fn poll_op<L: Link>(
                 link.write(cx)
             }
             Action::Read { .. } => link.read(cx),
-            Action::Timer => {
-                match timer.as_deref_mut() {
-                    Some(timer) => timer.poll(link, cx),
-                    None => link.with(Driver::timer_blocked),
-                }
-                Ok(())
-            }
+            Action::Timer => Ok(link.timer(cx)),
             Action::Shutdown => {
                 ready!(link.poll_shutdown(cx));
-                link.with(Driver::shut_down);
-                Ok(())
+                Ok(link.with(Driver::shut_down))
             }
             Action::Wait => match link.poll_drain(cx) {
                 Poll::Ready(Err(e)) => Err(e),
@@ -246,15 +241,12 @@ pub(crate) fn poll_command<L: Link>(
     then: Option<Op>,
 ) -> Poll<Result<()>> {
     if slot.is_some() {
-        ready!(poll_op(link, None, cx, Op::Reserve))?;
+        ready!(poll_op(link, cx, Op::Reserve))?;
         if let Some(message) = slot.take() {
             link.with(|driver| command(driver, message))?;
         }
     }
-    match then {
-        Some(op) => poll_op(link, None, cx, op).map_ok(drop),
-        None => Poll::Ready(Ok(())),
-    }
+    then.map_or(Poll::Ready(Ok(())), |op| poll_op(link, cx, op).map_ok(drop))
 }
 
 /// [`Driver::ping`] in the shape [`poll_command`] takes.
@@ -262,13 +254,8 @@ pub(crate) fn ping(driver: &mut Driver, payload: Message) -> Result<(), SendErro
     driver.ping(payload.into_bytes())
 }
 
-/// Maps a receive operation's outcome to a stream item.
-pub(crate) fn item<T>(outcome: Result<Option<T>>) -> Option<Result<T>> {
-    outcome.transpose()
-}
-
-/// Keeps data messages only (the driver delivers nothing else to
-/// [`Op::RecvMessage`]).
+/// The data message in a delivered event (the driver delivers nothing else
+/// to [`Op::RecvMessage`]).
 pub(crate) fn message(event: Event) -> Option<Message> {
     if let Event::Message(message) = event {
         Some(message)
@@ -276,6 +263,127 @@ pub(crate) fn message(event: Event) -> Option<Message> {
         None
     }
 }
+
+/// The receive methods and `Stream` of [`WebSocket`] and
+/// [`ReadHalf`](crate::ReadHalf).
+macro_rules! recv_api {
+    ($ty:ident) => {
+        impl<S: AsyncRead + AsyncWrite + Unpin> $ty<S> {
+            /// Polls for the next event; see [`recv_event`](Self::recv_event).
+            pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+                poll_op(self, cx, Op::Recv).map(Result::transpose)
+            }
+
+            /// Polls for the next data message; see [`recv`](Self::recv).
+            pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+                poll_op(self, cx, Op::RecvMessage)
+                    .map(|r| r.map(|e| e.and_then(message)).transpose())
+            }
+
+            /// Receives the next data message. Pings are answered and Close
+            /// frames echoed inside; `None` once the connection is over (see
+            /// `close_frame` for why). A protocol error is returned once,
+            /// after the Close frame was flushed and the transport shut down;
+            /// later calls return `None`.
+            ///
+            /// Cancel-safe: all state lives in the driver, so dropping the
+            /// future (in `select!`) loses nothing.
+            pub async fn recv(&mut self) -> Option<Result<Message>> {
+                poll_fn(|cx| self.poll_recv(cx)).await
+            }
+
+            /// Like [`recv`](Self::recv), but yields every event: Ping, Pong
+            /// and the Close too. Cancel-safe.
+            pub async fn recv_event(&mut self) -> Option<Result<Event>> {
+                poll_fn(|cx| self.poll_recv_event(cx)).await
+            }
+        }
+
+        impl<S: AsyncRead + AsyncWrite + Unpin> Stream for $ty<S> {
+            type Item = Result<Message>;
+
+            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+                self.get_mut().poll_recv(cx)
+            }
+        }
+    };
+}
+
+/// The send methods and `Sink` of [`WebSocket`] and
+/// [`WriteHalf`](crate::WriteHalf): `$flush` is the operation after a send,
+/// and each type has `poll_flush`, `start_close` and `poll_end` (the rest of
+/// a close); the docs of `flush` and `close` are given.
+macro_rules! send_api {
+    ($ty:ident, $flush:expr, $(#[$flush_doc:meta])* flush, $(#[$close_doc:meta])* close) => {
+        impl<S: AsyncRead + AsyncWrite + Unpin> $ty<S> {
+            /// Queues `message` (once it fits in the outgoing buffer) and
+            /// writes everything queued.
+            ///
+            /// Not strictly cancel-safe: if the future is dropped while
+            /// waiting for a full outgoing buffer to drain, `message` was not
+            /// queued and is lost; once queued (dropped during the write), it
+            /// stays queued and goes out with the next write.
+            pub async fn send(&mut self, message: Message) -> Result<()> {
+                // Reserve, queue and flush in one future: the hottest call
+                // of an echo loop pays for one state machine, not three.
+                let mut slot = Some(message);
+                poll_fn(|cx| poll_command(self, cx, &mut slot, Driver::send, Some($flush))).await
+            }
+
+            /// Queues `message` without writing, unless the outgoing buffer
+            /// is full (then it writes until the message fits). Same
+            /// cancellation behavior as [`send`](Self::send).
+            pub async fn feed(&mut self, message: Message) -> Result<()> {
+                let mut slot = Some(message);
+                poll_fn(|cx| poll_command(self, cx, &mut slot, Driver::send, None)).await
+            }
+
+            $(#[$flush_doc])*
+            pub async fn flush(&mut self) -> Result<()> {
+                poll_fn(|cx| self.poll_flush(cx)).await
+            }
+
+            /// Sends a ping (payload up to 125 bytes); its pong arrives as
+            /// [`Event::Pong`] from `recv_event`. Cancellation as for
+            /// [`send`](Self::send).
+            pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
+                let mut slot = Some(Message::Binary(payload));
+                poll_fn(|cx| poll_command(self, cx, &mut slot, ping, Some($flush))).await
+            }
+
+            $(#[$close_doc])*
+            pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+                self.start_close(code, reason)?;
+                poll_fn(|cx| self.poll_end(cx)).await
+            }
+        }
+
+        impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for $ty<S> {
+            type Error = Error;
+
+            fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                poll_op(self.get_mut(), cx, Op::Reserve).map_ok(drop)
+            }
+
+            fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+                Ok(self.get_mut().with(|driver| driver.send(item))?)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                self.get_mut().poll_flush(cx)
+            }
+
+            /// Closes with code 1000, as `close`.
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                let this = self.get_mut();
+                this.start_close(CloseCode::NORMAL, "")?;
+                this.poll_end(cx)
+            }
+        }
+    };
+}
+
+pub(crate) use {recv_api, send_api};
 
 /// A WebSocket connection over a tokio stream `S` (a `TcpStream`, a TLS
 /// stream, an upgraded hyper connection, ...).
@@ -292,36 +400,35 @@ pub struct WebSocket<S> {
     pub(crate) timer: Timer,
 }
 
-/// The [`Link`] of a whole socket: no locks.
-struct Whole<'a, S> {
-    io: &'a mut Io<S>,
-    driver: &'a mut Driver,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<'_, S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
     #[inline]
     fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
-        f(self.driver)
+        f(&mut self.driver)
     }
 
     #[inline]
     fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let write = if self.io.held.is_empty() {
-            self.io.poll_write_out(cx, self.driver.outgoing())
+        let written = if self.io.held.is_empty() {
+            self.io.poll_write(cx, self.driver.outgoing())
         } else {
-            self.io.poll_write_held(cx)
+            self.io.poll_write_held(cx, || None)
         };
-        report_write(self.driver, write)
+        report(
+            &mut self.driver,
+            written,
+            Driver::wrote,
+            Driver::write_blocked,
+        )
     }
 
     #[inline]
     fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match poll_read_buf(Pin::new(&mut self.io.stream), cx, self.driver.read_buf()) {
-            Poll::Ready(Ok(n)) => self.driver.filled(n),
-            Poll::Pending => self.driver.read_blocked(),
-            Poll::Ready(Err(e)) => return Err(e),
-        }
-        Ok(())
+        let read = poll_read_buf(Pin::new(&mut self.io.stream), cx, self.driver.read_buf());
+        report(&mut self.driver, read, Driver::filled, Driver::read_blocked)
+    }
+
+    fn timer(&mut self, cx: &mut Context<'_>) {
+        self.timer.poll(cx, &mut self.driver);
     }
 
     #[inline]
@@ -330,8 +437,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<'_, S> {
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let abandoned = self.driver.connection().is_abandoned();
-        self.io.poll_shutdown(cx, abandoned)
+        self.io
+            .poll_shutdown(cx, self.driver.connection().is_abandoned())
     }
 }
 
@@ -345,9 +452,14 @@ impl<S> WebSocket<S> {
     /// Like [`from_raw`](Self::from_raw), with bytes already read past the
     /// handshake: they are the connection's first input.
     pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        let (held, unflushed) = (Bytes::new(), false);
         let driver = Driver::with_buffer(Connection::new(role, config), read_buf);
         Self {
-            io: Io::new(stream),
+            io: Io {
+                stream,
+                held,
+                unflushed,
+            },
             driver,
             timer: Timer::new(),
         }
@@ -392,107 +504,30 @@ impl<S> WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    /// The run loop of `op` over this socket; every method uses it.
-    #[inline]
-    fn poll_op(&mut self, cx: &mut Context<'_>, op: Op) -> Poll<Result<Option<Event>>> {
-        let mut link = Whole {
-            io: &mut self.io,
-            driver: &mut self.driver,
-        };
-        poll_op(&mut link, Some(&mut self.timer), cx, op)
-    }
-
-    #[inline]
-    fn poll_command(
-        &mut self,
-        cx: &mut Context<'_>,
-        slot: &mut Option<Message>,
-        command: impl Fn(&mut Driver, Message) -> Result<(), SendError>,
-        then: Option<Op>,
-    ) -> Poll<Result<()>> {
-        let mut link = Whole {
-            io: &mut self.io,
-            driver: &mut self.driver,
-        };
-        poll_command(&mut link, cx, slot, command, then)
-    }
-
-    /// Polls for the next event; see [`recv_event`](Self::recv_event).
-    pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        self.poll_op(cx, Op::Recv).map(item)
-    }
-
-    /// Polls for the next data message; see [`recv`](Self::recv).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        self.poll_op(cx, Op::RecvMessage)
-            .map(|outcome| item(outcome.map(|event| event.and_then(message))))
-    }
-
     /// Polls writing everything queued; see [`flush`](Self::flush).
-    ///
-    /// Once written, it also reads what already arrived, without waiting, so
-    /// that pings are answered and Close frames echoed even when the
-    /// application only sends (what it reads is kept for the next
-    /// [`recv`](Self::recv)).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.poll_op(cx, Op::Flush).map_ok(drop)
+        poll_op(self, cx, Op::Flush).map_ok(drop)
     }
 
-    /// Receives the next data message. Pings are answered and Close frames
-    /// echoed inside; `None` once the connection is over (see
-    /// [`close_frame`](Self::close_frame) for why). A protocol error is
-    /// returned once, after the Close frame was flushed and the transport
-    /// shut down; later calls return `None`.
-    ///
-    /// Cancel-safe: all state lives in the driver, so dropping the future
-    /// (in `select!`) loses nothing.
-    pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+    fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        Ok(self.driver.close(code, reason)?)
     }
 
-    /// Like [`recv`](Self::recv), but yields every event: Ping, Pong and the
-    /// Close too. Cancel-safe.
-    pub async fn recv_event(&mut self) -> Option<Result<Event>> {
-        poll_fn(|cx| self.poll_recv_event(cx)).await
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_op(self, cx, Op::Close).map_ok(drop)
     }
+}
 
-    /// Queues `message` (once it fits in the outgoing buffer) and writes
-    /// everything queued.
-    ///
-    /// Not strictly cancel-safe: if the future is dropped while waiting for a
-    /// full outgoing buffer to drain, `message` was not queued and is lost;
-    /// once queued (dropped during the write), it stays queued and goes out
-    /// with the next `send`, `flush` or `recv`.
-    pub async fn send(&mut self, message: Message) -> Result<()> {
-        // Reserve, queue and flush in one future: the hottest call of an
-        // echo loop pays for one state machine, not three.
-        let mut slot = Some(message);
-        poll_fn(|cx| self.poll_command(cx, &mut slot, Driver::send, Some(Op::Flush))).await
-    }
-
-    /// Queues `message` without writing, unless the outgoing buffer is full
-    /// (then it writes until the message fits). Same cancellation behavior
-    /// as [`send`](Self::send).
-    pub async fn feed(&mut self, message: Message) -> Result<()> {
-        let mut slot = Some(message);
-        poll_fn(|cx| self.poll_command(cx, &mut slot, Driver::send, None)).await
-    }
-
-    /// Writes everything queued, with vectored writes, then reads without
-    /// waiting (see [`poll_flush`](Self::poll_flush)). Cancel-safe: what is
-    /// not written stays queued.
-    pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.poll_flush(cx)).await
-    }
-
-    /// Sends a ping (payload up to 125 bytes). Its pong arrives as
-    /// [`Event::Pong`] from [`recv_event`](Self::recv_event). Cancellation as
-    /// for [`send`](Self::send).
-    pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
-        let mut slot = Some(Message::Binary(payload));
-        poll_fn(|cx| self.poll_command(cx, &mut slot, ping, Some(Op::Flush))).await
-    }
-
+recv_api!(WebSocket);
+send_api!(
+    WebSocket,
+    Op::Flush,
+    /// Writes everything queued, with vectored writes; then reads what
+    /// already arrived, without waiting, so that pings are answered and Close
+    /// frames echoed even when the application only sends (what it reads is
+    /// kept for the next [`recv`](Self::recv)). Cancel-safe: what is not
+    /// written stays queued.
+    flush,
     /// Closes the connection: queues a Close frame (unless the close
     /// handshake already started), then runs the handshake to its end: until
     /// the peer's Close arrives (and, for a client, the server ends the
@@ -503,39 +538,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// Cancel-safe: the Close is queued once; calling `close` (or `recv`)
     /// again resumes.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.driver.close(code, reason)?;
-        poll_fn(|cx| self.poll_op(cx, Op::Close)).await.map(drop)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
-    type Item = Result<Message>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_recv(cx)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_op(cx, Op::Reserve).map_ok(drop)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        Ok(self.get_mut().driver.send(item)?)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_flush(cx)
-    }
-
-    /// Closes with code 1000, as [`WebSocket::close`].
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        this.driver.close(CloseCode::NORMAL, "")?;
-        this.poll_op(cx, Op::Close).map_ok(drop)
-    }
-}
+    close
+);
