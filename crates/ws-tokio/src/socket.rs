@@ -3,30 +3,30 @@
 //! [`Action`], report what happened.
 
 use alloc::boxed::Box;
-use core::{
-    future::{Future, poll_fn},
-    pin::Pin,
-    task::{Context, Poll, ready},
-    time::Duration,
-};
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+use core::time::Duration;
 use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    time::{Instant, Sleep},
-};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::io::poll_read_buf;
-use ws_proto::{
-    Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Role, SendError,
-};
+use ws_proto::{Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op};
+use ws_proto::{Role, SendError};
 
 use crate::{Error, Result};
 
 /// The most chunks one vectored write takes (the rest goes in the next one).
 const WRITE_IOV: usize = 16;
+
+/// The outcome of a read or a write: the bytes moved.
+pub(crate) type Written = Poll<io::Result<usize>>;
+/// The outcome of an operation: an event delivered, or `None`: it is over.
+pub(crate) type Step = Poll<Result<Option<Event>>>;
 
 /// The write side of a transport.
 #[derive(Debug)]
@@ -40,10 +40,20 @@ pub(crate) struct Io<T> {
 }
 
 impl<T: AsyncWrite + Unpin> Io<T> {
-    /// One write from `out`: a plain write for a single chunk (small frames
-    /// encoded back to back), a vectored one for headers and large payloads.
-    #[inline]
-    fn poll_write(&mut self, cx: &mut Context<'_>, out: &mut impl Buf) -> Poll<io::Result<usize>> {
+    /// One write: from the held bytes if any, else from `out`; a plain
+    /// write for a single chunk (small frames encoded back to back), a
+    /// vectored one for several (headers and large payloads).
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut impl Buf,
+    ) -> Poll<io::Result<usize>> {
+        if !self.held.is_empty() {
+            let mut held = core::mem::take(&mut self.held);
+            let written = self.poll_write(cx, &mut held);
+            self.held = held;
+            return written;
+        }
         let stream = Pin::new(&mut self.stream);
         let n = if out.chunk().len() == out.remaining() {
             ready!(stream.poll_write(cx, out.chunk()))?
@@ -54,35 +64,17 @@ impl<T: AsyncWrite + Unpin> Io<T> {
         };
         out.advance(n);
         self.unflushed = true;
-        Poll::Ready(if n == 0 {
-            Err(io::ErrorKind::WriteZero.into())
-        } else {
+        Poll::Ready(if n > 0 {
             Ok(n)
+        } else {
+            Err(io::ErrorKind::WriteZero.into())
         })
     }
 
-    /// One write from the held chunk (first popped from `out` if empty).
-    pub(crate) fn poll_write_held(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: impl FnOnce() -> Option<Bytes>,
-    ) -> Poll<io::Result<usize>> {
-        if self.held.is_empty() {
-            self.held = out().unwrap_or_default();
-            if self.held.is_empty() {
-                return Poll::Ready(Ok(0)); // another half wrote it meanwhile
-            }
-        }
-        let mut held = core::mem::take(&mut self.held);
-        let written = self.poll_write(cx, &mut held);
-        self.held = held;
-        written
-    }
-
-    /// Writes the held chunk, then flushes the stream if it was written to.
+    /// Writes the held bytes, then flushes the stream if it was written to.
     pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.held.is_empty() {
-            ready!(self.poll_write_held(cx, || None))?;
+            ready!(self.poll_write(cx, &mut Bytes::new()))?;
         }
         if self.unflushed {
             ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
@@ -90,92 +82,68 @@ impl<T: AsyncWrite + Unpin> Io<T> {
         }
         Poll::Ready(Ok(()))
     }
-
-    /// Shuts the write side down (errors do not matter), after the held
-    /// bytes unless the driver gave up on the peer (`abandoned`).
-    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>, abandoned: bool) -> Poll<()> {
-        if abandoned {
-            self.held.clear();
-        }
-        let _ = ready!(self.poll_drain(cx));
-        let _ = ready!(Pin::new(&mut self.stream).poll_shutdown(cx));
-        Poll::Ready(())
-    }
 }
 
-/// Reports the outcome of a read or write with `blocked` or `done`; an error
-/// is the run loop's to report.
-#[inline]
-pub(crate) fn report(
-    driver: &mut Driver,
-    outcome: Poll<io::Result<usize>>,
-    done: fn(&mut Driver, usize),
-    blocked: fn(&mut Driver),
-) -> io::Result<()> {
+/// Reports a read or a write (`write`) to the driver; an error is the run
+/// loop's to report.
+pub(crate) fn report(driver: &mut Driver, outcome: Written, write: bool) -> io::Result<()> {
     match outcome {
-        Poll::Ready(Ok(n)) => done(driver, n),
-        Poll::Pending => blocked(driver),
-        Poll::Ready(Err(e)) => return Err(e),
+        Poll::Ready(n) if write => driver.wrote(n?),
+        Poll::Ready(n) => driver.filled(n?),
+        Poll::Pending if write => driver.write_blocked(),
+        Poll::Pending => driver.read_blocked(),
     }
     Ok(())
 }
 
-/// What the run loop needs: the driver, and I/O that performs and reports
-/// each action. Direct for a whole [`WebSocket`]; for the split halves the
-/// driver is behind a lock held only for sans-IO calls.
+/// What the run loop needs: the driver, and the I/O that performs and
+/// reports an action. Direct for a whole [`WebSocket`]; for the split halves
+/// the driver is behind a lock held only for sans-IO calls.
 pub(crate) trait Link {
+    /// The stream written to.
+    type W: AsyncWrite + Unpin;
     /// Runs `f` on the driver (a short, synchronous call).
     fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R;
+    /// Runs `f` on the write side (`Pending` while the other half uses it).
+    fn with_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Io<Self::W>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R>;
     /// Performs [`Action::Write`] and reports it, except an error.
     fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
     /// Performs [`Action::Read`] and reports it, except an error.
     fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
     /// Performs [`Action::Timer`].
     fn timer(&mut self, cx: &mut Context<'_>);
-    /// Writes what is held, then flushes the stream.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Performs [`Action::Shutdown`] (the loop reports it).
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
-/// The one timer: a `tokio::time::Sleep` created on first use, on a clock
-/// that starts with the connection.
-#[derive(Debug)]
+/// The one timer: a `tokio::time::Sleep` on a clock that starts at its
+/// first use (a connection without timers never reads the clock).
+#[derive(Debug, Default)]
 pub(crate) struct Timer {
-    origin: Instant,
+    origin: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
-    /// The deadline the sleep is set to.
+    /// The deadline the sleep is set to: re-armed only when it moves.
     armed: Option<Duration>,
 }
 
 impl Timer {
-    pub(crate) fn new() -> Self {
-        let (sleep, armed) = (None, None);
-        Self {
-            origin: Instant::now(),
-            sleep,
-            armed,
-        }
-    }
-
-    /// Performs [`Action::Timer`]; re-arms the sleep only when the deadline
-    /// moved.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, driver: &mut Driver) {
-        let Some(deadline) = driver.timer(self.origin.elapsed()) else {
+        let origin = *self.origin.get_or_insert_with(Instant::now);
+        let Some(deadline) = driver.timer(origin.elapsed()) else {
             return;
         };
-        let when = self.origin + deadline;
+        let when = origin + deadline;
         let sleep = self
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(when)));
-        if self.armed != Some(deadline) {
+            .get_or_insert_with(|| Box::pin(sleep_until(when)));
+        if self.armed.replace(deadline) != Some(deadline) {
             sleep.as_mut().reset(when);
-            self.armed = Some(deadline);
         }
-        if sleep.as_mut().poll(cx).is_ready() {
-            driver.timer_fired(deadline);
-        } else {
-            driver.timer_blocked();
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => driver.timer_fired(deadline),
+            Poll::Pending => driver.timer_blocked(),
         }
     }
 }
@@ -183,26 +151,20 @@ impl Timer {
 /// The run loop of operation `op`: `Some(event)` delivered, `None` the
 /// operation is over. All state lives in the driver (and the held bytes), so
 /// dropping a caller's future loses nothing.
-pub(crate) fn poll_op<L: Link>(
-    link: &mut L,
-    cx: &mut Context<'_>,
-    op: Op,
-) -> Poll<Result<Option<Event>>> {
+pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> Step {
     let mut wrote = false;
     loop {
         let outcome = match link.with(|driver| driver.poll(op)) {
             Action::Deliver(event) => {
                 if wrote {
                     // Best effort: a flush still pending is the next call's.
-                    let _ = link.poll_drain(cx);
+                    let _ = link.with_io(cx, Io::poll_drain);
                 }
                 return Poll::Ready(Ok(Some(event)));
             }
             Action::Done(Err(e)) => return Poll::Ready(Err(e.into())),
-            Action::Done(Ok(())) if link.with(|driver| driver.is_done()) => {
-                return Poll::Ready(Ok(None));
-            }
-            Action::Done(Ok(())) => match ready!(link.poll_drain(cx)) {
+            Action::Done(Ok(())) if link.with(|d| d.is_done()) => return Poll::Ready(Ok(None)),
+            Action::Done(Ok(())) => match ready!(link.with_io(cx, Io::poll_drain)) {
                 Ok(()) => return Poll::Ready(Ok(None)),
                 Err(e) => Err(e),
             },
@@ -211,12 +173,24 @@ pub(crate) fn poll_op<L: Link>(
                 link.write(cx)
             }
             Action::Read { .. } => link.read(cx),
-            Action::Timer => Ok(link.timer(cx)),
-            Action::Shutdown => {
-                ready!(link.poll_shutdown(cx));
-                Ok(link.with(Driver::shut_down))
+            Action::Timer => {
+                link.timer(cx);
+                Ok(())
             }
-            Action::Wait => match link.poll_drain(cx) {
+            Action::Shutdown => {
+                // After the held bytes, unless the peer is not listening.
+                let abandoned = link.with(|driver| driver.connection().is_abandoned());
+                let _ = ready!(link.with_io(cx, |io, cx| {
+                    if abandoned {
+                        io.held.clear();
+                    }
+                    let _ = ready!(io.poll_drain(cx));
+                    Pin::new(&mut io.stream).poll_shutdown(cx)
+                }));
+                link.with(Driver::shut_down);
+                Ok(())
+            }
+            Action::Wait => match link.with_io(cx, Io::poll_drain) {
                 Poll::Ready(Err(e)) => Err(e),
                 _ => return Poll::Pending,
             },
@@ -232,7 +206,6 @@ pub(crate) fn poll_op<L: Link>(
 /// Queues `slot`'s message with `command` once one more message fits
 /// ([`Op::Reserve`]), then runs `then` (a flush), all in one poll function.
 /// The message stays in `slot` until queued, so a re-poll resumes.
-#[inline]
 pub(crate) fn poll_command<L: Link>(
     link: &mut L,
     cx: &mut Context<'_>,
@@ -254,7 +227,7 @@ pub(crate) fn ping(driver: &mut Driver, payload: Message) -> Result<(), SendErro
     driver.ping(payload.into_bytes())
 }
 
-/// The data message in a delivered event (the driver delivers nothing else
+/// The data message of a delivered event (the driver delivers nothing else
 /// to [`Op::RecvMessage`]).
 pub(crate) fn message(event: Event) -> Option<Message> {
     if let Event::Message(message) = event {
@@ -265,19 +238,19 @@ pub(crate) fn message(event: Event) -> Option<Message> {
 }
 
 /// The receive methods and `Stream` of [`WebSocket`] and
-/// [`ReadHalf`](crate::ReadHalf).
+/// [`ReadHalf`](crate::ReadHalf) (`$link`: its field that is the [`Link`]).
 macro_rules! recv_api {
-    ($ty:ident) => {
+    ($ty:ident $(.$link:tt)?) => {
         impl<S: AsyncRead + AsyncWrite + Unpin> $ty<S> {
             /// Polls for the next event; see [`recv_event`](Self::recv_event).
             pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-                poll_op(self, cx, Op::Recv).map(Result::transpose)
+                poll_op(&mut (*self)$(.$link)?, cx, Op::Recv).map(Result::transpose)
             }
 
             /// Polls for the next data message; see [`recv`](Self::recv).
             pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-                poll_op(self, cx, Op::RecvMessage)
-                    .map(|r| r.map(|e| e.and_then(message)).transpose())
+                let outcome = ready!(poll_op(&mut (*self)$(.$link)?, cx, Op::RecvMessage));
+                Poll::Ready(outcome.map(|event| event.and_then(message)).transpose())
             }
 
             /// Receives the next data message. Pings are answered and Close
@@ -310,11 +283,11 @@ macro_rules! recv_api {
 }
 
 /// The send methods and `Sink` of [`WebSocket`] and
-/// [`WriteHalf`](crate::WriteHalf): `$flush` is the operation after a send,
-/// and each type has `poll_flush`, `start_close` and `poll_end` (the rest of
-/// a close); the docs of `flush` and `close` are given.
+/// [`WriteHalf`](crate::WriteHalf): `$flush` is the operation after a send;
+/// each type has `poll_flush`, `start_close` and `poll_end` (the rest of a
+/// close), and gives the docs of `flush` and `close`.
 macro_rules! send_api {
-    ($ty:ident, $flush:expr, $(#[$flush_doc:meta])* flush, $(#[$close_doc:meta])* close) => {
+    ($ty:ident $(.$link:tt)?, $flush:expr, $(#[$flush_doc:meta])* flush, $(#[$close_doc:meta])* close) => {
         impl<S: AsyncRead + AsyncWrite + Unpin> $ty<S> {
             /// Queues `message` (once it fits in the outgoing buffer) and
             /// writes everything queued.
@@ -326,8 +299,8 @@ macro_rules! send_api {
             pub async fn send(&mut self, message: Message) -> Result<()> {
                 // Reserve, queue and flush in one future: the hottest call
                 // of an echo loop pays for one state machine, not three.
-                let mut slot = Some(message);
-                poll_fn(|cx| poll_command(self, cx, &mut slot, Driver::send, Some($flush))).await
+                let (mut slot, then) = (Some(message), Some($flush));
+                poll_fn(|cx| poll_command(&mut (*self)$(.$link)?, cx, &mut slot, Driver::send, then)).await
             }
 
             /// Queues `message` without writing, unless the outgoing buffer
@@ -335,7 +308,7 @@ macro_rules! send_api {
             /// cancellation behavior as [`send`](Self::send).
             pub async fn feed(&mut self, message: Message) -> Result<()> {
                 let mut slot = Some(message);
-                poll_fn(|cx| poll_command(self, cx, &mut slot, Driver::send, None)).await
+                poll_fn(|cx| poll_command(&mut (*self)$(.$link)?, cx, &mut slot, Driver::send, None)).await
             }
 
             $(#[$flush_doc])*
@@ -347,8 +320,8 @@ macro_rules! send_api {
             /// [`Event::Pong`] from `recv_event`. Cancellation as for
             /// [`send`](Self::send).
             pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
-                let mut slot = Some(Message::Binary(payload));
-                poll_fn(|cx| poll_command(self, cx, &mut slot, ping, Some($flush))).await
+                let (mut slot, then) = (Some(Message::Binary(payload)), Some($flush));
+                poll_fn(|cx| poll_command(&mut (*self)$(.$link)?, cx, &mut slot, ping, then)).await
             }
 
             $(#[$close_doc])*
@@ -362,18 +335,18 @@ macro_rules! send_api {
             type Error = Error;
 
             fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-                poll_op(self.get_mut(), cx, Op::Reserve).map_ok(drop)
+                poll_op(&mut (*self.get_mut())$(.$link)?, cx, Op::Reserve).map_ok(drop)
             }
 
             fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-                Ok(self.get_mut().with(|driver| driver.send(item))?)
+                Ok(self.get_mut()$(.$link)?.with(|driver| driver.send(item))?)
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
                 self.get_mut().poll_flush(cx)
             }
 
-            /// Closes with code 1000, as `close`.
+            /// Closes with code 1000, as `close` does.
             fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
                 let this = self.get_mut();
                 this.start_close(CloseCode::NORMAL, "")?;
@@ -401,44 +374,32 @@ pub struct WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
-    #[inline]
+    type W = S;
+
     fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
         f(&mut self.driver)
     }
 
-    #[inline]
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let written = if self.io.held.is_empty() {
-            self.io.poll_write(cx, self.driver.outgoing())
-        } else {
-            self.io.poll_write_held(cx, || None)
-        };
-        report(
-            &mut self.driver,
-            written,
-            Driver::wrote,
-            Driver::write_blocked,
-        )
+    fn with_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Io<S>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        f(&mut self.io, cx)
     }
 
-    #[inline]
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let written = self.io.poll_write(cx, self.driver.outgoing());
+        report(&mut self.driver, written, true)
+    }
+
     fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let read = poll_read_buf(Pin::new(&mut self.io.stream), cx, self.driver.read_buf());
-        report(&mut self.driver, read, Driver::filled, Driver::read_blocked)
+        report(&mut self.driver, read, false)
     }
 
     fn timer(&mut self, cx: &mut Context<'_>) {
         self.timer.poll(cx, &mut self.driver);
-    }
-
-    #[inline]
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.io.poll_drain(cx)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.io
-            .poll_shutdown(cx, self.driver.connection().is_abandoned())
     }
 }
 
@@ -452,16 +413,16 @@ impl<S> WebSocket<S> {
     /// Like [`from_raw`](Self::from_raw), with bytes already read past the
     /// handshake: they are the connection's first input.
     pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
-        let (held, unflushed) = (Bytes::new(), false);
+        let io = Io {
+            stream,
+            held: Bytes::new(),
+            unflushed: false,
+        };
         let driver = Driver::with_buffer(Connection::new(role, config), read_buf);
         Self {
-            io: Io {
-                stream,
-                held,
-                unflushed,
-            },
+            io,
             driver,
-            timer: Timer::new(),
+            timer: Timer::default(),
         }
     }
 

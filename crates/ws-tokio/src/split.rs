@@ -3,36 +3,28 @@
 //! The driver sits behind a lock held only for its sans-IO calls, never
 //! across a read, a write or a wait: the reader reads its own half of the
 //! stream with the driver's read buffer taken out. The write side (with the
-//! chunk being written) is behind a second lock that nobody waits for: a
+//! bytes being written) is behind a second lock that nobody waits for: a
 //! half that finds it busy reports the write blocked and is woken once it
 //! is free, and whoever writes next takes the queued bytes in order.
 
-use alloc::{sync::Arc, task::Wake};
-use core::{
-    future::poll_fn,
-    pin::Pin,
-    sync::atomic::{AtomicBool, Ordering::SeqCst},
-    task::{Context, Poll, Waker},
-};
-use std::{
-    io,
-    sync::{Mutex, MutexGuard, PoisonError},
-};
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use core::future::poll_fn;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use core::task::{Context, Poll, Waker, ready};
+use std::io;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, WriteHalf as Writer};
 use tokio_util::io::poll_read_buf;
 use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
-use crate::{
-    Error, Result, WebSocket,
-    socket::{Io, Link, Timer, message, ping, poll_command, poll_op, recv_api, report, send_api},
-};
-
-const READER: usize = 0;
-const WRITER: usize = 1;
+use crate::socket::{Io, Link, Timer, message, ping, poll_command, poll_op, recv_api, report};
+use crate::{Error, Result, WebSocket, socket::send_api};
 
 /// The halves' wakers. The stream keeps one waker for write readiness, so
 /// whichever half polls the write side registers this one, which wakes
@@ -46,17 +38,15 @@ impl Wake for Wakers {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        core::mem::take(&mut *lock(&self.0))
-            .into_iter()
-            .flatten()
-            .for_each(Waker::wake);
+        let wakers = core::mem::take(&mut *lock(&self.0));
+        wakers.into_iter().flatten().for_each(Waker::wake);
     }
 }
 
 #[derive(Debug)]
 struct Shared<S> {
     driver: Mutex<Driver>,
-    write: Mutex<Io<tokio::io::WriteHalf<S>>>,
+    write: Mutex<Io<Writer<S>>>,
     /// A half found the write side busy: wake both once it is free.
     contended: AtomicBool,
     wakers: Arc<Wakers>,
@@ -68,8 +58,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<S: AsyncWrite> Shared<S> {
-    /// Registers half `side`'s waker.
+impl<S> Shared<S> {
+    /// Registers the waker of half `side` (0: the reader, 1: the writer).
     fn register(&self, side: usize, cx: &Context<'_>) {
         let slot = &mut lock(&self.wakers.0)[side];
         if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -77,13 +67,13 @@ impl<S: AsyncWrite> Shared<S> {
         }
     }
 
-    /// Runs `f` on the write side for half `side`, without waiting for it:
-    /// `Pending` if the other half is using it (this half is woken after).
+    /// Runs `f` on the write side without waiting for it: `Pending` if the
+    /// other half is using it, and this half is woken once it is free.
     fn with_write<R>(
         &self,
         side: usize,
         cx: &Context<'_>,
-        f: impl FnOnce(&mut Io<tokio::io::WriteHalf<S>>, &mut Context<'_>) -> Poll<R>,
+        f: impl FnOnce(&mut Io<Writer<S>>, &mut Context<'_>) -> Poll<R>,
     ) -> Poll<R> {
         self.register(side, cx);
         let mut io = self.write.try_lock().ok();
@@ -103,21 +93,68 @@ impl<S: AsyncWrite> Shared<S> {
         }
         result
     }
+}
 
-    fn write(&self, side: usize, cx: &Context<'_>) -> io::Result<()> {
-        let next = || lock(&self.driver).outgoing().pop_chunk();
-        let written = self.with_write(side, cx, |io, cx| io.poll_write_held(cx, next));
-        report(
-            &mut lock(&self.driver),
-            written,
-            Driver::wrote,
-            Driver::write_blocked,
-        )
+/// A half: the read half has the stream's read side and runs the timer.
+#[derive(Debug)]
+struct Half<S> {
+    shared: Arc<Shared<S>>,
+    read: Option<tokio::io::ReadHalf<S>>,
+    timer: Timer,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for Half<S> {
+    type W = Writer<S>;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
+        f(&mut lock(&self.shared.driver))
     }
 
-    fn poll_shutdown(&self, side: usize, cx: &Context<'_>) -> Poll<()> {
-        let abandoned = lock(&self.driver).connection().is_abandoned();
-        self.with_write(side, cx, |io, cx| io.poll_shutdown(cx, abandoned))
+    fn with_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Io<Writer<S>>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        self.shared
+            .with_write(usize::from(self.read.is_none()), cx, f)
+    }
+
+    /// Writes owned chunks popped from the queue, outside the driver's lock.
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let shared = &*self.shared;
+        let written = shared.with_write(usize::from(self.read.is_none()), cx, |io, cx| {
+            if io.held.is_empty() {
+                io.held = lock(&shared.driver)
+                    .outgoing()
+                    .pop_chunk()
+                    .unwrap_or_default();
+            }
+            if io.held.is_empty() {
+                return Poll::Ready(Ok(0)); // the other half wrote it meanwhile
+            }
+            io.poll_write(cx, &mut Bytes::new())
+        });
+        report(&mut lock(&shared.driver), written, true)
+    }
+
+    /// Reads with the read buffer taken out of the driver.
+    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(read) = &mut self.read else {
+            return report(&mut lock(&self.shared.driver), Poll::Pending, false); // never asked
+        };
+        self.shared.register(0, cx); // woken by `close` too, to arm the close timer
+        let mut buf = lock(&self.shared.driver).take_read_buf();
+        let (filled, error) = match poll_read_buf(Pin::new(read), cx, &mut buf) {
+            Poll::Ready(Ok(n)) => (Some(n), None),
+            Poll::Ready(Err(e)) => (None, Some(e)),
+            Poll::Pending => (None, None),
+        };
+        lock(&self.shared.driver).give_read_buf(buf, filled);
+        error.map_or(Ok(()), Err)
+    }
+
+    fn timer(&mut self, cx: &mut Context<'_>) {
+        self.timer.poll(cx, &mut lock(&self.shared.driver));
     }
 }
 
@@ -129,85 +166,11 @@ impl<S: AsyncWrite> Shared<S> {
 /// (keepalive, close timeout): keep it polled. It never waits for the write
 /// half, even one blocked on a peer that does not read.
 #[derive(Debug)]
-pub struct ReadHalf<S> {
-    read: tokio::io::ReadHalf<S>,
-    shared: Arc<Shared<S>>,
-    timer: Timer,
-}
+pub struct ReadHalf<S>(Half<S>);
 
 /// The sending half of a [`WebSocket`], from [`WebSocket::split`].
 #[derive(Debug)]
-pub struct WriteHalf<S> {
-    shared: Arc<Shared<S>>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for ReadHalf<S> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
-        f(&mut lock(&self.shared.driver))
-    }
-
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        self.shared.write(READER, cx)
-    }
-
-    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        // Woken by `close` too, to arm the close timer.
-        self.shared.register(READER, cx);
-        let mut buf = lock(&self.shared.driver).take_read_buf();
-        let read = poll_read_buf(Pin::new(&mut self.read), cx, &mut buf);
-        let filled = if let Poll::Ready(Ok(n)) = read {
-            Some(n)
-        } else {
-            None
-        };
-        lock(&self.shared.driver).give_read_buf(buf, filled);
-        if let Poll::Ready(Err(e)) = read {
-            Err(e)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn timer(&mut self, cx: &mut Context<'_>) {
-        self.timer.poll(cx, &mut lock(&self.shared.driver));
-    }
-
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.with_write(READER, cx, Io::poll_drain)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.shared.poll_shutdown(READER, cx)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for WriteHalf<S> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
-        f(&mut lock(&self.shared.driver))
-    }
-
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        self.shared.write(WRITER, cx)
-    }
-
-    /// Never asked: the writer's operations do not read.
-    fn read(&mut self, _: &mut Context<'_>) -> io::Result<()> {
-        Ok(lock(&self.shared.driver).read_blocked())
-    }
-
-    /// Never asked: the reader runs the timer.
-    fn timer(&mut self, _: &mut Context<'_>) {
-        lock(&self.shared.driver).timer_blocked();
-    }
-
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.with_write(WRITER, cx, Io::poll_drain)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.shared.poll_shutdown(WRITER, cx)
-    }
-}
+pub struct WriteHalf<S>(Half<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits the socket into halves usable from two tasks at once. The
@@ -216,64 +179,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
         let Self { io, driver, timer } = self;
         let (read, stream) = tokio::io::split(io.stream);
-        let (held, unflushed) = (io.held, io.unflushed);
+        let write = Mutex::new(Io {
+            stream,
+            held: io.held,
+            unflushed: io.unflushed,
+        });
         let wakers = Arc::new(Wakers::default());
+        let waker = Waker::from(Arc::clone(&wakers));
+        let contended = AtomicBool::new(false);
         let shared = Arc::new(Shared {
             driver: Mutex::new(driver),
-            write: Mutex::new(Io {
-                stream,
-                held,
-                unflushed,
-            }),
-            contended: AtomicBool::new(false),
-            waker: Waker::from(Arc::clone(&wakers)),
+            write,
+            contended,
             wakers,
+            waker,
         });
-        let write = WriteHalf {
+        let write = Half {
             shared: Arc::clone(&shared),
+            read: None,
+            timer: Timer::default(),
         };
         (
-            ReadHalf {
-                read,
+            ReadHalf(Half {
                 shared,
+                read: Some(read),
                 timer,
-            },
-            write,
+            }),
+            WriteHalf(write),
         )
     }
 
     /// Puts the halves back together. Fails (dropping them) if they do not
     /// come from the same socket.
-    pub fn reunite(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<Self> {
+    pub fn reunite(ReadHalf(read): ReadHalf<S>, WriteHalf(write): WriteHalf<S>) -> Result<Self> {
         if !Arc::ptr_eq(&read.shared, &write.shared) {
             let e = io::Error::new(io::ErrorKind::InvalidInput, "halves of different sockets");
             return Err(e.into());
         }
         drop(write);
-        let ReadHalf {
-            read,
-            shared,
-            timer,
-        } = read;
-        let shared = Arc::into_inner(shared).expect("both halves were given");
+        let Some((shared, half)) = Arc::into_inner(read.shared).zip(read.read) else {
+            unreachable!("both halves are here")
+        };
         let io = shared
             .write
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        let (held, unflushed) = (io.held, io.unflushed);
-        let stream = read.unsplit(io.stream);
         let driver = shared
             .driver
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        let io = Io {
+            stream: half.unsplit(io.stream),
+            held: io.held,
+            unflushed: io.unflushed,
+        };
         Ok(Self {
-            io: Io {
-                stream,
-                held,
-                unflushed,
-            },
+            io,
             driver,
-            timer,
+            timer: read.timer,
         })
     }
 }
@@ -281,12 +244,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S> ReadHalf<S> {
     /// Why the connection ended; see [`WebSocket::close_frame`].
     pub fn close_frame(&self) -> Option<CloseFrame> {
-        lock(&self.shared.driver).close_frame().cloned()
+        lock(&self.0.shared.driver).close_frame().cloned()
     }
 
     /// Runs `f` on the shared connection (under its lock: keep it short).
     pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        f(lock(&self.shared.driver).connection_mut())
+        f(lock(&self.0.shared.driver).connection_mut())
     }
 }
 
@@ -301,20 +264,20 @@ impl<S> WriteHalf<S> {
     /// Runs `f` on the shared connection (under its lock: keep it short),
     /// e.g. for [`Connection::send_fragment`]; then [`flush`](Self::flush).
     pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        f(lock(&self.shared.driver).connection_mut())
+        f(lock(&self.0.shared.driver).connection_mut())
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// Polls writing everything queued; see [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        poll_op(self, cx, Op::WriteOut).map_ok(drop)
+        poll_op(&mut self.0, cx, Op::WriteOut).map_ok(drop)
     }
 
-    fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        lock(&self.shared.driver).close(code, reason)?;
+    fn start_close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        lock(&self.0.shared.driver).close(code, reason)?;
         // The close timer starts: let the reader arm it.
-        self.shared.wakers.wake_by_ref();
+        self.0.shared.wakers.wake_by_ref();
         Ok(())
     }
 
@@ -323,9 +286,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     }
 }
 
-recv_api!(ReadHalf);
+recv_api!(ReadHalf.0);
 send_api!(
-    WriteHalf,
+    WriteHalf.0,
     Op::WriteOut,
     /// Writes everything queued. Cancel-safe: what is not written stays
     /// queued.
