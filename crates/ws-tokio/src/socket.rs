@@ -39,15 +39,26 @@ pub(crate) struct Io<T> {
     pub(crate) unflushed: bool,
 }
 
+impl<T> Io<T> {
+    /// Replaces the stream with the second of what `f` makes of it.
+    pub(crate) fn map<R, U>(self, f: impl FnOnce(T) -> (R, U)) -> (R, Io<U>) {
+        let ((first, stream), held, unflushed) = (f(self.stream), self.held, self.unflushed);
+        (
+            first,
+            Io {
+                stream,
+                held,
+                unflushed,
+            },
+        )
+    }
+}
+
 impl<T: AsyncWrite + Unpin> Io<T> {
     /// One write: from the held bytes if any, else from `out`; a plain
     /// write for a single chunk (small frames encoded back to back), a
     /// vectored one for several (headers and large payloads).
-    pub(crate) fn poll_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: &mut impl Buf,
-    ) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, out: &mut impl Buf) -> Written {
         if !self.held.is_empty() {
             let mut held = core::mem::take(&mut self.held);
             let written = self.poll_write(cx, &mut held);

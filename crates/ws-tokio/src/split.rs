@@ -27,10 +27,15 @@ use crate::socket::{Io, Link, Timer, message, ping, poll_command, poll_op, recv_
 use crate::{Error, Result, WebSocket, socket::send_api};
 
 /// The halves' wakers. The stream keeps one waker for write readiness, so
-/// whichever half polls the write side registers this one, which wakes
-/// both: neither displaces the other.
+/// whichever half polls the write side registers one that wakes both:
+/// neither displaces the other.
 #[derive(Debug, Default)]
-struct Wakers(Mutex<[Option<Waker>; 2]>);
+struct Wakers {
+    /// The reader's and the writer's.
+    slots: Mutex<[Option<Waker>; 2]>,
+    /// A half found the write side busy: wake both once it is free.
+    contended: AtomicBool,
+}
 
 impl Wake for Wakers {
     fn wake(self: Arc<Self>) {
@@ -38,7 +43,7 @@ impl Wake for Wakers {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let wakers = core::mem::take(&mut *lock(&self.0));
+        let wakers = core::mem::take(&mut *lock(&self.slots));
         wakers.into_iter().flatten().for_each(Waker::wake);
     }
 }
@@ -47,21 +52,21 @@ impl Wake for Wakers {
 struct Shared<S> {
     driver: Mutex<Driver>,
     write: Mutex<Io<Writer<S>>>,
-    /// A half found the write side busy: wake both once it is free.
-    contended: AtomicBool,
     wakers: Arc<Wakers>,
-    /// `wakers` as a `Waker`, handed to the write side.
-    waker: Waker,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn unlock<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl<S> Shared<S> {
     /// Registers the waker of half `side` (0: the reader, 1: the writer).
     fn register(&self, side: usize, cx: &Context<'_>) {
-        let slot = &mut lock(&self.wakers.0)[side];
+        let slot = &mut lock(&self.wakers.slots)[side];
         if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             *slot = Some(cx.waker().clone());
         }
@@ -80,15 +85,16 @@ impl<S> Shared<S> {
         if io.is_none() {
             // Flag first, then retry: the holder checks the flag after
             // unlocking, so either the retry succeeds or the holder wakes us.
-            self.contended.store(true, SeqCst);
+            self.wakers.contended.store(true, SeqCst);
             io = self.write.try_lock().ok();
         }
         let Some(mut io) = io else {
             return Poll::Pending;
         };
-        let result = f(&mut io, &mut Context::from_waker(&self.waker));
+        let waker = Waker::from(Arc::clone(&self.wakers));
+        let result = f(&mut io, &mut Context::from_waker(&waker));
         drop(io);
-        if self.contended.swap(false, SeqCst) {
+        if self.wakers.contended.swap(false, SeqCst) {
             self.wakers.wake_by_ref();
         }
         result
@@ -178,34 +184,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// calls, never across I/O or a wait.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
         let Self { io, driver, timer } = self;
-        let (read, stream) = tokio::io::split(io.stream);
-        let write = Mutex::new(Io {
-            stream,
-            held: io.held,
-            unflushed: io.unflushed,
-        });
-        let wakers = Arc::new(Wakers::default());
-        let waker = Waker::from(Arc::clone(&wakers));
-        let contended = AtomicBool::new(false);
+        let (read, write) = io.map(tokio::io::split);
+        let (driver, write, wakers) = (Mutex::new(driver), Mutex::new(write), Arc::default());
         let shared = Arc::new(Shared {
-            driver: Mutex::new(driver),
+            driver,
             write,
-            contended,
             wakers,
-            waker,
         });
-        let write = Half {
-            shared: Arc::clone(&shared),
+        let (writer, read) = (Arc::clone(&shared), Some(read));
+        let writer = Half {
+            shared: writer,
             read: None,
             timer: Timer::default(),
         };
         (
             ReadHalf(Half {
                 shared,
-                read: Some(read),
+                read,
                 timer,
             }),
-            WriteHalf(write),
+            WriteHalf(writer),
         )
     }
 
@@ -220,24 +218,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some((shared, half)) = Arc::into_inner(read.shared).zip(read.read) else {
             unreachable!("both halves are here")
         };
-        let io = shared
-            .write
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        let driver = shared
-            .driver
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        let io = Io {
-            stream: half.unsplit(io.stream),
-            held: io.held,
-            unflushed: io.unflushed,
-        };
-        Ok(Self {
-            io,
-            driver,
-            timer: read.timer,
-        })
+        let ((), io) = unlock(shared.write).map(|write| ((), half.unsplit(write)));
+        let (driver, timer) = (unlock(shared.driver), read.timer);
+        Ok(Self { io, driver, timer })
     }
 }
 
