@@ -58,6 +58,7 @@ impl<T: AsyncWrite + Unpin> Io<T> {
     /// One write: from the held bytes if any, else from `out`; a plain
     /// write for a single chunk (small frames encoded back to back), a
     /// vectored one for several (headers and large payloads).
+    #[inline]
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, out: &mut impl Buf) -> Written {
         if !self.held.is_empty() {
             let mut held = core::mem::take(&mut self.held);
@@ -83,6 +84,7 @@ impl<T: AsyncWrite + Unpin> Io<T> {
     }
 
     /// Writes the held bytes, then flushes the stream if it was written to.
+    #[inline]
     pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.held.is_empty() {
             ready!(self.poll_write(cx, &mut Bytes::new()))?;
@@ -97,6 +99,7 @@ impl<T: AsyncWrite + Unpin> Io<T> {
 
 /// Reports a read or a write (`write`) to the driver; an error is the run
 /// loop's to report.
+#[inline]
 pub(crate) fn report(driver: &mut Driver, outcome: Written, write: bool) -> io::Result<()> {
     match outcome {
         Poll::Ready(n) if write => driver.wrote(n?),
@@ -224,11 +227,12 @@ pub(crate) fn poll_command<L: Link>(
     command: impl Fn(&mut Driver, Message) -> Result<(), SendError>,
     then: Option<Op>,
 ) -> Poll<Result<()>> {
-    if slot.is_some() {
+    // Reserve ends at once unless the queue is full: skip the loop then.
+    if slot.is_some() && link.with(|d| d.connection().is_write_buffer_full()) {
         ready!(poll_op(link, cx, Op::Reserve))?;
-        if let Some(message) = slot.take() {
-            link.with(|driver| command(driver, message))?;
-        }
+    }
+    if let Some(message) = slot.take() {
+        link.with(|driver| command(driver, message))?;
     }
     then.map_or(Poll::Ready(Ok(())), |op| poll_op(link, cx, op).map_ok(drop))
 }
@@ -240,6 +244,7 @@ pub(crate) fn ping(driver: &mut Driver, payload: Message) -> Result<(), SendErro
 
 /// The data message of a delivered event (the driver delivers nothing else
 /// to [`Op::RecvMessage`]).
+#[inline]
 pub(crate) fn message(event: Event) -> Option<Message> {
     if let Event::Message(message) = event {
         Some(message)
@@ -387,10 +392,12 @@ pub struct WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
     type W = S;
 
+    #[inline]
     fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
         f(&mut self.driver)
     }
 
+    #[inline]
     fn with_io<R>(
         &mut self,
         cx: &mut Context<'_>,
@@ -399,11 +406,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
         f(&mut self.io, cx)
     }
 
+    #[inline]
     fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let written = self.io.poll_write(cx, self.driver.outgoing());
         report(&mut self.driver, written, true)
     }
 
+    #[inline]
     fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let read = poll_read_buf(Pin::new(&mut self.io.stream), cx, self.driver.read_buf());
         report(&mut self.driver, read, false)
