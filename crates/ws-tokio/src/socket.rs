@@ -76,11 +76,10 @@ impl<T: AsyncWrite + Unpin> Io<T> {
         };
         out.advance(n);
         self.unflushed = true;
-        Poll::Ready(if n > 0 {
-            Ok(n)
-        } else {
-            Err(io::ErrorKind::WriteZero.into())
-        })
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        Poll::Ready(Ok(n))
     }
 
     /// Writes the held bytes, then flushes the stream if it was written to.

@@ -44,11 +44,17 @@ async fn pair(options: &Options) -> (WebSocket<TcpStream>, WebSocket<TcpStream>)
     (client.unwrap().0, server.unwrap())
 }
 
-/// Echoes data messages until the connection ends; returns the socket.
+/// Echoes data messages until the connection ends, with a ping after every
+/// tenth; returns the socket.
 fn spawn_echo(mut ws: WebSocket<TcpStream>) -> tokio::task::JoinHandle<WebSocket<TcpStream>> {
     tokio::spawn(async move {
+        let mut count = 0u32;
         while let Some(Ok(message)) = ws.recv().await {
+            count += 1;
             if ws.send(message).await.is_err() {
+                break;
+            }
+            if count % 10 == 0 && ws.ping(Bytes::from(count.to_string())).await.is_err() {
                 break;
             }
         }
@@ -273,14 +279,14 @@ async fn from_raw_over_a_duplex() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_echo_and_reunite() {
     timed(async {
         let (client, server) = pair(&Options::default()).await;
         let _echo = spawn_echo(server);
         let (mut read, mut write) = client.split();
         let reader = tokio::spawn(async move {
-            for i in 0..100 {
+            for i in 0..1000 {
                 assert_eq!(
                     read.recv().await.unwrap().unwrap(),
                     Message::text(format!("{i}"))
@@ -288,7 +294,7 @@ async fn split_echo_and_reunite() {
             }
             read
         });
-        for i in 0..100 {
+        for i in 0..1000 {
             write.send(Message::text(format!("{i}"))).await.unwrap();
         }
         let read = reader.await.unwrap();
@@ -313,7 +319,7 @@ async fn split_echo_and_reunite() {
 
 /// The read half keeps delivering while the write half is blocked on a peer
 /// that does not read; its pongs go out in order once the peer reads again.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_reader_runs_while_the_writer_is_blocked() {
     timed(async {
         const LARGE: usize = 24;
