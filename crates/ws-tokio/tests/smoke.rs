@@ -54,7 +54,7 @@ fn spawn_echo(mut ws: WebSocket<TcpStream>) -> tokio::task::JoinHandle<WebSocket
             if ws.send(message).await.is_err() {
                 break;
             }
-            if count % 10 == 0 && ws.ping(Bytes::from(count.to_string())).await.is_err() {
+            if count.is_multiple_of(10) && ws.ping(Bytes::from(count.to_string())).await.is_err() {
                 break;
             }
         }
