@@ -5,14 +5,10 @@ use core::{future::Future, pin::Pin, time::Duration};
 use std::io;
 
 use bytes::BytesMut;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::TcpStream,
-};
-use ws_proto::{
-    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, HandshakeError, Role,
-    ServerHandshake, ServerRequest,
-};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws_proto::{AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, Driver};
+use ws_proto::{HandshakeError, ServerHandshake, ServerRequest};
 
 use crate::{Options, Result, WebSocket};
 
@@ -27,26 +23,18 @@ fn within<'a, T: 'a>(
     fut: impl Future<Output = Result<T>> + 'a,
 ) -> Pin<Box<impl Future<Output = Result<T>> + 'a>> {
     Box::pin(async move {
-        match limit {
-            Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
-                Err(io::Error::new(io::ErrorKind::TimedOut, "the handshake timed out").into())
-            }),
-            None => fut.await,
-        }
+        let Some(limit) = limit else { return fut.await };
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "the handshake timed out");
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or_else(|_| Err(timed_out().into()))
     })
 }
 
-/// Reads more handshake bytes; end of stream is an error.
-async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<()> {
+/// Reads more handshake bytes into `buf`; `false` at the end of the stream.
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<bool> {
     buf.reserve(4096);
-    if stream.read_buf(buf).await? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the peer closed the connection during the handshake",
-        )
-        .into());
-    }
-    Ok(())
+    Ok(stream.read_buf(buf).await? > 0)
 }
 
 /// Connects to a `ws://` URL with the default [`Options`]: DNS, TCP (with
@@ -67,10 +55,9 @@ pub async fn connect_with(
     options: &Options,
 ) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
     if request.is_secure() {
-        return Err(HandshakeError::InvalidRequest(
-            "wss:// needs TLS, which ws-tokio does not provide: use client() over a TLS stream",
-        )
-        .into());
+        let why =
+            "wss:// needs TLS, which ws-tokio does not provide: use client() over a TLS stream";
+        return Err(HandshakeError::InvalidRequest(why).into());
     }
     within(options.handshake_timeout, async {
         let stream = TcpStream::connect((request.host(), request.port())).await?;
@@ -90,11 +77,8 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<S>, ClientResponse)> {
-    within(
-        options.handshake_timeout,
-        client_handshake(stream, &request, options),
-    )
-    .await
+    let handshake = client_handshake(stream, &request, options);
+    within(options.handshake_timeout, handshake).await
 }
 
 async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
@@ -107,17 +91,13 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
     let mut buf = BytesMut::new();
     loop {
-        buf.reserve(4096);
-        if stream.read_buf(&mut buf).await? == 0 {
+        if !read_more(&mut stream, &mut buf).await? {
             // A 401 whose body was cut short is still a 401.
             return Err(handshake.receive_eof(&mut buf).into());
         }
         if let Some(response) = handshake.receive(&mut buf)? {
-            let config = options.config.clone();
-            let mut socket =
-                WebSocket::from_raw_with_buffer(stream, Role::Client, config.clone(), buf);
-            *socket.connection_mut() = response.connection(config);
-            return Ok((socket, response));
+            let driver = Driver::with_buffer(response.connection(options.config.clone()), buf);
+            return Ok((WebSocket::from_driver(stream, driver), response));
         }
     }
 }
@@ -136,13 +116,13 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     options: &Options,
 ) -> Result<WebSocket<S>> {
     // Boxed for the reason `within` gives.
-    Box::pin(async move {
+    let accept = async move {
         read_request(stream, options)
             .await?
             .accept(&AcceptOptions::new())
             .await
-    })
-    .await
+    };
+    Box::pin(accept).await
 }
 
 /// Reads the opening request, within the handshake timeout, for the
@@ -159,7 +139,10 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = BytesMut::new();
     let request = within(options.handshake_timeout, async {
         loop {
-            read_more(&mut stream, &mut buf).await?;
+            if !read_more(&mut stream, &mut buf).await? {
+                let why = "the peer closed the connection during the handshake";
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why).into());
+            }
             match handshake.receive(&mut buf) {
                 Ok(Some(request)) => return Ok(request),
                 Ok(None) => {}
@@ -174,11 +157,12 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         }
     })
     .await?;
+    let config = options.config.clone();
     Ok(Incoming {
         stream,
         buf,
         request,
-        config: options.config.clone(),
+        config,
     })
 }
 
@@ -209,29 +193,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// headers) and returns the connection. An `options` the request does
     /// not allow (an unoffered subprotocol) is an error and nothing is
     /// written. Cancelling drops the stream, possibly mid-response.
-    pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
+    pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
         let accepted = self.request.accept(options)?;
-        let Self {
-            mut stream,
-            buf,
-            config,
-            ..
-        } = self;
-        stream.write_all(accepted.response()).await?;
-        stream.flush().await?;
-        let mut socket = WebSocket::from_raw_with_buffer(stream, Role::Server, config.clone(), buf);
-        *socket.connection_mut() = accepted.connection(config);
-        Ok(socket)
+        self.stream.write_all(accepted.response()).await?;
+        self.stream.flush().await?;
+        let driver = Driver::with_buffer(accepted.connection(self.config), self.buf);
+        Ok(WebSocket::from_driver(self.stream, driver))
     }
 
     /// Refuses: writes a response with `status`, `headers` and `body` (a
     /// `Content-Length` is added), then shuts the stream down. Cancelling
     /// drops the stream, possibly mid-response.
-    pub async fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+    pub async fn reject(
+        mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<()> {
         let response = self.request.reject(status, headers, body);
-        let mut stream = self.stream;
-        stream.write_all(&response).await?;
-        stream.shutdown().await?;
-        Ok(())
+        self.stream.write_all(&response).await?;
+        Ok(self.stream.shutdown().await?)
     }
 }

@@ -1,9 +1,11 @@
 //! # ws-tokio: WebSockets on tokio
 //!
-//! A thin adapter that drives the sans-IO [`ws_proto`] core over any tokio
-//! `AsyncRead + AsyncWrite` stream: it moves bytes, arms one timer and maps
-//! types. Pings are answered, Close frames echoed, keepalive pings sent and
-//! the close timeout enforced while you [`recv`](WebSocket::recv).
+//! A thin adapter that runs the sans-IO [`ws_proto::Driver`] over any tokio
+//! `AsyncRead + AsyncWrite` stream: it performs the reads, writes and the one
+//! timer the driver asks for, and maps types; every policy (what to read and
+//! when, what a transport error means, the close handshake) is the core's.
+//! Pings are answered, Close frames echoed, keepalive pings sent and the
+//! close timeout enforced while you [`recv`](WebSocket::recv).
 //!
 //! ```no_run
 //! use ws_tokio::{CloseCode, Message};
@@ -39,7 +41,11 @@
 //! - Server: [`accept`], [`accept_with`], or [`read_request`] then
 //!   [`Incoming::accept`] / [`Incoming::reject`] to decide asynchronously.
 //! - A stream upgraded elsewhere (hyper, axum): [`WebSocket::from_raw`].
-//! - Two tasks: [`WebSocket::split`].
+//! - Two tasks: [`WebSocket::split`]; the read half keeps receiving (and
+//!   answering pings) even while the write half is blocked on a slow peer.
+//! - Cancellation: `recv`, `recv_event`, `flush` and `close` are
+//!   cancel-safe; `send`, `feed` and `ping` lose their message only if
+//!   dropped while waiting for room in a full outgoing buffer.
 //! - `futures` combinators: [`WebSocket`] is a `Stream` of messages and a
 //!   `Sink<Message>`.
 //!

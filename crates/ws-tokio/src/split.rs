@@ -1,193 +1,238 @@
 //! The read and write halves of a split [`WebSocket`].
+//!
+//! The driver sits behind a lock held only for its sans-IO calls, never
+//! across a read, a write or a wait: the reader reads its own half of the
+//! stream with the driver's read buffer taken out. The write side (with the
+//! bytes being written) is behind a second lock that nobody waits for: a
+//! half that finds it busy reports the write blocked and is woken once it
+//! is free, and whoever writes next takes the queued bytes in order.
 
-use alloc::{sync::Arc, task::Wake};
-use core::{
-    future::poll_fn,
-    pin::Pin,
-    task::{Context, Poll, Waker},
-};
-use std::{
-    io,
-    sync::{Mutex, MutexGuard, PoisonError},
-};
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use core::future::poll_fn;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use core::task::{Context, Poll, Waker, ready};
+use std::io;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, WriteHalf as Writer};
 use tokio_util::io::poll_read_buf;
-use ws_proto::{CloseCode, CloseFrame, Connection, Event, Message};
+use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
-use crate::{
-    Error, Result, WebSocket,
-    socket::{
-        Link, ReadLink, Receiver, ping, poll_command, poll_ready, poll_write_all, start_close,
-    },
-};
+use crate::socket::{Io, Link, Timer, message, ping, poll_command, poll_op, recv_api, report};
+use crate::{Error, Result, WebSocket, socket::send_api};
 
-/// The connection and the write side of the stream, behind one lock taken
-/// only for short synchronous calls (never across a wait).
-#[derive(Debug)]
-struct WriteState<S> {
-    conn: Connection,
-    write: tokio::io::WriteHalf<S>,
-    /// The reader's task, woken when a command may have moved the deadline.
-    reader: Option<Waker>,
-}
-
-/// Wakes both halves when the write side becomes ready: whichever half polls
-/// the write side registers this waker, so neither displaces the other.
+/// The halves' wakers. The stream keeps one waker for write readiness, so
+/// whichever half polls the write side registers one that wakes both:
+/// neither displaces the other.
 #[derive(Debug, Default)]
-struct WriteWakers {
+struct Wakers {
+    /// The reader's and the writer's.
     slots: Mutex<[Option<Waker>; 2]>,
+    /// A half found the write side busy: wake both once it is free.
+    contended: AtomicBool,
 }
 
-impl Wake for WriteWakers {
+impl Wake for Wakers {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let slots = core::mem::take(&mut *lock(&self.slots));
-        slots.into_iter().flatten().for_each(Waker::wake);
+        let wakers = core::mem::take(&mut *lock(&self.slots));
+        wakers.into_iter().flatten().for_each(Waker::wake);
     }
 }
 
 #[derive(Debug)]
 struct Shared<S> {
-    state: Mutex<WriteState<S>>,
-    wakers: Arc<WriteWakers>,
-    /// `wakers` as a `Waker`, handed to the write side.
-    write_waker: Waker,
+    driver: Mutex<Driver>,
+    write: Mutex<Io<Writer<S>>>,
+    wakers: Arc<Wakers>,
 }
-
-const READER: usize = 0;
-const WRITER: usize = 1;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn register(slot: &mut Option<Waker>, waker: &Waker) {
-    if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-        *slot = Some(waker.clone());
-    }
+fn unlock<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<S: AsyncWrite> Shared<S> {
-    /// Runs a poll of the write side for half `side`.
-    fn poll_write_side<R>(
+impl<S> Shared<S> {
+    /// Registers the waker of half `side` (0: the reader, 1: the writer).
+    fn register(&self, side: usize, cx: &Context<'_>) {
+        let slot = &mut lock(&self.wakers.slots)[side];
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+    }
+
+    /// Runs `f` on the write side without waiting for it: `Pending` if the
+    /// other half is using it, and this half is woken once it is free.
+    fn with_write<R>(
         &self,
-        cx: &Context<'_>,
         side: usize,
-        f: impl FnOnce(&mut WriteState<S>, &mut Context<'_>) -> Poll<R>,
+        cx: &Context<'_>,
+        f: impl FnOnce(&mut Io<Writer<S>>, &mut Context<'_>) -> Poll<R>,
     ) -> Poll<R> {
-        register(&mut lock(&self.wakers.slots)[side], cx.waker());
-        let mut shared_cx = Context::from_waker(&self.write_waker);
-        f(&mut lock(&self.state), &mut shared_cx)
-    }
-}
-
-/// A [`Link`] for either half: `side` says whose waker to register.
-struct HalfLink<'a, S> {
-    shared: &'a Shared<S>,
-    side: usize,
-    /// The read side and the reader's waker (read half only).
-    read: Option<(&'a mut tokio::io::ReadHalf<S>, &'a Waker)>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for HalfLink<'_, S> {
-    fn with_conn<R>(&mut self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        let mut state = lock(&self.shared.state);
-        if let Some((_, waker)) = &self.read {
-            register(&mut state.reader, waker);
+        self.register(side, cx);
+        let mut io = self.write.try_lock().ok();
+        if io.is_none() {
+            // Flag first, then retry: the holder checks the flag after
+            // unlocking, so either the retry succeeds or the holder wakes us.
+            self.wakers.contended.store(true, SeqCst);
+            io = self.write.try_lock().ok();
         }
-        f(&mut state.conn)
-    }
-
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_write_side(cx, self.side, |state, cx| {
-            poll_write_all(&mut state.write, &mut state.conn, cx)
-        })
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_write_side(cx, self.side, |state, cx| {
-            Pin::new(&mut state.write).poll_shutdown(cx)
-        })
+        let Some(mut io) = io else {
+            return Poll::Pending;
+        };
+        let waker = Waker::from(Arc::clone(&self.wakers));
+        let result = f(&mut io, &mut Context::from_waker(&waker));
+        drop(io);
+        if self.wakers.contended.swap(false, SeqCst) {
+            self.wakers.wake_by_ref();
+        }
+        result
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> ReadLink for HalfLink<'_, S> {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        match &mut self.read {
-            Some((read, _)) => poll_read_buf(Pin::new(&mut **read), cx, buf),
-            None => Poll::Ready(Err(io::ErrorKind::Unsupported.into())),
-        }
+/// A half: the read half has the stream's read side and runs the timer.
+#[derive(Debug)]
+struct Half<S> {
+    shared: Arc<Shared<S>>,
+    read: Option<tokio::io::ReadHalf<S>>,
+    timer: Timer,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for Half<S> {
+    type W = Writer<S>;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
+        f(&mut lock(&self.shared.driver))
+    }
+
+    fn with_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Io<Writer<S>>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        self.shared
+            .with_write(usize::from(self.read.is_none()), cx, f)
+    }
+
+    /// Writes owned chunks popped from the queue, outside the driver's lock.
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let shared = &*self.shared;
+        let written = shared.with_write(usize::from(self.read.is_none()), cx, |io, cx| {
+            if io.held.is_empty() {
+                io.held = lock(&shared.driver)
+                    .outgoing()
+                    .pop_chunk()
+                    .unwrap_or_default();
+            }
+            if io.held.is_empty() {
+                return Poll::Ready(Ok(0)); // the other half wrote it meanwhile
+            }
+            io.poll_write(cx, &mut Bytes::new())
+        });
+        report(&mut lock(&shared.driver), written, true)
+    }
+
+    /// Reads with the read buffer taken out of the driver.
+    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(read) = &mut self.read else {
+            return report(&mut lock(&self.shared.driver), Poll::Pending, false); // never asked
+        };
+        self.shared.register(0, cx); // woken by `close` too, to arm the close timer
+        let mut buf = lock(&self.shared.driver).take_read_buf();
+        let (filled, error) = match poll_read_buf(Pin::new(read), cx, &mut buf) {
+            Poll::Ready(Ok(n)) => (Some(n), None),
+            Poll::Ready(Err(e)) => (None, Some(e)),
+            Poll::Pending => (None, None),
+        };
+        lock(&self.shared.driver).give_read_buf(buf, filled);
+        error.map_or(Ok(()), Err)
+    }
+
+    fn timer(&mut self, cx: &mut Context<'_>) {
+        self.timer.poll(cx, &mut lock(&self.shared.driver));
     }
 }
 
 /// The receiving half of a [`WebSocket`], from [`WebSocket::split`].
 ///
-/// It drives the connection as [`WebSocket::recv`] does: automatic replies
-/// (pongs, the Close echo, keepalive pings) are written through the shared
-/// write side when it is free, otherwise by the [`WriteHalf`]'s next call.
-/// It also runs the timers (keepalive, close timeout): keep it polled.
+/// It drives the connection as [`WebSocket::recv`] does: it answers pings
+/// and echoes the Close (through the write side when it is free, otherwise
+/// the [`WriteHalf`] writes them next, in order), and runs the timers
+/// (keepalive, close timeout): keep it polled. It never waits for the write
+/// half, even one blocked on a peer that does not read.
 #[derive(Debug)]
-pub struct ReadHalf<S> {
-    read: tokio::io::ReadHalf<S>,
-    shared: Arc<Shared<S>>,
-    rx: Receiver,
-}
+pub struct ReadHalf<S>(Half<S>);
 
 /// The sending half of a [`WebSocket`], from [`WebSocket::split`].
 #[derive(Debug)]
-pub struct WriteHalf<S> {
-    shared: Arc<Shared<S>>,
-}
+pub struct WriteHalf<S>(Half<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits the socket into halves usable from two tasks at once. The
     /// connection is shared behind a lock held only for short synchronous
-    /// calls, never across an I/O wait.
+    /// calls, never across I/O or a wait.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let (stream, conn, rx) = self.into_parts();
-        let (read, write) = tokio::io::split(stream);
-        let wakers = Arc::new(WriteWakers::default());
+        let Self { io, driver, timer } = self;
+        let (read, write) = io.map(tokio::io::split);
+        let (driver, write, wakers) = (Mutex::new(driver), Mutex::new(write), Arc::default());
         let shared = Arc::new(Shared {
-            state: Mutex::new(WriteState {
-                conn,
-                write,
-                reader: None,
-            }),
-            write_waker: Waker::from(Arc::clone(&wakers)),
+            driver,
+            write,
             wakers,
         });
-        let write = WriteHalf {
-            shared: Arc::clone(&shared),
+        let (writer, read) = (Arc::clone(&shared), Some(read));
+        let writer = Half {
+            shared: writer,
+            read: None,
+            timer: Timer::default(),
         };
-        (ReadHalf { read, shared, rx }, write)
+        (
+            ReadHalf(Half {
+                shared,
+                read,
+                timer,
+            }),
+            WriteHalf(writer),
+        )
     }
 
     /// Puts the halves back together. Fails (dropping them) if they do not
     /// come from the same socket.
-    pub fn reunite(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<Self> {
+    pub fn reunite(ReadHalf(read): ReadHalf<S>, WriteHalf(write): WriteHalf<S>) -> Result<Self> {
         if !Arc::ptr_eq(&read.shared, &write.shared) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the halves come from different WebSockets",
-            )
-            .into());
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "halves of different sockets");
+            return Err(e.into());
         }
         drop(write);
-        let ReadHalf { read, shared, rx } = read;
-        let shared = Arc::try_unwrap(shared)
-            .map_err(|_| io::Error::other("the write half is still shared"))?;
-        let state = shared
-            .state
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(Self::from_parts(read.unsplit(state.write), state.conn, rx))
+        let Some((shared, half)) = Arc::into_inner(read.shared).zip(read.read) else {
+            unreachable!("both halves are here")
+        };
+        let ((), io) = unlock(shared.write).map(|write| ((), half.unsplit(write)));
+        let (driver, timer) = (unlock(shared.driver), read.timer);
+        Ok(Self { io, driver, timer })
+    }
+}
+
+impl<S> ReadHalf<S> {
+    /// Why the connection ended; see [`WebSocket::close_frame`].
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        lock(&self.0.shared.driver).close_frame().cloned()
+    }
+
+    /// Runs `f` on the shared connection (under its lock: keep it short).
+    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(lock(&self.0.shared.driver).connection_mut())
     }
 }
 
@@ -198,154 +243,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     }
 }
 
-impl<S> ReadHalf<S> {
-    /// Why the connection ended; see [`WebSocket::close_frame`].
-    pub const fn close_frame(&self) -> Option<&CloseFrame> {
-        self.rx.close_frame()
-    }
-
-    /// Runs `f` on the shared connection (under its lock: keep it short).
-    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        f(&mut lock(&self.shared.state).conn)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
-    fn parts<'a>(&'a mut self, waker: &'a Waker) -> (HalfLink<'a, S>, &'a mut Receiver) {
-        let link = HalfLink {
-            shared: &self.shared,
-            side: READER,
-            read: Some((&mut self.read, waker)),
-        };
-        (link, &mut self.rx)
-    }
-
-    /// Polls for the next event; see [`recv_event`](Self::recv_event).
-    pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        let waker = cx.waker().clone();
-        let (mut link, rx) = self.parts(&waker);
-        rx.poll_event(&mut link, cx)
-    }
-
-    /// Polls for the next data message; see [`recv`](Self::recv).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        let waker = cx.waker().clone();
-        let (mut link, rx) = self.parts(&waker);
-        rx.poll_message(&mut link, cx)
-    }
-
-    /// Receives the next data message; see [`WebSocket::recv`]. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
-    /// Receives the next event; see [`WebSocket::recv_event`]. Cancel-safe.
-    pub async fn recv_event(&mut self) -> Option<Result<Event>> {
-        poll_fn(|cx| self.poll_recv_event(cx)).await
-    }
-}
-
 impl<S> WriteHalf<S> {
     /// Runs `f` on the shared connection (under its lock: keep it short),
     /// e.g. for [`Connection::send_fragment`]; then [`flush`](Self::flush).
     pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        f(&mut lock(&self.shared.state).conn)
+        f(lock(&self.0.shared.driver).connection_mut())
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
-    fn link(&self) -> HalfLink<'_, S> {
-        HalfLink {
-            shared: &self.shared,
-            side: WRITER,
-            read: None,
-        }
-    }
-
     /// Polls writing everything queued; see [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.link().poll_write_out(cx).map_err(Error::from)
-    }
-
-    /// Queues `message` and writes everything queued; see
-    /// [`WebSocket::send`] (same cancellation behavior).
-    pub async fn send(&mut self, message: Message) -> Result<()> {
-        self.feed(message).await?;
-        self.flush().await
-    }
-
-    /// Queues `message`, writing only while the buffer is full; see
-    /// [`WebSocket::feed`].
-    pub async fn feed(&mut self, message: Message) -> Result<()> {
-        let mut slot = Some(message);
-        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, Connection::send)).await
-    }
-
-    /// Writes everything queued. Cancel-safe: what is not written stays
-    /// queued.
-    pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.poll_flush(cx)).await
-    }
-
-    /// Sends a ping; its pong arrives at the [`ReadHalf`] as [`Event::Pong`].
-    /// Cancellation as for [`WebSocket::send`].
-    pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
-        let mut slot = Some(Message::Binary(payload));
-        poll_fn(|cx| poll_command(&mut self.link(), cx, &mut slot, ping)).await?;
-        self.flush().await
-    }
-
-    /// Queues a Close frame (unless one was sent) and flushes it. The
-    /// [`ReadHalf`] completes the close handshake: it reads until the peer's
-    /// Close (or the close timeout), then shuts the transport down and its
-    /// `recv` returns `None`. Cancel-safe: the Close is queued once and a
-    /// later `flush` (or the reader) writes it.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.start_close(code, reason)?;
-        self.flush().await
+        poll_op(&mut self.0, cx, Op::WriteOut).map_ok(drop)
     }
 
     fn start_close(&self, code: CloseCode, reason: &str) -> Result<()> {
-        let reader = {
-            let mut state = lock(&self.shared.state);
-            start_close(&mut state.conn, code, reason)?;
-            state.reader.take()
-        };
+        lock(&self.0.shared.driver).close(code, reason)?;
         // The close timer starts: let the reader arm it.
-        if let Some(reader) = reader {
-            reader.wake();
-        }
+        self.0.shared.wakers.wake_by_ref();
         Ok(())
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
-    type Item = Result<Message>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_recv(cx)
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_flush(cx)
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        poll_ready(&mut self.link(), cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        Ok(self.with_connection(|conn| conn.send(item))?)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_flush(cx)
-    }
-
-    /// Queues Close 1000 and flushes it; the [`ReadHalf`] finishes the close.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        this.start_close(CloseCode::NORMAL, "")?;
-        this.poll_flush(cx)
-    }
-}
+recv_api!(ReadHalf.0);
+send_api!(
+    WriteHalf.0,
+    Op::WriteOut,
+    /// Writes everything queued. Cancel-safe: what is not written stays
+    /// queued.
+    flush,
+    /// Queues a Close frame (unless the close handshake started) and writes
+    /// it. The [`ReadHalf`] completes the close handshake: it reads until the
+    /// peer's Close (or the close timeout), then shuts the transport down and
+    /// its `recv` returns `None`; data arriving meanwhile is still delivered
+    /// to it. Cancel-safe: the Close is queued once and a later `flush` (or
+    /// the reader) writes it.
+    close
+);
