@@ -84,9 +84,12 @@
 //!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
 
 #![cfg_attr(not(feature = "std"), no_std)]
-// Two audited exceptions: `mask::wide` (an AVX2 build of the safe masking
-// loop, called after a CPU check) and `utf8::valid_str` (`Utf8Bytes` as
-// `&str` without validating again). Everything else is safe code.
+// Three audited exceptions, each a small module with its SAFETY comment and
+// tests: `mask::wide` (an AVX2 build of the safe masking loop, called after a
+// CPU check), `utf8::valid_str` (O(1) `Utf8Bytes::as_str` over bytes checked
+// on the way in), and `driver::read_buffer` (a `BufMut` that forwards to
+// `BytesMut`'s, so a transport can only append to the driver's buffer).
+// Everything else is safe code.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 // The library must build without std: reach for core and alloc first.

@@ -76,7 +76,7 @@ fn unmask_words_is_ascii(data: &mut [u8], key: [u8; 4], offset: usize) -> bool {
 
 /// The masking loops compiled for AVX2, chosen at run time.
 ///
-/// The only `unsafe` in the crate, kept to two calls: measured with
+/// One of the crate's three audited `unsafe` modules, kept to two calls: measured with
 /// valgrind, unmasking was 57% of a server's instructions per 1 MiB echo
 /// (0.29 instructions per byte with 16-byte SSE2 vectors, the baseline
 /// x86-64 target); 32-byte AVX2 vectors halve that. The code itself is the

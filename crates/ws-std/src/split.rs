@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
-use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op, driver::READ_SIZE};
+use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
 use crate::{
     Result, Transport, WebSocket,
@@ -73,23 +73,11 @@ where
     }
 
     fn read(&mut self, wait: bool) -> io::Result<()> {
-        let (mut buf, room) = self.with(|d| {
-            let buf = d.take_read_buf();
-            let ahead = if buf.is_empty() {
-                0
-            } else {
-                d.connection().read_ahead(&buf)
-            };
-            let room = (buf.capacity() - buf.len()).min(READ_SIZE.max(ahead));
-            (buf, room)
-        });
-        let start = buf.len();
-        buf.resize(start + room, 0);
+        let mut buf = self.with(Driver::take_read_buf);
         let read = match wait {
-            true => (&self.0.io).read(&mut buf[start..]),
+            true => (&self.0.io).read(buf.room_mut()),
             false => Err(io::ErrorKind::WouldBlock.into()),
         };
-        buf.truncate(start + read.as_ref().map_or(0, |n| *n));
         self.with(|d| d.give_read_buf(buf, read.as_ref().ok().copied()));
         read.map(drop)
     }

@@ -76,6 +76,9 @@ struct InFrame {
 struct InMessage {
     text: bool,
     data: BytesMut,
+    /// Whether every fragment so far was checked in the call that split it
+    /// off the caller's buffer (see `finish_message`).
+    checked: bool,
 }
 
 /// The close timer: off, waiting to be armed at the next `poll_timeout`,
@@ -145,6 +148,13 @@ pub struct Connection {
     pong_deadline: Option<Duration>,
     /// Whether bytes arrived since the keepalive timer was last armed.
     activity: bool,
+    /// Whether the part of the frame in progress already unmasked and
+    /// checked has been in the caller's hands between calls, where safe code
+    /// could change it (see `finish_message`). The [`Driver`] never lets it
+    /// out, so its calls need not check that text again.
+    ///
+    /// [`Driver`]: crate::Driver
+    prefix_exposed: bool,
     /// What the opening handshake negotiated; boxed, and `None` when nothing
     /// was, to keep an idle connection small.
     negotiated: Option<Box<Negotiated>>,
@@ -189,6 +199,7 @@ impl Connection {
             next_ping: None,
             pong_deadline: None,
             activity: false,
+            prefix_exposed: false,
             negotiated: None,
         }
     }
@@ -330,12 +341,41 @@ impl Connection {
     /// call. After the Close event, incoming bytes are discarded.
     #[inline]
     pub fn next_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        let event = self.next_event_with(buf, false);
+        // What was checked in this call is in the caller's hands from now on.
+        self.prefix_exposed = true;
+        event
+    }
+
+    /// [`next_event`](Self::next_event) for the [`Driver`](crate::Driver),
+    /// which only ever appends to `buf` between calls: text checked as it
+    /// arrived is still what was checked.
+    #[inline]
+    pub(crate) fn next_event_appended(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Event>, ProtocolError> {
+        self.next_event_with(buf, true)
+    }
+
+    /// The caller's buffer leaves the driver: what was checked in it may be
+    /// changed from now on.
+    pub(crate) fn expose_prefix(&mut self) {
+        self.prefix_exposed = true;
+    }
+
+    #[inline]
+    fn next_event_with(
+        &mut self,
+        buf: &mut BytesMut,
+        appended: bool,
+    ) -> Result<Option<Event>, ProtocolError> {
         // A run loop asks once more after every event, usually with nothing
         // left to read: answer that without the full call.
         if buf.is_empty() && self.error.is_none() && self.pending_close.is_none() && !self.eof {
             return Ok(None);
         }
-        self.next_event_slow(buf)
+        self.next_event_slow(buf, appended)
     }
 
     /// Read-ahead advice for the caller's read buffer `buf` (the one passed
@@ -364,7 +404,11 @@ impl Connection {
     }
 
     /// [`next_event`](Self::next_event) when there may be something to report.
-    fn next_event_slow(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+    fn next_event_slow(
+        &mut self,
+        buf: &mut BytesMut,
+        appended: bool,
+    ) -> Result<Option<Event>, ProtocolError> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
@@ -375,7 +419,7 @@ impl Connection {
             buf.clear();
             return Ok(None);
         }
-        match self.read_event(buf) {
+        match self.read_event(buf, appended) {
             Ok(Some(event)) => Ok(Some(event)),
             Ok(None) if self.eof => {
                 // The transport ended without a close handshake.
@@ -587,10 +631,15 @@ impl Connection {
 
     // ----- Receive internals -----
 
-    fn read_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
-        // Payload checked in an earlier call has since been in the caller's
-        // hands, which could change it: see `finish_message`.
-        let mut resumed = self.frame.as_ref().is_some_and(|frame| frame.processed > 0);
+    fn read_event(
+        &mut self,
+        buf: &mut BytesMut,
+        appended: bool,
+    ) -> Result<Option<Event>, ProtocolError> {
+        // Payload checked in an earlier call may since have been in the
+        // caller's hands, which could change it: see `finish_message`.
+        let mut resumed = self.frame.as_ref().is_some_and(|frame| frame.processed > 0)
+            && (self.prefix_exposed || !appended);
         loop {
             let frame = match &mut self.frame {
                 Some(frame) => frame,
@@ -624,6 +673,7 @@ impl Connection {
             }
             let frame = *frame;
             self.frame = None;
+            self.prefix_exposed = false;
             // What the payload pins if shared: see `PIN_RATIO`.
             let buf_capacity = buf.capacity();
             let payload = buf.split_to(frame.len);
@@ -731,6 +781,7 @@ impl Connection {
                 self.message = Some(InMessage {
                     text: frame.text,
                     data: unpin_small(payload, buf_capacity),
+                    checked: checked_in_this_call,
                 });
                 Ok(None)
             }
@@ -739,15 +790,17 @@ impl Connection {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
                 message.data.extend_from_slice(&payload);
+                message.checked &= checked_in_this_call;
                 if !frame.fin {
                     return Ok(None);
                 }
                 let Some(message) = self.message.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                // Fragments are checked in the calls that receive them,
-                // usually not all in this one.
-                self.finish_message(message.text, message.data, false)
+                // Each fragment was split off (out of the caller's reach) in
+                // the call that finished it: they stand if each was checked
+                // in that call.
+                self.finish_message(message.text, message.data, message.checked)
                     .map(Some)
             }
         }

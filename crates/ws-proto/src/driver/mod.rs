@@ -74,6 +74,9 @@
 //! [`Op::Reserve`] and [`Op::WriteOut`].
 
 mod pool;
+mod read_buffer;
+
+pub use self::read_buffer::ReadBuffer;
 
 use alloc::collections::VecDeque;
 use core::time::Duration;
@@ -135,12 +138,6 @@ pub enum Op {
     Close,
 }
 
-impl Op {
-    const fn receives(self) -> bool {
-        matches!(self, Self::Recv | Self::RecvMessage | Self::Close)
-    }
-}
-
 /// What the driver asks the adapter to do next; see the [module
 /// docs](self) for how to perform and report each.
 #[derive(Debug)]
@@ -179,14 +176,9 @@ const TIMER: u8 = 4;
 #[derive(Debug)]
 pub struct Driver {
     conn: Connection,
-    buf: BytesMut,
+    read: ReadBuffer,
     /// The current read size: `READ_SIZE` to `MAX_READ_SIZE`.
     read_size: usize,
-    /// Where the zero-filled room of [`read_slice`](Self::read_slice) starts.
-    slice_from: Option<usize>,
-    /// The room offered to the last read: a read that fills it doubles the
-    /// read size.
-    room: usize,
     /// Events read while no receive call was running, oldest first.
     stash: VecDeque<Event>,
     /// Payload bytes of the data messages in `stash`.
@@ -221,10 +213,12 @@ impl Driver {
     pub fn with_buffer(conn: Connection, buf: BytesMut) -> Self {
         Self {
             conn,
-            buf,
+            read: ReadBuffer {
+                buf,
+                slice_from: None,
+                room: 0,
+            },
             read_size: READ_SIZE,
-            slice_from: None,
-            room: 0,
             stash: VecDeque::new(),
             stash_bytes: 0,
             ready: None,
@@ -267,8 +261,10 @@ impl Driver {
 
     /// The connection and the read buffer, for an adapter that wants to hand
     /// them elsewhere (bytes read but not yet parsed stay in the buffer).
-    pub fn into_parts(self) -> (Connection, BytesMut) {
-        (self.conn, self.buf)
+    pub fn into_parts(mut self) -> (Connection, BytesMut) {
+        // The buffer leaves the driver's care: see `ReadBuffer`.
+        self.conn.expose_prefix();
+        (self.conn, self.read.buf)
     }
 
     // ----- Commands -----
@@ -306,6 +302,7 @@ impl Driver {
     // ----- The loop -----
 
     /// What to do next for operation `op`.
+    #[inline]
     pub fn poll(&mut self, op: Op) -> Action {
         let action = self.next_action(op);
         if matches!(action, Action::Deliver(_) | Action::Wait | Action::Done(_)) {
@@ -322,27 +319,16 @@ impl Driver {
 
     #[inline]
     fn next_action(&mut self, op: Op) -> Action {
-        if op.receives() {
-            self.receiving = true;
-            if let Some(event) = self.ready.take() {
-                if op == Op::Close {
-                    // A receive call was dropped before its event left.
-                    if let Event::Message(message) = &event {
-                        self.stash_bytes += message.len();
-                    }
-                    self.stash.push_front(event);
-                } else {
-                    return self.deliver_after_write(event);
-                }
-            }
-            if op != Op::Close
-                && let Some(event) = self.unstash(op)
-            {
-                return Action::Deliver(event);
-            }
-        }
         match op {
-            Op::Recv | Op::RecvMessage | Op::Close => self.poll_receive(op),
+            Op::Recv | Op::RecvMessage | Op::Close => {
+                self.receiving = true;
+                if (self.ready.is_some() || !self.stash.is_empty())
+                    && let Some(action) = self.resume(op)
+                {
+                    return action;
+                }
+                self.poll_receive(op)
+            }
             Op::Flush | Op::WriteOut => {
                 if self.conn.wants_write() && !self.done {
                     return self.write_or_wait();
@@ -360,6 +346,26 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// A receive that finds an event waiting: one whose reply was being
+    /// written, or one read while the application only sent.
+    #[cold]
+    fn resume(&mut self, op: Op) -> Option<Action> {
+        if let Some(event) = self.ready.take() {
+            if op != Op::Close {
+                return Some(self.deliver_after_write(event));
+            }
+            // A receive call was dropped before its event left.
+            if let Event::Message(message) = &event {
+                self.stash_bytes += message.len();
+            }
+            self.stash.push_front(event);
+        }
+        if op == Op::Close {
+            return None;
+        }
+        self.unstash(op).map(Action::Deliver)
     }
 
     /// The next stashed event that `op` delivers (others are dropped: their
@@ -386,6 +392,7 @@ impl Driver {
 
     /// An event whose automatic reply is queued: written first when the
     /// transport takes it, so a pong is not held up by the application.
+    #[inline]
     fn deliver_after_write(&mut self, event: Event) -> Action {
         if self.conn.wants_write() && self.blocked & WRITE == 0 && !self.done {
             self.ready = Some(event);
@@ -394,13 +401,14 @@ impl Driver {
         Action::Deliver(event)
     }
 
+    #[inline]
     fn poll_receive(&mut self, op: Op) -> Action {
         loop {
             if self.done {
                 return Action::Done(self.error.take().map_or(Ok(()), Err));
             }
             if self.error.is_none() && !self.buf_out {
-                match self.conn.next_event(&mut self.buf) {
+                match self.conn.next_event_appended(&mut self.read.buf) {
                     Ok(Some(event)) => {
                         if let Some(action) = self.on_event(op, event) {
                             return action;
@@ -420,27 +428,43 @@ impl Driver {
             if self.conn.wants_write() && self.blocked & WRITE == 0 {
                 return Action::Write;
             }
-            let over = self.error.is_some() || self.conn.should_close_transport();
-            if over && (!self.conn.wants_write() || self.conn.is_abandoned()) {
-                if !self.shut {
-                    return Action::Shutdown;
+            if self.error.is_some() || self.conn.should_close_transport() {
+                match self.poll_over() {
+                    Some(action) => return action,
+                    None => continue,
                 }
-                self.finish();
-                continue;
             }
             if self.conn.has_timers() && self.blocked & TIMER == 0 {
                 return Action::Timer;
             }
-            if over || self.blocked & READ != 0 || self.buf_out {
-                // Over but still flushing the Close: wait for the write (or
-                // the close timeout).
+            if self.blocked & READ != 0 || self.buf_out {
                 return Action::Wait;
             }
             return Action::Read { wait: true };
         }
     }
 
+    /// The connection is over (failed, or the close handshake is done):
+    /// flush the Close (bounded by the close timeout), shut down, finish.
+    /// `None`: finished; the receive reports it.
+    #[cold]
+    fn poll_over(&mut self) -> Option<Action> {
+        if !self.conn.wants_write() || self.conn.is_abandoned() {
+            if !self.shut {
+                return Some(Action::Shutdown);
+            }
+            self.finish();
+            return None;
+        }
+        if self.conn.has_timers() && self.blocked & TIMER == 0 {
+            return Some(Action::Timer);
+        }
+        // Still flushing the Close: wait for the write or the close timeout.
+        Some(Action::Wait)
+    }
+
     /// Routes an event read during `op`; `Some` ends the operation.
+    #[inline]
     fn on_event(&mut self, op: Op, event: Event) -> Option<Action> {
         if let Event::Close(frame) = &event {
             self.close_frame = Some(frame.clone());
@@ -463,6 +487,7 @@ impl Driver {
     }
 
     /// Non-blocking reads after a flush; events are stashed.
+    #[inline(never)]
     fn poll_background(&mut self) -> Action {
         loop {
             let stop = self.done
@@ -477,7 +502,7 @@ impl Driver {
                 }
                 return Action::Done(Ok(()));
             }
-            match self.conn.next_event(&mut self.buf) {
+            match self.conn.next_event_appended(&mut self.read.buf) {
                 Ok(Some(event)) => {
                     if let Event::Close(frame) = &event {
                         self.close_frame = Some(frame.clone());
@@ -504,7 +529,7 @@ impl Driver {
     /// The transport is finished with: free what it held.
     fn finish(&mut self) {
         self.done = true;
-        self.buf = BytesMut::new();
+        self.read.buf = BytesMut::new();
     }
 
     // ----- Reports: writing -----
@@ -534,40 +559,37 @@ impl Driver {
 
     // ----- Reports: reading -----
 
-    /// The read buffer, with room for the next read; read into its spare
-    /// capacity (`tokio_util::io::poll_read_buf`, `BufMut`), then report
+    /// The read buffer, with room made for the next read: a `BufMut` over
+    /// its spare room only (`tokio_util::io::poll_read_buf`); then report
     /// [`filled`](Self::filled) with the count.
     #[inline]
-    pub fn read_buf(&mut self) -> &mut BytesMut {
+    pub fn read_buf(&mut self) -> &mut ReadBuffer {
         self.make_room();
-        self.room = self.buf.capacity() - self.buf.len();
-        &mut self.buf
+        self.read.room = self.read.buf.capacity() - self.read.buf.len();
+        &mut self.read
     }
 
     /// The read room as an initialised slice, for transports that read into
     /// `&mut [u8]` (`std::io::Read`, `futures_io::AsyncRead`); report
     /// [`filled`](Self::filled) with the count read into its front. At most
-    /// the current read size is zero-filled per call.
+    /// the current read size (or the read-ahead of a large frame) is
+    /// zero-filled per call.
     pub fn read_slice(&mut self) -> &mut [u8] {
         self.make_room();
-        let start = self.buf.len();
-        let room = (self.buf.capacity() - start).min(self.read_size.max(self.ahead()));
-        self.buf.resize(start + room, 0);
-        self.slice_from = Some(start);
-        self.room = room;
-        &mut self.buf[start..]
+        self.read.room = self.read_size.max(self.ahead());
+        self.read.room_mut()
     }
 
     /// `n` bytes were read (0: the transport reached end of stream).
     #[inline]
     pub fn filled(&mut self, n: usize) {
-        if let Some(start) = self.slice_from.take() {
-            self.buf.truncate(start + n);
+        if let Some(start) = self.read.slice_from.take() {
+            self.read.buf.truncate(start + n);
         }
         self.blocked = 0;
         if n == 0 {
             self.conn.handle_eof();
-        } else if n >= self.room {
+        } else if n >= self.read.room {
             // The read filled the room: more is likely waiting.
             self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
         }
@@ -575,8 +597,8 @@ impl Driver {
 
     /// The transport has no bytes now (`Pending`, `WouldBlock`).
     pub fn read_blocked(&mut self) {
-        if let Some(start) = self.slice_from.take() {
-            self.buf.truncate(start);
+        if let Some(start) = self.read.slice_from.take() {
+            self.read.buf.truncate(start);
         }
         self.blocked |= READ;
         // Halved, not reset: a stream of large messages pauses between
@@ -586,21 +608,23 @@ impl Driver {
     }
 
     /// Takes the read buffer (with room made) out of the driver, for a read
-    /// performed without holding the driver (a split reader); hand it back
+    /// performed without holding the driver (a split reader): read into it
+    /// as a `BufMut` or through [`ReadBuffer::room_mut`], then hand it back
     /// with [`give_read_buf`](Self::give_read_buf). Meanwhile the driver
     /// parses nothing.
-    pub fn take_read_buf(&mut self) -> BytesMut {
+    pub fn take_read_buf(&mut self) -> ReadBuffer {
         self.make_room();
-        self.room = self.buf.capacity() - self.buf.len();
+        self.read.room = self.read.buf.capacity() - self.read.buf.len();
+        self.read.room = self.read.room.min(self.read_size.max(self.ahead()));
         self.buf_out = true;
-        core::mem::take(&mut self.buf)
+        core::mem::take(&mut self.read)
     }
 
     /// Returns the buffer from [`take_read_buf`](Self::take_read_buf) with
     /// the outcome of the read: `Some(n)` read `n` bytes (0: end of stream),
     /// `None` blocked (or failed: report [`io_error`](Self::io_error) too).
-    pub fn give_read_buf(&mut self, buf: BytesMut, read: Option<usize>) {
-        self.buf = buf;
+    pub fn give_read_buf(&mut self, buf: ReadBuffer, read: Option<usize>) {
+        self.read = buf;
         self.buf_out = false;
         match read {
             Some(n) => self.filled(n),
@@ -611,10 +635,10 @@ impl Driver {
     /// Read-ahead advice for the frame in progress (see
     /// [`Connection::read_ahead`]).
     fn ahead(&self) -> usize {
-        if self.buf.is_empty() {
+        if self.read.buf.is_empty() {
             0
         } else {
-            self.conn.read_ahead(&self.buf)
+            self.conn.read_ahead(&self.read.buf)
         }
     }
 
@@ -623,32 +647,32 @@ impl Driver {
     /// buffer, and copying what it holds, a read size at a time.
     #[inline]
     fn make_room(&mut self) {
-        let spare = self.buf.capacity() - self.buf.len();
+        let spare = self.read.buf.capacity() - self.read.buf.len();
         // The common case, room enough, costs one comparison.
-        if spare < self.read_size / 4 || (!self.buf.is_empty() && spare < self.read_size) {
+        if spare < self.read_size / 4 || (!self.read.buf.is_empty() && spare < self.read_size) {
             self.grow();
         }
     }
 
     #[inline(never)]
     fn grow(&mut self) {
-        if self.buf.capacity() == 0 {
-            self.buf = pool::take();
+        if self.read.buf.capacity() == 0 {
+            self.read.buf = pool::take();
         }
-        let spare = self.buf.capacity() - self.buf.len();
+        let spare = self.read.buf.capacity() - self.read.buf.len();
         let ahead = self.ahead();
         if ahead > self.read_size && ahead > spare {
-            self.buf.reserve(ahead);
+            self.read.buf.reserve(ahead);
         } else if spare < self.read_size / 4 {
-            self.buf.reserve(self.read_size);
+            self.read.buf.reserve(self.read_size);
         }
     }
 
     /// A connection that waits for bytes holds no read buffer: an empty one
     /// goes back to the pool (with `std`) or is freed.
     fn release_idle_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 && !self.buf_out {
-            pool::give(core::mem::take(&mut self.buf));
+        if self.read.buf.is_empty() && self.read.buf.capacity() > 0 && !self.buf_out {
+            pool::give(core::mem::take(&mut self.read.buf));
         }
     }
 
@@ -695,8 +719,8 @@ impl Driver {
     /// closed already. Returns whether to report the error to the
     /// application: not when the connection had already ended cleanly.
     pub fn io_error(&mut self) -> bool {
-        if let Some(start) = self.slice_from.take() {
-            self.buf.truncate(start);
+        if let Some(start) = self.read.slice_from.take() {
+            self.read.buf.truncate(start);
         }
         self.blocked = 0;
         let closed = self.done || self.close_frame.is_some() || self.error.is_some();
