@@ -1,0 +1,210 @@
+//! The opening handshake: [`connect`], [`client`], [`accept`],
+//! [`read_request`] and [`Incoming`].
+
+use core::{future::Future, pin::pin, time::Duration};
+use std::io;
+
+use async_io::Timer;
+use async_net::TcpStream;
+use bytes::BytesMut;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::future::{Either, select};
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use ws_proto::{AcceptOptions, ClientHandshake, ClientRequest, ClientResponse};
+use ws_proto::{HandshakeError, Request, Role, ServerHandshake};
+
+use crate::{Options, Result, WebSocket};
+
+/// Bytes read per handshake read.
+const HANDSHAKE_READ: usize = 4096;
+
+/// Races `future` against the handshake timeout (`Timer::after` of a huge
+/// duration never fires: no overflow).
+async fn timeout<T>(limit: Option<Duration>, future: impl Future<Output = Result<T>>) -> Result<T> {
+    let timer = limit.map_or_else(Timer::never, Timer::after);
+    match select(pin!(future), timer).await {
+        Either::Left((out, _)) => out,
+        Either::Right(_) => Err(io::Error::from(io::ErrorKind::TimedOut).into()),
+    }
+}
+
+/// Writes all of `data` and flushes.
+async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> io::Result<()> {
+    stream.write_all(data).await?;
+    stream.flush().await
+}
+
+/// Reads once more of the handshake into `buf`; `false` at end of stream.
+async fn read_some<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> io::Result<bool> {
+    let start = buf.len();
+    buf.resize(start + HANDSHAKE_READ, 0);
+    let read = stream.read(&mut buf[start..]).await;
+    buf.truncate(start + *read.as_ref().unwrap_or(&0));
+    Ok(read? > 0)
+}
+
+/// Connects to a `ws://` URL with the default [`Options`].
+///
+/// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    connect_with(ClientRequest::new(url)?, &Options::default()).await
+}
+
+/// Resolves the host, connects over TCP (no Nagle) and runs the client
+/// handshake, all within `options.handshake_timeout`. `wss://` is refused:
+/// there is no TLS yet. A non-101 answer is
+/// `Error::Handshake(HandshakeError::Rejected(..))`.
+///
+/// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
+pub async fn connect_with(
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    if request.is_secure() {
+        let why = "wss:// needs TLS, which ws-futures does not provide";
+        return Err(HandshakeError::InvalidRequest(why).into());
+    }
+    timeout(options.handshake_timeout, async {
+        let stream = TcpStream::connect((request.host(), request.port())).await?;
+        stream.set_nodelay(true)?;
+        client_handshake(stream, &request, options).await
+    })
+    .await
+}
+
+/// Runs the client handshake over an already-connected stream, within
+/// `options.handshake_timeout`.
+///
+/// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
+pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<S>, ClientResponse)> {
+    let handshake = client_handshake(stream, &request, options);
+    timeout(options.handshake_timeout, handshake).await
+}
+
+async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<S>, ClientResponse)> {
+    let mut handshake = ClientHandshake::new(request)?.with_config(options.handshake.clone());
+    write_all(&mut stream, handshake.request()).await?;
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(response) = handshake.receive(&mut buf)? {
+            let config = options.config.clone();
+            let ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
+            return Ok((ws, response));
+        }
+        if !read_some(&mut stream, &mut buf).await? {
+            // A 401 whose body was cut short is still a 401.
+            return Err(handshake.receive_eof(&mut buf).into());
+        }
+    }
+}
+
+/// Accepts a connection with the default [`Options`] and no subprotocol.
+///
+/// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>> {
+    accept_with(stream, &Options::default()).await
+}
+
+/// Accepts a connection with `options` and no subprotocol.
+///
+/// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
+pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    options: &Options,
+) -> Result<WebSocket<S>> {
+    read_request(stream, options)
+        .await?
+        .accept(&AcceptOptions::new())
+        .await
+}
+
+/// Reads the opening request, within `options.handshake_timeout`, for the
+/// application to inspect before [`Incoming::accept`] or
+/// [`Incoming::reject`]. A malformed request gets its 400/426/431 answer
+/// before the error is returned.
+///
+/// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    options: &Options,
+) -> Result<Incoming<S>> {
+    let mut handshake = ServerHandshake::with_config(options.handshake.clone());
+    let mut buf = BytesMut::new();
+    let request = timeout(options.handshake_timeout, async {
+        loop {
+            match handshake.receive(&mut buf) {
+                Ok(Some(request)) => return Ok(request),
+                Ok(None) if read_some(&mut stream, &mut buf).await? => {}
+                Ok(None) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                Err(error) => {
+                    if let Some(response) = error.response() {
+                        // Best effort: the client may be gone already.
+                        let _ = write_all(&mut stream, &response).await;
+                        let _ = stream.close().await;
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
+    })
+    .await?;
+    let options = options.clone();
+    Ok(Incoming {
+        stream,
+        request,
+        buf,
+        options,
+    })
+}
+
+/// A client's valid opening request, waiting for the application's answer.
+#[derive(Debug)]
+pub struct Incoming<S> {
+    stream: S,
+    request: Request,
+    buf: BytesMut,
+    options: Options,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
+    /// The request: path, headers, offered subprotocols.
+    pub const fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Writes the `101` response and starts the connection; bytes the
+    /// client sent after its request are kept. Cancelling drops the stream.
+    pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
+        let response = self.request.accept(options)?;
+        let mut stream = self.stream;
+        let write = async { Ok(write_all(&mut stream, &response).await?) };
+        timeout(self.options.handshake_timeout, write).await?;
+        let (config, buf) = (self.options.config, self.buf);
+        Ok(WebSocket::from_raw_with_buffer(
+            stream,
+            Role::Server,
+            config,
+            buf,
+        ))
+    }
+
+    /// Writes a refusal (e.g. 401 or 403) with extra headers and a body,
+    /// then shuts the stream down. Cancelling drops the stream.
+    pub async fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+        let response = self.request.reject(status, headers, body);
+        let mut stream = self.stream;
+        let write = async {
+            write_all(&mut stream, &response).await?;
+            Ok(stream.close().await?)
+        };
+        timeout(self.options.handshake_timeout, write).await
+    }
+}
