@@ -116,14 +116,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 /// Accepts a connection with `options` and no subprotocol.
 ///
 /// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
-pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    options: &Options,
-) -> Result<WebSocket<S>> {
-    read_request(stream, options)
-        .await?
-        .accept(&AcceptOptions::new())
-        .await
+pub async fn accept_with<S>(stream: S, options: &Options) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let incoming = read_request(stream, options).await?;
+    incoming.accept(&AcceptOptions::new()).await
 }
 
 /// Reads the opening request, within `options.handshake_timeout`, for the
@@ -132,21 +130,21 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
 /// before the error is returned.
 ///
 /// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
-pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    options: &Options,
-) -> Result<Incoming<S>> {
+pub async fn read_request<S>(mut stream: S, options: &Options) -> Result<Incoming<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut handshake = ServerHandshake::with_config(options.handshake.clone());
     let mut buf = BytesMut::new();
-    let request = timeout(options.handshake_timeout, async {
+    let read = async {
         loop {
             match handshake.receive(&mut buf) {
                 Ok(Some(request)) => return Ok(request),
                 Ok(None) if read_some(&mut stream, &mut buf).await? => {}
                 Ok(None) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
                 Err(error) => {
+                    // Best effort: the client may be gone already.
                     if let Some(response) = error.response() {
-                        // Best effort: the client may be gone already.
                         let _ = write_all(&mut stream, &response).await;
                         let _ = stream.close().await;
                     }
@@ -154,44 +152,33 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-    })
-    .await?;
-    let options = options.clone();
-    Ok(Incoming {
-        stream,
-        request,
-        buf,
-        options,
-    })
+    };
+    let request = timeout(options.handshake_timeout, read).await?;
+    Ok(Incoming(stream, request, buf, options.clone()))
 }
 
-/// A client's valid opening request, waiting for the application's answer.
+/// A client's valid opening request, waiting for the application's answer:
+/// the stream, the request, bytes read past it, and the options.
 #[derive(Debug)]
-pub struct Incoming<S> {
-    stream: S,
-    request: Request,
-    buf: BytesMut,
-    options: Options,
-}
+pub struct Incoming<S>(S, Request, BytesMut, Options);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// The request: path, headers, offered subprotocols.
     pub const fn request(&self) -> &Request {
-        &self.request
+        &self.1
     }
 
     /// Writes the `101` response and starts the connection; bytes the
     /// client sent after its request are kept. Cancelling drops the stream.
     pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let response = self.request.accept(options)?;
-        let mut stream = self.stream;
+        let Self(mut stream, request, buf, options_) = self;
+        let response = request.accept(options)?;
         let write = async { Ok(write_all(&mut stream, &response).await?) };
-        timeout(self.options.handshake_timeout, write).await?;
-        let (config, buf) = (self.options.config, self.buf);
+        timeout(options_.handshake_timeout, write).await?;
         Ok(WebSocket::from_raw_with_buffer(
             stream,
             Role::Server,
-            config,
+            options_.config,
             buf,
         ))
     }
@@ -199,12 +186,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// Writes a refusal (e.g. 401 or 403) with extra headers and a body,
     /// then shuts the stream down. Cancelling drops the stream.
     pub async fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
-        let response = self.request.reject(status, headers, body);
-        let mut stream = self.stream;
-        let write = async {
-            write_all(&mut stream, &response).await?;
-            Ok(stream.close().await?)
-        };
-        timeout(self.options.handshake_timeout, write).await
+        let Self(mut stream, request, _, options) = self;
+        let response = request.reject(status, headers, body);
+        let write = async { Ok(write_all(&mut stream, &response).await?) };
+        timeout(options.handshake_timeout, write).await?;
+        Ok(stream.close().await?)
     }
 }

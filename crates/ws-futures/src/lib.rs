@@ -66,8 +66,14 @@ pub use ws_proto::{
     Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Request, Role, SendError,
 };
 
-pub use crate::{
-    handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
-    socket::WebSocket,
-    split::{ReadHalf, WriteHalf},
-};
+pub use crate::handshake::read_request;
+pub use crate::handshake::{Incoming, accept, accept_with, client, connect, connect_with};
+pub use crate::socket::{Socket, WebSocket};
+pub use crate::split::{ReadHalf, WriteHalf};
+
+/// The transports behind a [`Socket`]: a whole connection or a split half.
+/// Their methods are internal; they appear in the docs of [`Socket`].
+pub mod link {
+    pub use crate::socket::{Link, Receiver, Sender, Whole};
+    pub use crate::split::{Reader, Writer};
+}

@@ -1,69 +1,84 @@
-//! [`WebSocket`] and the one loop every operation runs: ask the driver,
-//! perform its [`Action`], report what happened.
+//! [`Socket`] (a [`WebSocket`] or a split half) and the one loop every
+//! operation runs: ask the driver, perform its [`Action`], report.
 
-use core::{
-    future::{Future, poll_fn},
-    pin::Pin,
-    task::{Context, Poll, Waker, ready},
-    time::Duration,
-};
-use std::{
-    io::{self, IoSlice},
-    time::Instant,
-};
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker, ready};
+use core::time::Duration;
+use std::io::{self, IoSlice};
+use std::time::Instant;
 
 use async_io::Timer;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
-use ws_proto::{
-    Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Role,
-};
+use ws_proto::{Action, CloseCode, CloseFrame, Config, Connection, Driver};
+use ws_proto::{Event, Message, Op, Role};
 
 use crate::{Error, Result};
 
-/// Slices per vectored write: a few are plenty (the rest goes next round).
-const IOV: usize = 16;
-
-/// What an operation needs from its transport: one implementation for a
-/// whole [`WebSocket`], one for each split half. Each `poll_*` performs one
-/// action and reports it to the driver; an `Err` is an I/O error the
-/// application must see ([`Driver::io_error`] said so).
-pub(crate) trait Link {
+/// What [`Socket`] needs from its transport: implemented by a whole
+/// connection ([`Whole`]) and by each split half. Each `poll_*` performs
+/// one [`Action`] and reports it to the driver ([`report`]).
+pub trait Link: Unpin {
+    /// The operation of `flush` (a whole connection also reads what
+    /// arrived, to answer pings; a write half only writes).
+    const FLUSH: Op = Op::WriteOut;
+    /// The operation of `close` after queueing the Close.
+    const CLOSE: Op = Op::WriteOut;
     /// Runs `f` on the driver (under its lock once split).
     fn driver<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R;
-    /// [`Action::Read`].
-    fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()>;
-    /// [`Action::Write`].
+    /// Performs [`Action::Read`] (never asked of a write half).
+    fn poll_read(&mut self, _cx: &mut Context<'_>, _wait: bool) -> io::Result<()> {
+        self.driver(|d| report(d, true, Poll::Pending))
+    }
+    /// Performs [`Action::Write`].
     fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
-    /// Flushes the transport once a write operation is done.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// [`Action::Shutdown`]: shuts the write side (its error does not matter).
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()>;
-    /// [`Action::Timer`].
-    fn poll_timer(&mut self, cx: &mut Context<'_>);
+    /// Flushes the transport once a write operation is done (never asked
+    /// of a read half).
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    /// Performs [`Action::Shutdown`], whose error does not matter (never
+    /// asked of a write half).
+    fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+    /// Performs [`Action::Timer`] (never asked of a write half).
+    fn poll_timer(&mut self, _cx: &mut Context<'_>) {
+        self.driver(Driver::timer_blocked);
+    }
+    /// Why the connection ended (see [`Driver::close_frame`]).
+    fn close_frame(&self) -> Option<&CloseFrame> {
+        None
+    }
+    /// Queues a Close ([`Driver::close`]).
+    fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        Ok(self.driver(|d| d.close(code, reason))?)
+    }
 }
+
+/// A [`Link`] that receives: [`Whole`] and the read half.
+pub trait Receiver: Link {}
+/// A [`Link`] that sends: [`Whole`] and the write half.
+pub trait Sender: Link {}
 
 /// Runs `op` until the driver delivers an event (`Some`), ends the
 /// operation (`None`) or waits (`Pending`). All state lives in the driver,
 /// so dropping the future between polls loses nothing.
-pub(crate) fn poll_op(
-    link: &mut impl Link,
-    cx: &mut Context<'_>,
-    op: Op,
-) -> Poll<Result<Option<Event>>> {
+fn poll_op(link: &mut impl Link, cx: &mut Context<'_>, op: Op) -> Poll<Result<Option<Event>>> {
     loop {
         match link.driver(|d| d.poll(op)) {
             Action::Deliver(event) => return Poll::Ready(Ok(Some(event))),
-            Action::Done(result) => {
-                if matches!(op, Op::Flush | Op::WriteOut) {
-                    if let Err(e) = ready!(link.poll_flush(cx)) {
-                        link.driver(|d| failed(d, e))?;
-                    }
+            // Write operations end with everything written: flushed too.
+            Action::Done(Ok(())) if matches!(op, Op::Flush | Op::WriteOut) => {
+                if let Err(e) = ready!(link.poll_flush(cx)) {
+                    link.driver(|d| report(d, false, Poll::Ready(Err(e))))?;
                 }
-                return Poll::Ready(result.map(|()| None).map_err(Error::from));
+                return Poll::Ready(Ok(None));
             }
+            Action::Done(result) => return Poll::Ready(result.map(|()| None).map_err(Error::from)),
             Action::Write => link.poll_write(cx)?,
             Action::Read { wait } => link.poll_read(cx, wait)?,
             Action::Timer => link.poll_timer(cx),
@@ -77,83 +92,48 @@ pub(crate) fn poll_op(
 }
 
 /// Runs `op` to its end.
-pub(crate) async fn run(link: &mut impl Link, op: Op) -> Result<()> {
+async fn run(link: &mut impl Link, op: Op) -> Result<()> {
     while poll_fn(|cx| poll_op(link, cx, op)).await?.is_some() {}
     Ok(())
 }
 
-/// Reports a write of `n` bytes (already advanced past), a blocked write or
-/// a failure.
-pub(crate) fn report_write(d: &mut Driver, result: Poll<io::Result<usize>>) -> io::Result<()> {
-    match result {
-        Poll::Ready(Ok(0)) => failed(d, io::ErrorKind::WriteZero.into()),
-        Poll::Ready(Ok(n)) => {
-            d.wrote(n);
-            Ok(())
+/// Reports a read (`read`) or a write of `n` bytes (0: end of stream for a
+/// read, an error for a write; a write already advanced past them), a
+/// blocked one, or a failure: an error for the application unless the
+/// connection had already ended cleanly.
+pub(crate) fn report(d: &mut Driver, read: bool, done: Poll<io::Result<usize>>) -> io::Result<()> {
+    match done {
+        Poll::Ready(Ok(n)) if read => d.filled(n),
+        Poll::Ready(Ok(0)) => {
+            return report(d, read, Poll::Ready(Err(io::ErrorKind::WriteZero.into())));
         }
-        Poll::Ready(Err(e)) => failed(d, e),
-        Poll::Pending => {
-            d.write_blocked();
-            Ok(())
-        }
-    }
-}
-
-/// Reports a read of `n` bytes (0: end of stream), a blocked read or a
-/// failure.
-pub(crate) fn report_read(d: &mut Driver, result: Poll<io::Result<usize>>) -> io::Result<()> {
-    match result {
-        Poll::Ready(Ok(n)) => d.filled(n),
-        Poll::Ready(Err(e)) => return failed(d, e),
-        Poll::Pending => d.read_blocked(),
+        Poll::Ready(Ok(n)) => d.wrote(n),
+        Poll::Ready(Err(e)) => return if d.io_error() { Err(e) } else { Ok(()) },
+        Poll::Pending if read => d.read_blocked(),
+        Poll::Pending => d.write_blocked(),
     }
     Ok(())
 }
 
-/// Reports a transport failure: an error for the application unless the
-/// connection had already ended cleanly.
-pub(crate) fn failed(d: &mut Driver, e: io::Error) -> io::Result<()> {
-    if d.io_error() { Err(e) } else { Ok(()) }
-}
-
-/// Stores `waker` in `slot` unless it would wake the same task already.
-pub(crate) fn register(slot: &mut Option<Waker>, waker: &Waker) {
-    if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-        *slot = Some(waker.clone());
-    }
-}
-
-/// The connection's one timer (keepalive and close timeout), on the clock
-/// of [`async_io::Timer`].
+/// The connection's one timer (keepalive and close timeout): the origin of
+/// the driver's clock, the sleep, and the deadline it is armed for.
 #[derive(Debug)]
-pub(crate) struct Clock {
-    origin: Instant,
-    sleep: Timer,
-    /// The deadline `sleep` is armed for.
-    armed: Option<Duration>,
-}
+pub(crate) struct Clock(Instant, Timer, Option<Duration>);
 
 impl Clock {
-    fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-            sleep: Timer::never(),
-            armed: None,
-        }
-    }
-
     /// Performs [`Action::Timer`].
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, d: &mut Driver) {
-        let Some(deadline) = d.timer(self.origin.elapsed()) else {
+        let Self(origin, sleep, armed) = self;
+        let Some(deadline) = d.timer(origin.elapsed()) else {
             return;
         };
-        if self.armed != Some(deadline) {
+        if *armed != Some(deadline) {
             // The driver caps deadlines: this cannot overflow.
-            self.sleep.set_at(self.origin + deadline);
-            self.armed = Some(deadline);
+            sleep.set_at(*origin + deadline);
+            *armed = Some(deadline);
         }
-        if Pin::new(&mut self.sleep).poll(cx).is_ready() {
-            self.armed = None;
+        if Pin::new(sleep).poll(cx).is_ready() {
+            *armed = None;
             d.timer_fired(deadline);
         } else {
             d.timer_blocked();
@@ -161,12 +141,9 @@ impl Clock {
     }
 }
 
-/// A WebSocket connection over a `futures-io` stream.
-///
-/// Also a [`Stream`] of data messages and a [`Sink`] of messages
-/// (`poll_close` is [`close`](Self::close) with [`CloseCode::NORMAL`]).
+/// A whole connection: the stream, the driver and the timer.
 #[derive(Debug)]
-pub struct WebSocket<S> {
+pub struct Whole<S> {
     pub(crate) io: S,
     pub(crate) driver: Driver,
     pub(crate) timer: Clock,
@@ -176,44 +153,43 @@ pub struct WebSocket<S> {
     receiver: Option<Waker>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Receiver for Whole<S> {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Sender for Whole<S> {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
+    const FLUSH: Op = Op::Flush;
+    const CLOSE: Op = Op::Close;
+
     fn driver<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
         f(&mut self.driver)
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()> {
         if wait {
-            register(&mut self.receiver, cx.waker());
-            let result = Pin::new(&mut self.io).poll_read(cx, self.driver.read_slice());
-            return report_read(&mut self.driver, result);
+            self.receiver = Some(cx.waker().clone());
         }
+        // Not waiting: wake only a receive pending elsewhere, if any.
         let waker = self
             .receiver
-            .clone()
-            .unwrap_or_else(|| Waker::noop().clone());
-        let mut cx = Context::from_waker(&waker);
+            .as_ref()
+            .filter(|_| !wait)
+            .unwrap_or(Waker::noop());
+        let mut cx = Context::from_waker(if wait { cx.waker() } else { waker });
         let result = Pin::new(&mut self.io).poll_read(&mut cx, self.driver.read_slice());
-        if matches!(result, Poll::Ready(Ok(1..))) {
-            // A receive pending in another task waited for these bytes.
-            self.receiver.take().map(Waker::wake);
+        if let (false, Poll::Ready(Ok(1..)), Some(receiver)) = (wait, &result, &self.receiver) {
+            receiver.wake_by_ref(); // It waited for these bytes.
         }
-        report_read(&mut self.driver, result)
+        report(&mut self.driver, true, result)
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let out = self.driver.outgoing();
-        let io = Pin::new(&mut self.io);
-        let result = if out.chunk().len() == out.remaining() {
-            io.poll_write(cx, out.chunk())
-        } else {
-            let mut slices = [IoSlice::new(&[]); IOV];
-            let count = out.chunks_vectored(&mut slices);
-            io.poll_write_vectored(cx, &slices[..count])
-        };
+        let (out, mut slices) = (self.driver.outgoing(), [IoSlice::new(&[]); 16]);
+        let count = out.chunks_vectored(&mut slices);
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]);
         if let Poll::Ready(Ok(n)) = result {
             out.advance(n);
         }
-        report_write(&mut self.driver, result)
+        report(&mut self.driver, false, result)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -227,21 +203,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
         self.timer.poll(cx, &mut self.driver);
     }
-}
 
-/// Maps a receive operation's outcome to the `Stream` shape.
-pub(crate) fn event(result: Result<Option<Event>>) -> Option<Result<Event>> {
-    result.transpose()
-}
-
-/// Maps an [`Op::RecvMessage`] outcome (it delivers data messages only).
-pub(crate) fn message(result: Result<Option<Event>>) -> Option<Result<Message>> {
-    match result {
-        Ok(Some(Event::Message(message))) => Some(Ok(message)),
-        Ok(_) => None,
-        Err(e) => Some(Err(e)),
+    fn close_frame(&self) -> Option<&CloseFrame> {
+        self.driver.close_frame()
     }
 }
+
+/// A WebSocket connection ([`WebSocket`]) or one of its split halves
+/// ([`ReadHalf`](crate::ReadHalf), [`WriteHalf`](crate::WriteHalf)): the
+/// methods are the same for all three, as far as each receives or sends.
+#[derive(Debug)]
+pub struct Socket<L>(pub(crate) L);
+
+/// A WebSocket connection over a `futures-io` stream.
+///
+/// Also a [`Stream`] of data messages and a [`Sink`] of messages
+/// (`poll_close` is [`close`](Socket::close) with [`CloseCode::NORMAL`]).
+pub type WebSocket<S> = Socket<Whole<S>>;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose opening handshake happened elsewhere (e.g. a
@@ -254,34 +232,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// handshake.
     pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
         let driver = Driver::with_buffer(Connection::new(role, config), read_buf);
-        Self::from_parts(stream, driver, Clock::new())
+        Self::from_parts(stream, driver, Clock(Instant::now(), Timer::never(), None))
     }
 
     pub(crate) const fn from_parts(io: S, driver: Driver, timer: Clock) -> Self {
-        Self {
+        let receiver = None;
+        Self(Whole {
             io,
             driver,
             timer,
-            receiver: None,
-        }
+            receiver,
+        })
     }
 
+    /// The protocol state machine.
+    pub fn connection(&self) -> &Connection {
+        self.0.driver.connection()
+    }
+
+    /// The protocol state machine, e.g. for
+    /// [`send_fragment`](Connection::send_fragment); commands only queue
+    /// bytes, so call [`flush`](Self::flush) afterwards.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        self.0.driver.connection_mut()
+    }
+
+    /// The stream.
+    pub const fn get_ref(&self) -> &S {
+        &self.0.io
+    }
+
+    /// The stream. Reading or writing it directly corrupts the connection.
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.0.io
+    }
+
+    /// The stream; buffered bytes are lost.
+    pub fn into_inner(self) -> S {
+        self.0.io
+    }
+}
+
+impl<L: Receiver> Socket<L> {
     /// Polls for the next event, like [`recv_event`](Self::recv_event).
     pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        poll_op(self, cx, Op::Recv).map(event)
+        poll_op(&mut self.0, cx, Op::Recv).map(Result::transpose)
     }
 
     /// Polls for the next data message, like [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        poll_op(self, cx, Op::RecvMessage).map(message)
+        loop {
+            return Poll::Ready(match ready!(poll_op(&mut self.0, cx, Op::RecvMessage)) {
+                Ok(Some(Event::Message(message))) => Some(Ok(message)),
+                Ok(Some(_)) => continue, // `Op::RecvMessage` delivers data messages only.
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            });
+        }
     }
 
     /// The next data message. Pings are answered and, with pongs, skipped.
     ///
     /// `None` once the close handshake finished or the transport ended
-    /// ([`close_frame`](Self::close_frame) tells why). A protocol error
-    /// is returned once, after its Close frame was sent and the
-    /// transport shut down; later calls give `None`.
+    /// ([`close_frame`](Self::close_frame) tells why). A protocol error is
+    /// returned once, after its Close frame was sent and the transport shut
+    /// down; later calls give `None`. After `close` (of the connection or of
+    /// the write half), it still returns the messages that arrived before
+    /// the peer's Close.
     ///
     /// Cancel-safe: all state lives in the driver, so dropping the future
     /// loses no message.
@@ -297,9 +314,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.poll_recv_event(cx)).await
     }
 
-    /// Queues a message and writes everything queued, then reads what
-    /// already arrived, without waiting, so that pings are answered while
-    /// the application only sends (see the crate docs, "Progress").
+    /// The Close frame that ended the connection: the peer's, or code
+    /// 1006 when the transport ended or a timeout expired without one.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.0.close_frame()
+    }
+}
+
+impl<L: Sender> Socket<L> {
+    /// Queues a message and writes everything queued. A whole connection
+    /// then reads what already arrived, without waiting, so that pings are
+    /// answered while the application only sends (see the crate docs,
+    /// "Progress"); a write half never reads.
     ///
     /// Waits for room when the outgoing buffer is full (nothing is
     /// dropped). Not strictly cancel-safe: dropped while waiting for room,
@@ -313,75 +339,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues a message without flushing, writing only while the outgoing
     /// buffer is full. Cancellation: as [`send`](Self::send).
     pub async fn feed(&mut self, message: Message) -> Result<()> {
-        run(self, Op::Reserve).await?;
-        Ok(self.driver.send(message)?)
+        run(&mut self.0, Op::Reserve).await?;
+        Ok(self.0.driver(|d| d.send(message))?)
     }
 
-    /// Writes everything queued (vectored) and flushes the stream, then
-    /// reads what already arrived, without waiting, to answer pings.
+    /// Writes everything queued (vectored) and flushes the stream; a whole
+    /// connection then reads what already arrived, as for
+    /// [`send`](Self::send).
     ///
     /// Cancel-safe: what was not written stays queued.
     pub async fn flush(&mut self) -> Result<()> {
-        run(self, Op::Flush).await
+        run(&mut self.0, L::FLUSH).await
     }
 
-    /// Sends a ping with up to 125 bytes of payload. Cancellation: as
+    /// Sends a ping with up to 125 bytes of payload; its pong arrives as
+    /// [`Event::Pong`] (at the read half once split). Cancellation: as
     /// [`send`](Self::send).
     pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
-        run(self, Op::Reserve).await?;
-        self.driver.ping(payload)?;
+        run(&mut self.0, Op::Reserve).await?;
+        self.0.driver(|d| d.ping(payload))?;
         self.flush().await
     }
 
     /// Starts the close handshake with `code` and `reason` (at most 123
-    /// bytes), then runs it to its end: until the peer's Close arrives,
-    /// the transport ends or the close timeout fires; the transport is
-    /// then shut down. Data messages that arrive meanwhile are kept: later
-    /// [`recv`](Self::recv) calls return them, then `None`. Closing an
-    /// already closed connection just finishes that.
+    /// bytes; nothing new if it started already).
+    ///
+    /// A whole connection then runs it to its end: until the peer's Close
+    /// arrives, the transport ends or the close timeout fires; the transport
+    /// is then shut down. Data messages that arrive meanwhile are kept for
+    /// later [`recv`](Self::recv) calls. A write half writes the Close; its
+    /// read half then receives until the peer's Close (its `recv` gives
+    /// `None`), runs the close timeout and shuts the transport down.
     ///
     /// Cancel-safe: the Close stays queued; calling again (or `recv`)
     /// continues the handshake.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.driver.close(code, reason)?;
-        run(self, Op::Close).await
-    }
-
-    /// The Close frame that ended the connection: the peer's, or code
-    /// 1006 when the transport ended or a timeout expired without one.
-    pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.driver.close_frame()
-    }
-
-    /// The protocol state machine.
-    pub fn connection(&self) -> &Connection {
-        self.driver.connection()
-    }
-
-    /// The protocol state machine, e.g. for
-    /// [`send_fragment`](Connection::send_fragment); commands only queue
-    /// bytes, so call [`flush`](Self::flush) afterwards.
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        self.driver.connection_mut()
-    }
-
-    /// The stream.
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
-
-    /// The stream. Reading or writing it directly corrupts the connection.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.io
-    }
-
-    /// The stream; buffered bytes are lost.
-    pub fn into_inner(self) -> S {
-        self.io
+        self.0.start_close(code, reason)?;
+        run(&mut self.0, L::CLOSE).await
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+impl<L: Receiver> Stream for Socket<L> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -389,25 +387,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+impl<L: Sender> Sink<Message> for Socket<L> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        poll_op(self.get_mut(), cx, Op::Reserve).map_ok(drop)
+        poll_op(&mut self.get_mut().0, cx, Op::Reserve).map_ok(drop)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        Ok(self.get_mut().driver.send(item)?)
+        Ok(self.get_mut().0.driver(|d| d.send(item))?)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        poll_op(self.get_mut(), cx, Op::Flush).map_ok(drop)
+        poll_op(&mut self.get_mut().0, cx, L::FLUSH).map_ok(drop)
     }
 
+    /// [`close`](Socket::close) with [`CloseCode::NORMAL`].
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        this.driver.close(CloseCode::NORMAL, "")?;
-        while ready!(poll_op(this, cx, Op::Close))?.is_some() {}
+        let link = &mut self.get_mut().0;
+        link.start_close(CloseCode::NORMAL, "")?;
+        while ready!(poll_op(link, cx, L::CLOSE))?.is_some() {}
         Poll::Ready(Ok(()))
     }
 }
