@@ -20,7 +20,8 @@ use crate::{Error, Result};
 
 /// What [`Socket`] needs from its transport: implemented by a whole
 /// connection ([`Whole`]) and by each split half. Each `poll_*` performs
-/// one [`Action`] and reports it to the driver ([`report`]).
+/// one [`Action`] and reports it to the driver ([`report`]); `Pending`
+/// when it reported the I/O blocked (a wakeup is registered).
 pub trait Link: Unpin {
     /// The operation of `flush` (a whole connection also reads what
     /// arrived, to answer pings; a write half only writes).
@@ -30,11 +31,11 @@ pub trait Link: Unpin {
     /// Runs `f` on the driver (under its lock once split).
     fn driver<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R;
     /// Performs [`Action::Read`] (never asked of a write half).
-    fn poll_read(&mut self, _cx: &mut Context<'_>, _wait: bool) -> io::Result<()> {
+    fn poll_read(&mut self, _cx: &mut Context<'_>, _wait: bool) -> Poll<io::Result<()>> {
         self.driver(|d| report(d, true, Poll::Pending))
     }
     /// Performs [`Action::Write`].
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Flushes the transport once a write operation is done (never asked
     /// of a read half).
     fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -46,8 +47,9 @@ pub trait Link: Unpin {
         Poll::Ready(())
     }
     /// Performs [`Action::Timer`] (never asked of a write half).
-    fn poll_timer(&mut self, _cx: &mut Context<'_>) {
+    fn poll_timer(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
         self.driver(Driver::timer_blocked);
+        Poll::Pending
     }
     /// Why the connection ended (see [`Driver::close_frame`]).
     fn close_frame(&self) -> Option<&CloseFrame> {
@@ -68,25 +70,30 @@ pub trait Sender: Link {}
 /// operation (`None`) or waits (`Pending`). All state lives in the driver,
 /// so dropping the future between polls loses nothing.
 fn poll_op(link: &mut impl Link, cx: &mut Context<'_>, op: Op) -> Poll<Result<Option<Event>>> {
+    let mut blocked = false;
     loop {
         match link.driver(|d| d.poll(op)) {
             Action::Deliver(event) => return Poll::Ready(Ok(Some(event))),
             // Write operations end with everything written: flushed too.
             Action::Done(Ok(())) if matches!(op, Op::Flush | Op::WriteOut) => {
                 if let Err(e) = ready!(link.poll_flush(cx)) {
-                    link.driver(|d| report(d, false, Poll::Ready(Err(e))))?;
+                    ready!(link.driver(|d| report(d, false, Poll::Ready(Err(e)))))?;
                 }
                 return Poll::Ready(Ok(None));
             }
             Action::Done(result) => return Poll::Ready(result.map(|()| None).map_err(Error::from)),
-            Action::Write => link.poll_write(cx)?,
-            Action::Read { wait } => link.poll_read(cx, wait)?,
-            Action::Timer => link.poll_timer(cx),
+            Action::Write => blocked |= link.poll_write(cx)?.is_pending(),
+            Action::Read { wait } => blocked |= link.poll_read(cx, wait)?.is_pending(),
+            Action::Timer => blocked |= link.poll_timer(cx).is_pending(),
             Action::Shutdown => {
                 ready!(link.poll_shutdown(cx));
                 link.driver(Driver::shut_down);
             }
-            Action::Wait => return Poll::Pending,
+            Action::Wait if blocked => return Poll::Pending,
+            // Split halves share the driver, which waits for what either
+            // reported blocked: this half has no wakeup yet. The driver
+            // forgot that at `Wait`; ask again.
+            Action::Wait => {}
         }
     }
 }
@@ -101,18 +108,30 @@ async fn run(link: &mut impl Link, op: Op) -> Result<()> {
 /// read, an error for a write; a write already advanced past them), a
 /// blocked one, or a failure: an error for the application unless the
 /// connection had already ended cleanly.
-pub(crate) fn report(d: &mut Driver, read: bool, done: Poll<io::Result<usize>>) -> io::Result<()> {
-    match done {
-        Poll::Ready(Ok(n)) if read => d.filled(n),
-        Poll::Ready(Ok(0)) => {
-            return report(d, read, Poll::Ready(Err(io::ErrorKind::WriteZero.into())));
+pub(crate) fn report(
+    d: &mut Driver,
+    read: bool,
+    done: Poll<io::Result<usize>>,
+) -> Poll<io::Result<()>> {
+    let Poll::Ready(result) = done else {
+        if read {
+            d.read_blocked()
+        } else {
+            d.write_blocked()
         }
-        Poll::Ready(Ok(n)) => d.wrote(n),
-        Poll::Ready(Err(e)) => return if d.io_error() { Err(e) } else { Ok(()) },
-        Poll::Pending if read => d.read_blocked(),
-        Poll::Pending => d.write_blocked(),
+        return Poll::Pending;
+    };
+    match result {
+        Ok(n) if read => d.filled(n),
+        Ok(n) if n > 0 => d.wrote(n),
+        result => {
+            let e = result
+                .err()
+                .unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+            return Poll::Ready(if d.io_error() { Err(e) } else { Ok(()) });
+        }
     }
-    Ok(())
+    Poll::Ready(Ok(()))
 }
 
 /// The connection's one timer (keepalive and close timeout): the origin of
@@ -121,23 +140,25 @@ pub(crate) fn report(d: &mut Driver, read: bool, done: Poll<io::Result<usize>>) 
 pub(crate) struct Clock(Instant, Timer, Option<Duration>);
 
 impl Clock {
-    /// Performs [`Action::Timer`].
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, d: &mut Driver) {
+    /// Performs [`Action::Timer`]: `Pending` while the sleep runs.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, d: &mut Driver) -> Poll<()> {
         let Self(origin, sleep, armed) = self;
         let Some(deadline) = d.timer(origin.elapsed()) else {
-            return;
+            return Poll::Ready(());
         };
         if *armed != Some(deadline) {
             // The driver caps deadlines: this cannot overflow.
             sleep.set_at(*origin + deadline);
             *armed = Some(deadline);
         }
-        if Pin::new(sleep).poll(cx).is_ready() {
+        let fired = Pin::new(sleep).poll(cx).map(drop);
+        if fired.is_ready() {
             *armed = None;
             d.timer_fired(deadline);
         } else {
             d.timer_blocked();
         }
+        fired
     }
 }
 
@@ -164,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
         f(&mut self.driver)
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> Poll<io::Result<()>> {
         if wait {
             self.receiver = Some(cx.waker().clone());
         }
@@ -182,7 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
         report(&mut self.driver, true, result)
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let (out, mut slices) = (self.driver.outgoing(), [IoSlice::new(&[]); 16]);
         let count = out.chunks_vectored(&mut slices);
         let result = Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]);
@@ -200,8 +221,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
         Pin::new(&mut self.io).poll_close(cx).map(drop)
     }
 
-    fn poll_timer(&mut self, cx: &mut Context<'_>) {
-        self.timer.poll(cx, &mut self.driver);
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.poll(cx, &mut self.driver)
     }
 
     fn close_frame(&self) -> Option<&CloseFrame> {

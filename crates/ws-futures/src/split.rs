@@ -62,7 +62,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<S: AsyncWrite> Shared<S> {
     /// Performs [`Action::Write`](ws_proto::Action::Write) holding the
     /// write side: the rest of the last chunk first, then the next chunk.
-    fn write(&self, (io, pending): &mut (WriteIo<S>, Bytes)) -> io::Result<()> {
+    /// A write that ends wakes the `other` half, which may wait for it.
+    fn write(&self, (io, pending): &mut (WriteIo<S>, Bytes), other: usize) -> Poll<io::Result<()>> {
         if pending.is_empty() {
             *pending = lock(&self.driver)
                 .outgoing()
@@ -70,11 +71,14 @@ impl<S: AsyncWrite> Shared<S> {
                 .unwrap_or_default();
         }
         if pending.is_empty() {
-            return Ok(()); // The other half wrote it meanwhile.
+            return Poll::Ready(Ok(())); // The other half wrote it meanwhile.
         }
         let result = Pin::new(io).poll_write(&mut Context::from_waker(&self.waker), pending);
         if let Poll::Ready(Ok(n)) = result {
             pending.advance(n);
+        }
+        if result.is_ready() {
+            self.wakers.0[other].wake();
         }
         report(&mut lock(&self.driver), false, result)
     }
@@ -202,7 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
     }
 
     /// Reads outside the lock, into the driver's buffer taken out of it.
-    fn poll_read(&mut self, cx: &mut Context<'_>, _wait: bool) -> io::Result<()> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, _wait: bool) -> Poll<io::Result<()>> {
         self.shared.wakers.0[RECEIVER].register(cx.waker());
         let mut buf = lock(&self.shared.driver).take_read_buf();
         let start = buf.len();
@@ -210,27 +214,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
         // room the driver made is zero-filled.
         buf.resize(start + (buf.capacity() - start).min(MAX_READ_SIZE), 0);
         let result = Pin::new(&mut self.read).poll_read(cx, &mut buf[start..]);
-        let (read, failure) = match result {
-            Poll::Ready(Ok(n)) => (Some(n), None),
-            Poll::Ready(Err(e)) => (None, Some(Poll::Ready(Err(e)))),
-            Poll::Pending => (None, None),
+        let read = match &result {
+            Poll::Ready(Ok(n)) => Some(*n),
+            _ => None,
         };
         buf.truncate(start + read.unwrap_or(0));
         let mut driver = lock(&self.shared.driver);
         driver.give_read_buf(buf, read);
-        failure.map_or(Ok(()), |failure| report(&mut driver, true, failure))
+        match result {
+            Poll::Ready(Err(e)) => report(&mut driver, true, Poll::Ready(Err(e))),
+            result => result.map(|_| Ok(())),
+        }
     }
 
     /// Writes unless the writer is writing: then it takes this half's
     /// replies from the queue after its current write.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.shared.wakers.0[READER].register(cx.waker());
         match self.shared.write.try_lock() {
-            Ok(mut side) => self.shared.write(&mut side),
-            Err(TryLockError::Poisoned(side)) => self.shared.write(&mut side.into_inner()),
-            // The writer is in a write: retry after this poll, never wait.
+            Ok(mut side) => self.shared.write(&mut side, WRITER),
+            Err(TryLockError::Poisoned(side)) => self.shared.write(&mut side.into_inner(), WRITER),
+            // The writer is writing: it wakes this half when that ends.
             Err(TryLockError::WouldBlock) => {
-                cx.waker().wake_by_ref();
                 report(&mut lock(&self.shared.driver), false, Poll::Pending)
             }
         }
@@ -249,8 +254,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
             .map(drop)
     }
 
-    fn poll_timer(&mut self, cx: &mut Context<'_>) {
-        self.timer.poll(cx, &mut lock(&self.shared.driver));
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.poll(cx, &mut lock(&self.shared.driver))
     }
 
     fn close_frame(&self) -> Option<&CloseFrame> {
@@ -268,9 +273,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Writer<S> {
         f(&mut lock(&self.0.driver))
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.wakers.0[WRITER].register(cx.waker());
-        self.0.write(&mut lock(&self.0.write))
+        self.0.write(&mut lock(&self.0.write), READER)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
