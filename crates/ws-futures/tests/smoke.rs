@@ -221,13 +221,7 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
                 .unwrap();
             sent2.fetch_add(1, SeqCst);
         }
-        if std::env::var("DBG").is_ok() {
-            eprintln!("writer closing");
-        }
         write.close(CloseCode::NORMAL, "").await.unwrap();
-        if std::env::var("DBG").is_ok() {
-            eprintln!("writer closed");
-        }
     });
     within(5, async {
         for i in 0..20u8 {
@@ -249,18 +243,7 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
     let (mut pongs, mut messages) = (Vec::new(), 0);
     within(20, async {
         while let Some(event) = peer_read.recv_event().await {
-            let event = event.unwrap();
-            if std::env::var("DBG").is_ok() {
-                eprintln!(
-                    "peer got {:?} sent {}",
-                    match &event {
-                        Event::Message(m) => m.len(),
-                        _ => 0,
-                    },
-                    sent.load(SeqCst)
-                );
-            }
-            match event {
+            match event.unwrap() {
                 Event::Pong(payload) => pongs.push(payload[0]),
                 Event::Message(m) => messages += usize::from(m.len() == 1 << 20),
                 Event::Close(_) => break,
