@@ -75,5 +75,5 @@ pub use crate::split::{ReadHalf, WriteHalf};
 /// Their methods are internal; they appear in the docs of [`Socket`].
 pub mod link {
     pub use crate::socket::{Link, Receiver, Sender, Whole};
-    pub use crate::split::{Reader, Writer};
+    pub use crate::split::Half;
 }

@@ -5,7 +5,7 @@ use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker, ready};
 use core::time::Duration;
-use std::io::{self, IoSlice};
+use std::io::{self, ErrorKind, IoSlice};
 use std::time::Instant;
 
 use async_io::Timer;
@@ -17,6 +17,9 @@ use ws_proto::{Action, CloseCode, CloseFrame, Config, Connection, Driver};
 use ws_proto::{Event, Message, Op, Role};
 
 use crate::{Error, Result};
+
+/// An I/O step: `Pending` when the I/O was reported blocked.
+pub(crate) type Io<T = ()> = Poll<io::Result<T>>;
 
 /// What [`Socket`] needs from its transport: implemented by a whole
 /// connection ([`Whole`]) and by each split half. Each `poll_*` performs
@@ -30,31 +33,18 @@ pub trait Link: Unpin {
     const CLOSE: Op = Op::WriteOut;
     /// Runs `f` on the driver (under its lock once split).
     fn driver<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R;
-    /// Performs [`Action::Read`] (never asked of a write half).
-    fn poll_read(&mut self, _cx: &mut Context<'_>, _wait: bool) -> Poll<io::Result<()>> {
-        self.driver(|d| report(d, true, Poll::Pending))
-    }
+    /// Performs [`Action::Read`].
+    fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> Io;
     /// Performs [`Action::Write`].
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Flushes the transport once a write operation is done (never asked
-    /// of a read half).
-    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    /// Performs [`Action::Shutdown`], whose error does not matter (never
-    /// asked of a write half).
-    fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
-    }
-    /// Performs [`Action::Timer`] (never asked of a write half).
-    fn poll_timer(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
-        self.driver(Driver::timer_blocked);
-        Poll::Pending
-    }
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Io;
+    /// Flushes the transport once a write operation is done.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Io;
+    /// Performs [`Action::Shutdown`] (its error does not matter).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Performs [`Action::Timer`].
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()>;
     /// Why the connection ended (see [`Driver::close_frame`]).
-    fn close_frame(&self) -> Option<&CloseFrame> {
-        None
-    }
+    fn close_frame(&self) -> Option<&CloseFrame>;
     /// Queues a Close ([`Driver::close`]).
     fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         Ok(self.driver(|d| d.close(code, reason))?)
@@ -108,30 +98,18 @@ async fn run(link: &mut impl Link, op: Op) -> Result<()> {
 /// read, an error for a write; a write already advanced past them), a
 /// blocked one, or a failure: an error for the application unless the
 /// connection had already ended cleanly.
-pub(crate) fn report(
-    d: &mut Driver,
-    read: bool,
-    done: Poll<io::Result<usize>>,
-) -> Poll<io::Result<()>> {
-    let Poll::Ready(result) = done else {
-        if read {
-            d.read_blocked()
-        } else {
-            d.write_blocked()
-        }
-        return Poll::Pending;
-    };
-    match result {
-        Ok(n) if read => d.filled(n),
-        Ok(n) if n > 0 => d.wrote(n),
-        result => {
-            let e = result
-                .err()
-                .unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+pub(crate) fn report(d: &mut Driver, read: bool, done: Io<usize>) -> Io {
+    match done {
+        Poll::Ready(Ok(n)) if read => d.filled(n),
+        Poll::Ready(Ok(n)) if n > 0 => d.wrote(n),
+        Poll::Ready(result) => {
+            let e = result.err().unwrap_or_else(|| ErrorKind::WriteZero.into());
             return Poll::Ready(if d.io_error() { Err(e) } else { Ok(()) });
         }
+        Poll::Pending if read => d.read_blocked(),
+        Poll::Pending => d.write_blocked(),
     }
-    Poll::Ready(Ok(()))
+    done.map(|_| Ok(()))
 }
 
 /// The connection's one timer (keepalive and close timeout): the origin of
@@ -140,6 +118,10 @@ pub(crate) fn report(
 pub(crate) struct Clock(Instant, Timer, Option<Duration>);
 
 impl Clock {
+    pub(crate) fn new() -> Self {
+        Self(Instant::now(), Timer::never(), None)
+    }
+
     /// Performs [`Action::Timer`]: `Pending` while the sleep runs.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, d: &mut Driver) -> Poll<()> {
         let Self(origin, sleep, armed) = self;
@@ -185,25 +167,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
         f(&mut self.driver)
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> Poll<io::Result<()>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, wait: bool) -> Io {
         if wait {
             self.receiver = Some(cx.waker().clone());
         }
-        // Not waiting: wake only a receive pending elsewhere, if any.
-        let waker = self
-            .receiver
-            .as_ref()
-            .filter(|_| !wait)
-            .unwrap_or(Waker::noop());
-        let mut cx = Context::from_waker(if wait { cx.waker() } else { waker });
+        // Not waiting: only a receive pending elsewhere is woken, if any.
+        let receiver = self.receiver.as_ref().filter(|_| !wait);
+        let waker = receiver.unwrap_or_else(|| if wait { cx.waker() } else { Waker::noop() });
+        let mut cx = Context::from_waker(waker);
         let result = Pin::new(&mut self.io).poll_read(&mut cx, self.driver.read_slice());
-        if let (false, Poll::Ready(Ok(1..)), Some(receiver)) = (wait, &result, &self.receiver) {
+        if let (Poll::Ready(Ok(1..)), Some(receiver)) = (&result, receiver) {
             receiver.wake_by_ref(); // It waited for these bytes.
         }
         report(&mut self.driver, true, result)
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Io {
         let (out, mut slices) = (self.driver.outgoing(), [IoSlice::new(&[]); 16]);
         let count = out.chunks_vectored(&mut slices);
         let result = Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]);
@@ -213,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
         report(&mut self.driver, false, result)
     }
 
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Io {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -253,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// handshake.
     pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
         let driver = Driver::with_buffer(Connection::new(role, config), read_buf);
-        Self::from_parts(stream, driver, Clock(Instant::now(), Timer::never(), None))
+        Self::from_parts(stream, driver, Clock::new())
     }
 
     pub(crate) const fn from_parts(io: S, driver: Driver, timer: Clock) -> Self {

@@ -59,6 +59,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl<S: AsyncWrite> Shared<S> {
     /// Performs [`Action::Write`](ws_proto::Action::Write) holding the
     /// write side: the rest of the last chunk first, then the next chunk.
@@ -98,19 +102,17 @@ impl<S: AsyncWrite> Shared<S> {
     }
 }
 
-/// The reading side of a split connection: see [`ReadHalf`].
+/// A half of a split connection: the read half (`READS`: the read side of
+/// the stream and the timer are its) or the write half. See [`ReadHalf`]
+/// and [`WriteHalf`].
 #[derive(Debug)]
-pub struct Reader<S> {
-    read: ReadIo<S>,
+pub struct Half<S, const READS: bool> {
     shared: Arc<Shared<S>>,
+    read: Option<ReadIo<S>>,
     timer: Clock,
     /// The driver's close frame, once there is one.
     close_frame: Option<CloseFrame>,
 }
-
-/// The writing side of a split connection: see [`WriteHalf`].
-#[derive(Debug)]
-pub struct Writer<S>(Arc<Shared<S>>);
 
 /// The receiving half of a [`WebSocket`], from [`WebSocket::split`]; a
 /// [`Stream`](futures_core::Stream) of data messages.
@@ -120,12 +122,12 @@ pub struct Writer<S>(Arc<Shared<S>>);
 /// (pongs, the Close echo) when the write side is free; otherwise the
 /// [`WriteHalf`] writes them after its current write, in order. Keep it
 /// polled.
-pub type ReadHalf<S> = Socket<Reader<S>>;
+pub type ReadHalf<S> = Socket<Half<S, true>>;
 
 /// The sending half of a [`WebSocket`], from [`WebSocket::split`]; a
 /// [`Sink`](futures_sink::Sink) of messages. It never reads: its
 /// [`ReadHalf`] does.
-pub type WriteHalf<S> = Socket<Writer<S>>;
+pub type WriteHalf<S> = Socket<Half<S, false>>;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits into a receiving and a sending half, usable from two tasks
@@ -144,16 +146,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             wakers,
             waker,
         });
-        let writer = Socket(Writer(Arc::clone(&shared)));
-        let timer = whole.timer;
+        let (writer, read, timer) = (Arc::clone(&shared), Some(read), whole.timer);
+        let write = Half {
+            shared: writer,
+            read: None,
+            timer: Clock::new(),
+            close_frame: None,
+        };
         (
-            Socket(Reader {
-                read,
+            Socket(Half {
                 shared,
+                read,
                 timer,
                 close_frame,
             }),
-            writer,
+            Socket(write),
         )
     }
 
@@ -162,28 +169,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// part of a frame: finish its [`flush`](Socket::flush) first.
     pub fn reunite(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<Self> {
         let invalid = |why| io::Error::new(io::ErrorKind::InvalidInput, why);
-        let (Socket(reader), Socket(Writer(shared))) = (read, write);
-        if !Arc::ptr_eq(&reader.shared, &shared) {
+        let (Socket(reader), Socket(writer)) = (read, write);
+        if !Arc::ptr_eq(&reader.shared, &writer.shared) {
             return Err(invalid("halves of different sockets").into());
         }
-        drop(shared);
+        drop(writer);
         let shared = Arc::into_inner(reader.shared).ok_or_else(|| invalid("still shared"))?;
-        let (write, pending) = shared
-            .write
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let (write, pending) = into_inner(shared.write);
         if !pending.is_empty() {
             return Err(invalid("the write half holds part of a frame").into());
         }
-        let io = reader
-            .read
+        let read = reader.read.ok_or_else(|| invalid("no read side"))?;
+        let io = read
             .reunite(write)
             .map_err(|_| invalid("different streams"))?;
-        let driver = shared
-            .driver
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(Self::from_parts(io, driver, reader.timer))
+        Ok(Self::from_parts(
+            io,
+            into_inner(shared.driver),
+            reader.timer,
+        ))
     }
 }
 
@@ -194,12 +198,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Receiver for Reader<S> {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Receiver for Half<S, true> {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Sender for Half<S, false> {}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
+/// The read half runs the receive operations, the write half
+/// [`Op::Reserve`](ws_proto::Op::Reserve) and
+/// [`Op::WriteOut`](ws_proto::Op::WriteOut): the driver never asks it to
+/// read, wait for the timer or shut down.
+impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READS> {
     fn driver<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
         let mut driver = lock(&self.shared.driver);
-        if self.close_frame.is_none() {
+        if READS && self.close_frame.is_none() {
             self.close_frame = driver.close_frame().cloned();
         }
         f(&mut driver)
@@ -207,13 +216,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
 
     /// Reads outside the lock, into the driver's buffer taken out of it.
     fn poll_read(&mut self, cx: &mut Context<'_>, _wait: bool) -> Poll<io::Result<()>> {
+        let Some(read) = &mut self.read else {
+            return report(&mut lock(&self.shared.driver), true, Poll::Pending);
+        };
         self.shared.wakers.0[RECEIVER].register(cx.waker());
         let mut buf = lock(&self.shared.driver).take_read_buf();
         let start = buf.len();
         // `futures-io` reads into initialised bytes: a bounded part of the
         // room the driver made is zero-filled.
         buf.resize(start + (buf.capacity() - start).min(MAX_READ_SIZE), 0);
-        let result = Pin::new(&mut self.read).poll_read(cx, &mut buf[start..]);
+        let result = Pin::new(read).poll_read(cx, &mut buf[start..]);
         let read = match &result {
             Poll::Ready(Ok(n)) => Some(*n),
             _ => None,
@@ -227,18 +239,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
         }
     }
 
-    /// Writes unless the writer is writing: then it takes this half's
-    /// replies from the queue after its current write.
+    /// Writes unless the other half is writing: it then takes this half's
+    /// bytes from the queue after its current write, and wakes this half.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.wakers.0[READER].register(cx.waker());
+        let (this, other) = if READS {
+            (READER, WRITER)
+        } else {
+            (WRITER, READER)
+        };
+        self.shared.wakers.0[this].register(cx.waker());
         match self.shared.write.try_lock() {
-            Ok(mut side) => self.shared.write(&mut side, WRITER),
-            Err(TryLockError::Poisoned(side)) => self.shared.write(&mut side.into_inner(), WRITER),
-            // The writer is writing: it wakes this half when that ends.
+            Ok(mut side) => self.shared.write(&mut side, other),
+            Err(TryLockError::Poisoned(side)) => self.shared.write(&mut side.into_inner(), other),
             Err(TryLockError::WouldBlock) => {
                 report(&mut lock(&self.shared.driver), false, Poll::Pending)
             }
         }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.wakers.0[if READS { READER } else { WRITER }].register(cx.waker());
+        self.shared.poll_flush(&mut lock(&self.shared.write))
     }
 
     /// The driver asks for the end once its queue is written (or it gave
@@ -249,9 +270,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
         if self.shared.poll_flush(side).is_pending() {
             side.1.clear();
         }
-        Pin::new(&mut side.0)
-            .poll_close(&mut Context::from_waker(&self.shared.waker))
-            .map(drop)
+        let mut write_cx = Context::from_waker(&self.shared.waker);
+        Pin::new(&mut side.0).poll_close(&mut write_cx).map(drop)
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -261,32 +281,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Reader<S> {
     fn close_frame(&self) -> Option<&CloseFrame> {
         self.close_frame.as_ref()
     }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Sender for Writer<S> {}
-
-/// The writer runs [`Op::Reserve`](ws_proto::Op::Reserve) and
-/// [`Op::WriteOut`](ws_proto::Op::WriteOut) only: the driver never asks it
-/// to read, wait for the timer or shut down.
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for Writer<S> {
-    fn driver<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
-        f(&mut lock(&self.0.driver))
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.wakers.0[WRITER].register(cx.waker());
-        self.0.write(&mut lock(&self.0.write), READER)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.wakers.0[WRITER].register(cx.waker());
-        self.0.poll_flush(&mut lock(&self.0.write))
-    }
 
     /// Queues the Close and wakes the reader, which arms the close timer.
     fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        lock(&self.0.driver).close(code, reason)?;
-        self.0.wakers.0[RECEIVER].wake();
+        lock(&self.shared.driver).close(code, reason)?;
+        self.shared.wakers.0[RECEIVER].wake();
         Ok(())
     }
 }
