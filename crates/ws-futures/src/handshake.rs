@@ -60,14 +60,14 @@ pub async fn connect_with(
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    let why = "wss:// needs TLS, which ws-futures does not provide";
     if request.is_secure() {
-        let why = "wss:// needs TLS, which ws-futures does not provide";
         return Err(HandshakeError::InvalidRequest(why).into());
     }
-    timeout(options.handshake_timeout, async {
+    timeout(options.handshake_timeout, async move {
         let stream = TcpStream::connect((request.host(), request.port())).await?;
         stream.set_nodelay(true)?;
-        client_handshake(stream, &request, options).await
+        client(stream, request, options).await
     })
     .await
 }
@@ -77,33 +77,27 @@ pub async fn connect_with(
 ///
 /// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
 pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
+    mut stream: S,
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<S>, ClientResponse)> {
-    let handshake = client_handshake(stream, &request, options);
-    timeout(options.handshake_timeout, handshake).await
-}
-
-async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    request: &ClientRequest,
-    options: &Options,
-) -> Result<(WebSocket<S>, ClientResponse)> {
-    let mut handshake = ClientHandshake::new(request)?.with_config(options.handshake.clone());
-    write_all(&mut stream, handshake.request()).await?;
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(response) = handshake.receive(&mut buf)? {
-            let config = options.config.clone();
-            let ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
-            return Ok((ws, response));
+    let mut handshake = ClientHandshake::new(&request)?.with_config(options.handshake.clone());
+    let (mut buf, io) = (BytesMut::new(), &mut stream);
+    let exchange = async {
+        write_all(io, handshake.request()).await?;
+        loop {
+            if let Some(response) = handshake.receive(&mut buf)? {
+                return Ok(response);
+            }
+            if !read_some(io, &mut buf).await? {
+                // A 401 whose body was cut short is still a 401.
+                return Err(handshake.receive_eof(&mut buf).into());
+            }
         }
-        if !read_some(&mut stream, &mut buf).await? {
-            // A 401 whose body was cut short is still a 401.
-            return Err(handshake.receive_eof(&mut buf).into());
-        }
-    }
+    };
+    let response = timeout(options.handshake_timeout, exchange).await?;
+    let ws = WebSocket::from_raw_with_buffer(stream, Role::Client, options.config.clone(), buf);
+    Ok((ws, response))
 }
 
 /// Accepts a connection with the default [`Options`] and no subprotocol.
@@ -175,12 +169,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
         let response = request.accept(options)?;
         let write = async { Ok(write_all(&mut stream, &response).await?) };
         timeout(options_.handshake_timeout, write).await?;
-        Ok(WebSocket::from_raw_with_buffer(
-            stream,
-            Role::Server,
-            options_.config,
-            buf,
-        ))
+        let ws = WebSocket::from_raw_with_buffer(stream, Role::Server, options_.config, buf);
+        Ok(ws)
     }
 
     /// Writes a refusal (e.g. 401 or 403) with extra headers and a body,
@@ -188,8 +178,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     pub async fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
         let Self(mut stream, request, _, options) = self;
         let response = request.reject(status, headers, body);
-        let write = async { Ok(write_all(&mut stream, &response).await?) };
-        timeout(options.handshake_timeout, write).await?;
-        Ok(stream.close().await?)
+        let write = async {
+            write_all(&mut stream, &response).await?;
+            Ok(stream.close().await?)
+        };
+        timeout(options.handshake_timeout, write).await
     }
 }

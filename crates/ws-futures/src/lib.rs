@@ -53,8 +53,6 @@
 
 #![forbid(unsafe_code)]
 
-extern crate alloc;
-
 mod handshake;
 mod socket;
 mod split;

@@ -4,9 +4,8 @@
 use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker, ready};
-use core::time::Duration;
 use std::io::{self, ErrorKind, IoSlice};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use bytes::{Buf, Bytes, BytesMut};

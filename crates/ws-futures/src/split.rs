@@ -9,11 +9,11 @@
 //! it: finding it busy, it moves on, and the writer, which takes the
 //! reader's replies from the queue after its current write, wakes it.
 
-use alloc::{sync::Arc, task::Wake};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use std::io;
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::task::Wake;
 
 use bytes::{Buf, Bytes};
 use futures_io::{AsyncRead, AsyncWrite};
@@ -69,13 +69,10 @@ impl<S: AsyncWrite> Shared<S> {
     /// A write that ends wakes the `other` half, which may wait for it.
     fn write(&self, (io, pending): &mut (WriteIo<S>, Bytes), other: usize) -> Poll<io::Result<()>> {
         if pending.is_empty() {
-            *pending = lock(&self.driver)
-                .outgoing()
-                .pop_chunk()
-                .unwrap_or_default();
-        }
-        if pending.is_empty() {
-            return Poll::Ready(Ok(())); // The other half wrote it meanwhile.
+            let Some(chunk) = lock(&self.driver).outgoing().pop_chunk() else {
+                return Poll::Ready(Ok(())); // The other half wrote it meanwhile.
+            };
+            *pending = chunk;
         }
         let result = Pin::new(io).poll_write(&mut Context::from_waker(&self.waker), pending);
         if let Poll::Ready(Ok(n)) = result {
@@ -137,7 +134,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
         let (whole, wakers) = (self.0, Arc::new(Wakers::default()));
         let (read, write) = whole.io.split();
-        let close_frame = whole.driver.close_frame().cloned();
         let (driver, write) = (Mutex::new(whole.driver), Mutex::new((write, Bytes::new())));
         let waker = Waker::from(Arc::clone(&wakers));
         let shared = Arc::new(Shared {
@@ -146,22 +142,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             wakers,
             waker,
         });
-        let (writer, read, timer) = (Arc::clone(&shared), Some(read), whole.timer);
-        let write = Half {
-            shared: writer,
-            read: None,
-            timer: Clock::new(),
-            close_frame: None,
-        };
-        (
-            Socket(Half {
-                shared,
-                read,
-                timer,
-                close_frame,
-            }),
-            Socket(write),
-        )
+        let write = Half::new(Arc::clone(&shared), None, Clock::new());
+        (Half::new(shared, Some(read), whole.timer), write)
     }
 
     /// Puts split halves back together. An error (dropping both) if they
@@ -180,14 +162,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Err(invalid("the write half holds part of a frame").into());
         }
         let read = reader.read.ok_or_else(|| invalid("no read side"))?;
-        let io = read
+        let reunited = read
             .reunite(write)
-            .map_err(|_| invalid("different streams"))?;
-        Ok(Self::from_parts(
-            io,
-            into_inner(shared.driver),
-            reader.timer,
-        ))
+            .map_err(|_| invalid("different streams"));
+        let driver = into_inner(shared.driver);
+        Ok(Self::from_parts(reunited?, driver, reader.timer))
     }
 }
 
@@ -195,6 +174,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     /// Puts the halves back together, as [`WebSocket::reunite`].
     pub fn reunite(self, write: WriteHalf<S>) -> Result<WebSocket<S>> {
         WebSocket::reunite(self, write)
+    }
+}
+
+impl<S, const READS: bool> Half<S, READS> {
+    /// This half's slot in [`Wakers`] for the write side.
+    const SLOT: usize = if READS { READER } else { WRITER };
+
+    fn new(shared: Arc<Shared<S>>, read: Option<ReadIo<S>>, timer: Clock) -> Socket<Self> {
+        let close_frame = lock(&shared.driver).close_frame().cloned();
+        Socket(Self {
+            shared,
+            read,
+            timer,
+            close_frame,
+        })
     }
 }
 
@@ -242,11 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READ
     /// Writes unless the other half is writing: it then takes this half's
     /// bytes from the queue after its current write, and wakes this half.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (this, other) = if READS {
-            (READER, WRITER)
-        } else {
-            (WRITER, READER)
-        };
+        let (this, other) = (Self::SLOT, READER + WRITER - Self::SLOT);
         self.shared.wakers.0[this].register(cx.waker());
         match self.shared.write.try_lock() {
             Ok(mut side) => self.shared.write(&mut side, other),
@@ -258,7 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READ
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.wakers.0[if READS { READER } else { WRITER }].register(cx.waker());
+        self.shared.wakers.0[Self::SLOT].register(cx.waker());
         self.shared.poll_flush(&mut lock(&self.shared.write))
     }
 
