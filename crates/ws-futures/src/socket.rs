@@ -22,7 +22,7 @@ pub(crate) type Io<T = ()> = Poll<io::Result<T>>;
 
 /// What [`Socket`] needs from its transport: implemented by a whole
 /// connection ([`Whole`]) and by each split half. Each `poll_*` performs
-/// one [`Action`] and reports it to the driver ([`report`]); `Pending`
+/// one [`Action`] and reports it to the driver; `Pending`
 /// when it reported the I/O blocked (a wakeup is registered).
 pub trait Link: Unpin {
     /// The operation of `flush` (a whole connection also reads what

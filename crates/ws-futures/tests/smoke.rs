@@ -24,45 +24,43 @@ trait Rt: 'static {
     fn tcp() -> Boxed<(Self::S, Self::S)>;
 }
 
-struct Smol;
-impl Rt for Smol {
-    type S = smol::net::TcpStream;
-    fn block_on<T>(f: impl Future<Output = T>) -> T {
-        smol::block_on(f)
-    }
-    fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Boxed<T> {
-        Box::pin(smol::spawn(f))
-    }
-    fn tcp() -> Boxed<(Self::S, Self::S)> {
-        Box::pin(async {
-            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let connect = Self::S::connect(listener.local_addr().unwrap());
-            let (accepted, connected) = join(listener.accept(), connect).await;
-            (accepted.unwrap().0, connected.unwrap())
-        })
-    }
+macro_rules! runtime {
+    ($rt:ident, $stream:ty, $listener:ty, $block_on:path, $spawn:path) => {
+        struct $rt;
+        impl Rt for $rt {
+            type S = $stream;
+            fn block_on<T>(f: impl Future<Output = T>) -> T {
+                $block_on(f)
+            }
+            fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Boxed<T> {
+                Box::pin($spawn(f))
+            }
+            fn tcp() -> Boxed<(Self::S, Self::S)> {
+                Box::pin(async {
+                    let listener = <$listener>::bind("127.0.0.1:0").await.unwrap();
+                    let connect = <$stream>::connect(listener.local_addr().unwrap());
+                    let (accepted, connected) = join(listener.accept(), connect).await;
+                    (accepted.unwrap().0, connected.unwrap())
+                })
+            }
+        }
+    };
 }
 
-struct AsyncStd;
-impl Rt for AsyncStd {
-    type S = async_std::net::TcpStream;
-    fn block_on<T>(f: impl Future<Output = T>) -> T {
-        async_std::task::block_on(f)
-    }
-    fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Boxed<T> {
-        Box::pin(async_std::task::spawn(f))
-    }
-    fn tcp() -> Boxed<(Self::S, Self::S)> {
-        Box::pin(async {
-            let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .unwrap();
-            let connect = Self::S::connect(listener.local_addr().unwrap());
-            let (accepted, connected) = join(listener.accept(), connect).await;
-            (accepted.unwrap().0, connected.unwrap())
-        })
-    }
-}
+runtime!(
+    Smol,
+    smol::net::TcpStream,
+    smol::net::TcpListener,
+    smol::block_on,
+    smol::spawn
+);
+runtime!(
+    AsyncStd,
+    async_std::net::TcpStream,
+    async_std::net::TcpListener,
+    async_std::task::block_on,
+    async_std::task::spawn
+);
 
 /// `f`, or a panic after `secs` seconds.
 async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
@@ -131,8 +129,8 @@ async fn protocol_error_and_eof<R: Rt>() {
     let mut close = [0; 4];
     raw.read_exact(&mut close).await.unwrap();
     assert_eq!(
-        (close[0], &close[2..]),
-        (0x88, &[0x03, 0xEA][..]),
+        (close[0], close[2], close[3]),
+        (0x88, 0x03, 0xEA),
         "Close 1002"
     );
     let (server, raw) = R::tcp().await;
@@ -146,22 +144,16 @@ async fn reject_and_subprotocol<R: Rt>() {
     let options = Options::default();
     for accept in [false, true] {
         let (server, client) = R::tcp().await;
-        let request = ClientRequest::new("ws://127.0.0.1/chat")
-            .unwrap()
-            .protocol("chat");
+        let request = ClientRequest::new("ws://127.0.0.1/chat").unwrap();
+        let request = request.protocol("chat");
         let serve = async {
             let incoming = ws_futures::read_request(server, &options).await.unwrap();
             assert_eq!(incoming.request().protocols(), ["chat"]);
+            let chat = AcceptOptions::new().protocol("chat");
             if accept {
-                let ws = incoming
-                    .accept(&AcceptOptions::new().protocol("chat"))
-                    .await;
-                drop(ws.unwrap());
+                drop(incoming.accept(&chat).await.unwrap());
             } else {
-                incoming
-                    .reject(403, &[("x-why", "test")], b"no")
-                    .await
-                    .unwrap();
+                incoming.reject(403, &[], b"no").await.unwrap();
             }
         };
         let (_, answer) = join(serve, ws_futures::client(client, request, &options)).await;
@@ -187,17 +179,12 @@ async fn split_echo_and_reunite<R: Rt>() {
         write
     });
     for i in 0..100 {
-        assert_eq!(
-            read.next().await.unwrap().unwrap(),
-            Message::text(i.to_string())
-        );
+        let echoed = read.next().await.unwrap().unwrap();
+        assert_eq!(echoed, Message::text(i.to_string()));
     }
     let mut ws = read.reunite(writer.await).unwrap();
-    ws.send(Message::text("whole again")).await.unwrap();
-    assert_eq!(
-        ws.recv().await.unwrap().unwrap(),
-        Message::text("whole again")
-    );
+    ws.send(Message::text("whole")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("whole"));
     ws.close(CloseCode::NORMAL, "").await.unwrap();
     assert_eq!(server.await, Some(CloseCode::NORMAL));
 }
@@ -215,10 +202,7 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
     let (sent2, stop2) = (Arc::clone(&sent), Arc::clone(&stop));
     let writer = R::spawn(async move {
         while !stop2.load(SeqCst) && sent2.load(SeqCst) < 256 {
-            write
-                .send(Message::binary(vec![1u8; 1 << 20]))
-                .await
-                .unwrap();
+            write.send(Message::binary(vec![1; 1 << 20])).await.unwrap();
             sent2.fetch_add(1, SeqCst);
         }
         write.close(CloseCode::NORMAL, "").await.unwrap();
@@ -227,14 +211,10 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
         for i in 0..20u8 {
             peer_write.ping(Bytes::from(vec![i])).await.unwrap();
             peer_write.send(Message::text(i.to_string())).await.unwrap();
-            assert_eq!(
-                read.recv_event().await.unwrap().unwrap(),
-                Event::Ping(Bytes::from(vec![i]))
-            );
-            assert_eq!(
-                read.recv().await.unwrap().unwrap(),
-                Message::text(i.to_string())
-            );
+            let ping = read.recv_event().await.unwrap().unwrap();
+            assert_eq!(ping, Event::Ping(Bytes::from(vec![i])));
+            let message = read.recv().await.unwrap().unwrap();
+            assert_eq!(message, Message::text(i.to_string()));
         }
     })
     .await;
@@ -252,10 +232,8 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
         }
     })
     .await;
-    assert!(
-        pongs.windows(2).all(|w| w[0] < w[1]) && pongs.last() == Some(&19),
-        "{pongs:?}"
-    );
+    let ordered = pongs.windows(2).all(|w| w[0] < w[1]);
+    assert!(ordered && pongs.last() == Some(&19), "{pongs:?}");
     assert_eq!(messages, sent.load(SeqCst));
     peer_write.close(CloseCode::NORMAL, "").await.unwrap();
     within(5, async { while read.recv().await.is_some() {} }).await;
@@ -297,17 +275,15 @@ async fn huge_durations<R: Rt>() {
     let config = Config::default()
         .with_keepalive(Some(Duration::MAX), Some(Duration::MAX))
         .with_close_timeout(Some(Duration::MAX));
-    let options = Options::default()
-        .with_config(config)
-        .with_handshake_timeout(Some(Duration::MAX));
+    let options = Options::default().with_config(config);
+    let options = options.with_handshake_timeout(Some(Duration::MAX));
     let (server, mut client) = pair::<R>(&options).await;
     let server = R::spawn(echo(server));
     let (mut sink, mut stream) = (&mut client).split();
     sink.send(Message::text("x")).await.unwrap();
     assert_eq!(stream.next().await.unwrap().unwrap(), Message::text("x"));
-    SinkExt::close(&mut sink.reunite(stream).unwrap())
-        .await
-        .unwrap();
+    let mut client = sink.reunite(stream).unwrap();
+    SinkExt::close(&mut client).await.unwrap();
     assert_eq!(server.await, Some(CloseCode::NORMAL));
 }
 
