@@ -47,6 +47,15 @@
 //! arrived, without waiting, and writes the replies. Messages read then wait
 //! for the next `recv`. A [`WriteHalf`] never reads: its [`ReadHalf`] does.
 //!
+//! ## Split
+//! [`WebSocket::split`] gives a [`ReadHalf`] and a [`WriteHalf`] for two
+//! tasks. No lock is held across I/O: the read half keeps receiving (and
+//! answering pings) while the write half waits for a peer that does not
+//! read, and automatic replies go out in order with the writer's messages.
+//! [`WebSocket`], [`ReadHalf`] and [`WriteHalf`] are one type, [`Socket`],
+//! over a whole connection or a half ([`link`]): each method exists once,
+//! on the halves that receive or send.
+//!
 //! ## Transport shutdown
 //! The write side is shut down with `AsyncWrite::poll_close`. async-std's
 //! `TcpStream` only flushes there; its socket closes when dropped.

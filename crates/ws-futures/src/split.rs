@@ -21,7 +21,7 @@ use futures_util::io::{ReadHalf as ReadIo, WriteHalf as WriteIo};
 use futures_util::{io::AsyncReadExt, task::AtomicWaker};
 use ws_proto::{CloseCode, CloseFrame, Driver, driver::MAX_READ_SIZE};
 
-use crate::socket::{Clock, Link, Receiver, Sender, Socket, report};
+use crate::socket::{Clock, Io, Link, Receiver, Sender, Socket, report};
 use crate::{Result, WebSocket};
 
 /// Slots of [`Wakers`]: the reader and the writer waiting for the write
@@ -67,7 +67,7 @@ impl<S: AsyncWrite> Shared<S> {
     /// Performs [`Action::Write`](ws_proto::Action::Write) holding the
     /// write side: the rest of the last chunk first, then the next chunk.
     /// A write that ends wakes the `other` half, which may wait for it.
-    fn write(&self, (io, pending): &mut (WriteIo<S>, Bytes), other: usize) -> Poll<io::Result<()>> {
+    fn write(&self, (io, pending): &mut (WriteIo<S>, Bytes), other: usize) -> Io {
         if pending.is_empty() {
             let Some(chunk) = lock(&self.driver).outgoing().pop_chunk() else {
                 return Poll::Ready(Ok(())); // The other half wrote it meanwhile.
@@ -86,7 +86,7 @@ impl<S: AsyncWrite> Shared<S> {
 
     /// Writes the rest of the last chunk (out of the driver's queue
     /// already), then flushes the stream.
-    fn poll_flush(&self, (io, pending): &mut (WriteIo<S>, Bytes)) -> Poll<io::Result<()>> {
+    fn poll_flush(&self, (io, pending): &mut (WriteIo<S>, Bytes)) -> Io {
         let mut cx = Context::from_waker(&self.waker);
         while !pending.is_empty() {
             match Pin::new(&mut *io).poll_write(&mut cx, pending)? {
@@ -209,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READ
     }
 
     /// Reads outside the lock, into the driver's buffer taken out of it.
-    fn poll_read(&mut self, cx: &mut Context<'_>, _wait: bool) -> Poll<io::Result<()>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, _wait: bool) -> Io {
         let Some(read) = &mut self.read else {
             return report(&mut lock(&self.shared.driver), true, Poll::Pending);
         };
@@ -235,7 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READ
 
     /// Writes unless the other half is writing: it then takes this half's
     /// bytes from the queue after its current write, and wakes this half.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Io {
         let (this, other) = (Self::SLOT, READER + WRITER - Self::SLOT);
         self.shared.wakers.0[this].register(cx.waker());
         match self.shared.write.try_lock() {
@@ -247,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READ
         }
     }
 
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Io {
         self.shared.wakers.0[Self::SLOT].register(cx.waker());
         self.shared.poll_flush(&mut lock(&self.shared.write))
     }
