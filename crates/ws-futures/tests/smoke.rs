@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use async_io::Timer;
+use async_std::{net as asn, task as ast};
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, join, select};
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,20 +48,8 @@ macro_rules! runtime {
     };
 }
 
-runtime!(
-    Smol,
-    smol::net::TcpStream,
-    smol::net::TcpListener,
-    smol::block_on,
-    smol::spawn
-);
-runtime!(
-    AsyncStd,
-    async_std::net::TcpStream,
-    async_std::net::TcpListener,
-    async_std::task::block_on,
-    async_std::task::spawn
-);
+runtime! { Smol, smol::net::TcpStream, smol::net::TcpListener, smol::block_on, smol::spawn }
+runtime! { AsyncStd, asn::TcpStream, asn::TcpListener, ast::block_on, ast::spawn }
 
 /// `f`, or a panic after `secs` seconds.
 async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
@@ -129,8 +118,8 @@ async fn protocol_error_and_eof<R: Rt>() {
     let mut close = [0; 4];
     raw.read_exact(&mut close).await.unwrap();
     assert_eq!(
-        (close[0], close[2], close[3]),
-        (0x88, 0x03, 0xEA),
+        [close[0], close[2], close[3]],
+        [0x88, 0x03, 0xEA],
         "Close 1002"
     );
     let (server, raw) = R::tcp().await;
