@@ -114,8 +114,14 @@ pub async fn accept_with<S>(stream: S, options: &Options) -> Result<WebSocket<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let incoming = read_request(stream, options).await?;
+    let incoming = read_request_with(stream, options).await?;
     incoming.accept(&AcceptOptions::new()).await
+}
+
+/// Reads the opening request with the default [`Options`]; see
+/// [`read_request_with`].
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<Incoming<S>> {
+    read_request_with(stream, &Options::default()).await
 }
 
 /// Reads the opening request, within `options.handshake_timeout`, for the
@@ -124,7 +130,7 @@ where
 /// before the error is returned.
 ///
 /// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
-pub async fn read_request<S>(mut stream: S, options: &Options) -> Result<Incoming<S>>
+pub async fn read_request_with<S>(mut stream: S, options: &Options) -> Result<Incoming<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

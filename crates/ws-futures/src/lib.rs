@@ -4,7 +4,7 @@
 //! `futures_io::AsyncRead + AsyncWrite + Unpin` stream, so it works on smol,
 //! async-std or any other executor. Timers come from [`async_io::Timer`].
 //! The run loop itself (what to read, write and wait for) is the core's
-//! [`Driver`](ws_proto::Driver): every method here asks it what to do,
+//! [`Driver`]: every method here asks it what to do,
 //! performs that on the stream and reports back.
 //!
 //! ```no_run
@@ -67,14 +67,10 @@ mod socket;
 mod split;
 
 pub use async_net::TcpStream;
-pub use ws_proto::adapter::{Error, Options, Result};
-pub use ws_proto::{
-    self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
-    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
-};
+pub use ws_proto::{self, adapter::exports::*};
 
-pub use crate::handshake::read_request;
 pub use crate::handshake::{Incoming, accept, accept_with, client, connect, connect_with};
+pub use crate::handshake::{read_request, read_request_with};
 pub use crate::socket::{Socket, WebSocket};
 pub use crate::split::{ReadHalf, WriteHalf};
 

@@ -136,7 +136,9 @@ async fn reject_and_subprotocol<R: Rt>() {
         let request = ClientRequest::new("ws://127.0.0.1/chat").unwrap();
         let request = request.protocol("chat");
         let serve = async {
-            let incoming = ws_futures::read_request(server, &options).await.unwrap();
+            let incoming = ws_futures::read_request_with(server, &options)
+                .await
+                .unwrap();
             assert_eq!(incoming.request().protocols(), ["chat"]);
             let chat = AcceptOptions::new().protocol("chat");
             if accept {

@@ -12,6 +12,19 @@ use crate::{
     handshake::HandshakeConfig,
 };
 
+/// What every runtime adapter re-exports from the core (`pub use
+/// ws_proto::adapter::exports::*`), so that an application finds the same
+/// names, `bytes` types included, under whichever adapter it uses.
+pub mod exports {
+    pub use super::{Error, Options, Result};
+    pub use crate::{
+        AcceptOptions, Accepted, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config,
+        Connection, Driver, Event, HandshakeConfig, HandshakeError, Message, Negotiated,
+        ProtocolError, Role, SendError, ServerRequest, Utf8Bytes,
+        bytes::{self, Buf, BufMut, Bytes, BytesMut},
+    };
+}
+
 /// Everything that can go wrong on a WebSocket connection.
 #[derive(Debug)]
 #[non_exhaustive]

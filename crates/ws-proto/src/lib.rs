@@ -128,7 +128,7 @@ pub mod internals {
     };
 }
 
-pub use bytes;
+pub use bytes::{self, Buf, BufMut, Bytes, BytesMut};
 
 #[cfg(feature = "getrandom")]
 pub use crate::entropy::OsEntropy;

@@ -173,14 +173,20 @@ pub fn accept<S: Transport>(stream: S) -> Result<WebSocket<S>> {
 
 /// Accepts a WebSocket with the given options and no subprotocol.
 pub fn accept_with<S: Transport>(stream: S, options: &Options) -> Result<WebSocket<S>> {
-    read_request(stream, options)?.accept(&AcceptOptions::new())
+    read_request_with(stream, options)?.accept(&AcceptOptions::new())
+}
+
+/// Reads the opening request with the default [`Options`]; see
+/// [`read_request_with`].
+pub fn read_request<S: Transport>(stream: S) -> Result<Incoming<S>> {
+    read_request_with(stream, &Options::default())
 }
 
 /// Reads the opening request (within `handshake_timeout`), leaving the
 /// decision to the caller: [`Incoming::accept`] or [`Incoming::reject`].
 /// A malformed request is answered (400, 426 or 431) before the error is
 /// returned.
-pub fn read_request<S: Transport>(stream: S, options: &Options) -> Result<Incoming<S>> {
+pub fn read_request_with<S: Transport>(stream: S, options: &Options) -> Result<Incoming<S>> {
     let mut handshake = ServerHandshake::with_config(options.handshake.clone());
     let (mut head, mut buf) = (Head::new(stream, deadline(options))?, BytesMut::new());
     let request = loop {

@@ -1,7 +1,7 @@
 //! # ws-std: blocking WebSocket over `std::io`
 //!
 //! A thin adapter that runs the sans-IO [`ws_proto`] core's
-//! [`Driver`](ws_proto::Driver) over any blocking
+//! [`Driver`] over any blocking
 //! [`Read`](std::io::Read) + [`Write`](std::io::Write) stream: it performs
 //! what the driver asks (read, write, wait for the timer, shut down), reports
 //! what happened, and maps types. The driver owns every policy: which events
@@ -86,16 +86,13 @@ mod split;
 use core::time::Duration;
 use std::{io, net::Shutdown};
 
-pub use bytes::{Bytes, BytesMut};
-pub use ws_proto::{
-    self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
-    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
-};
-
-pub use ws_proto::adapter::{Error, Options, Result};
+pub use ws_proto::{self, adapter::exports::*};
 
 pub use crate::{
-    handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
+    handshake::{
+        Incoming, accept, accept_with, client, connect, connect_with, read_request,
+        read_request_with,
+    },
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
 };

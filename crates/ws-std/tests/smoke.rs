@@ -199,7 +199,7 @@ fn protocol_error_sends_1002_and_eof_reports_1006() {
 fn read_request_reject_and_subprotocol() {
     bounded(10, || {
         let (url, server) = serve(|stream| {
-            let incoming = ws_std::read_request(stream, &Options::default()).unwrap();
+            let incoming = ws_std::read_request(stream).unwrap();
             incoming
                 .reject(403, &[("x-why", "no")], b"go away")
                 .unwrap();
@@ -212,7 +212,7 @@ fn read_request_reject_and_subprotocol() {
         server.join().unwrap();
 
         let (url, server) = serve(|stream| {
-            let incoming = ws_std::read_request(stream, &Options::default()).unwrap();
+            let incoming = ws_std::read_request(stream).unwrap();
             assert_eq!(incoming.request().protocols(), ["chat"]);
             let mut ws = incoming
                 .accept(&AcceptOptions::new().protocol("chat"))

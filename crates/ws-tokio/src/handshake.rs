@@ -117,12 +117,18 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<WebSocket<S>> {
     // Boxed for the reason `within` gives.
     let accept = async move {
-        read_request(stream, options)
+        read_request_with(stream, options)
             .await?
             .accept(&AcceptOptions::new())
             .await
     };
     Box::pin(accept).await
+}
+
+/// Reads the opening request with the default [`Options`]; see
+/// [`read_request_with`].
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<Incoming<S>> {
+    read_request_with(stream, &Options::default()).await
 }
 
 /// Reads the opening request, within the handshake timeout, for the
@@ -131,7 +137,7 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
 ///
 /// A malformed request gets its HTTP error response (400, 426, 431) written
 /// before the error is returned. Cancelling drops the stream.
-pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn read_request_with<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     options: &Options,
 ) -> Result<Incoming<S>> {

@@ -59,16 +59,13 @@ mod handshake;
 mod socket;
 mod split;
 
-pub use ws_proto::{
-    self, AcceptOptions, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, Connection,
-    Event, HandshakeConfig, HandshakeError, Message, ProtocolError, Role, SendError, ServerRequest,
-    Utf8Bytes, bytes::Bytes,
-};
-
-pub use ws_proto::adapter::{Error, Options, Result};
+pub use ws_proto::{self, adapter::exports::*};
 
 pub use crate::{
-    handshake::{Incoming, accept, accept_with, client, connect, connect_with, read_request},
+    handshake::{
+        Incoming, accept, accept_with, client, connect, connect_with, read_request,
+        read_request_with,
+    },
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
 };

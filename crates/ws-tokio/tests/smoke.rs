@@ -236,7 +236,7 @@ async fn read_request_reject_and_subprotocol() {
         let server = tokio::spawn(async move {
             for _ in 0..2 {
                 let (stream, _) = listener.accept().await.unwrap();
-                let incoming = ws_tokio::read_request(stream, &Options::default())
+                let incoming = ws_tokio::read_request_with(stream, &Options::default())
                     .await
                     .unwrap();
                 if incoming.request().protocols().is_empty() {

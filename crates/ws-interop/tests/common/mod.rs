@@ -263,7 +263,7 @@ macro_rules! scenario {
         ) -> Result<(), String> {
             let mut ws = if index == 0 {
                 // The two-step form, choosing `chat` when it is offered.
-                let incoming = adapter::read_request(stream, &options())$(.$aw)?
+                let incoming = adapter::read_request_with(stream, &options())$(.$aw)?
                     .map_err(|e| format!("read_request: {e}"))?;
                 report.protocols = incoming.request().protocols().to_vec();
                 let mut accept = AcceptOptions::new();
