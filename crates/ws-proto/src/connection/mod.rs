@@ -816,7 +816,7 @@ impl Connection {
     /// across reads, any fragmented message) is therefore checked again as
     /// a whole; a message received in one call (the common case for small
     /// ones) is not.
-    #[inline]
+    #[inline(always)]
     fn finish_message(
         &mut self,
         text: bool,
@@ -829,7 +829,7 @@ impl Connection {
             let text = if checked_in_this_call {
                 Utf8Bytes::from_validated(data)
             } else {
-                Utf8Bytes::try_from_bytes(data).map_err(|_| ProtocolError::InvalidUtf8)?
+                check_again(data)?
             };
             Message::Text(text)
         } else {
@@ -1021,6 +1021,14 @@ fn unpin_small(payload: BytesMut, buf_capacity: usize) -> BytesMut {
     } else {
         payload
     }
+}
+
+/// Text whose incremental check no longer stands (see `finish_message`),
+/// checked again whole. Out of line: the hot path never comes here.
+#[cold]
+#[inline(never)]
+fn check_again(data: Bytes) -> Result<Utf8Bytes, ProtocolError> {
+    Utf8Bytes::try_from_bytes(data).map_err(|_| ProtocolError::InvalidUtf8)
 }
 
 /// Unmasks `data` (which starts `offset` bytes into a text frame's payload)
