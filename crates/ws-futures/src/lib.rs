@@ -69,8 +69,7 @@ mod split;
 pub use async_net::TcpStream;
 pub use ws_proto::{self, adapter::exports::*};
 
-pub use crate::handshake::{Incoming, accept, accept_with, client, connect, connect_with};
-pub use crate::handshake::{read_request, read_request_with};
+pub use crate::handshake::*;
 pub use crate::socket::{Socket, WebSocket};
 pub use crate::split::{ReadHalf, WriteHalf};
 

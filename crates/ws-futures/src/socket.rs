@@ -8,7 +8,7 @@ use std::io::{self, ErrorKind, IoSlice};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
@@ -222,16 +222,11 @@ pub type WebSocket<S> = Socket<Whole<S>>;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose opening handshake happened elsewhere (e.g. a
-    /// hyper upgrade).
+    /// hyper upgrade). Bytes read past the handshake go in first
+    /// through [`from_driver`](Self::from_driver) with
+    /// `Driver::with_buffer(Connection::new(role, config), bytes)`.
     pub fn from_raw(stream: S, role: Role, config: Config) -> Self {
-        Self::from_raw_with_buffer(stream, role, config, BytesMut::new())
-    }
-
-    /// Like [`from_raw`](Self::from_raw), with bytes already read past the
-    /// handshake.
-    pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
-        let driver = Driver::with_buffer(Connection::new(role, config), read_buf);
-        Self::from_driver(stream, driver)
+        Self::from_driver(stream, Driver::new(Connection::new(role, config)))
     }
 
     /// Wraps a stream and the driver of a connection the opening handshake

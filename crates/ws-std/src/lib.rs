@@ -89,10 +89,7 @@ use std::{io, net::Shutdown};
 pub use ws_proto::{self, adapter::exports::*};
 
 pub use crate::{
-    handshake::{
-        Incoming, accept, accept_with, client, connect, connect_with, read_request,
-        read_request_with,
-    },
+    handshake::*,
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
 };

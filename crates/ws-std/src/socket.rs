@@ -10,7 +10,7 @@ use std::{
     time::Instant,
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use ws_proto::{
     Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Outgoing, Role,
 };
@@ -332,20 +332,11 @@ pub(crate) use receive_methods;
 
 impl<S: Transport> WebSocket<S> {
     /// Wraps a stream on which the opening handshake already happened
-    /// elsewhere (e.g. an HTTP server's upgrade).
+    /// elsewhere (e.g. an HTTP server's upgrade). Bytes read past the handshake go in first
+    /// through [`from_driver`](Self::from_driver) with
+    /// `Driver::with_buffer(Connection::new(role, config), bytes)`.
     pub fn from_raw(stream: S, role: Role, config: Config) -> Self {
-        Self::from_raw_with_buffer(stream, role, config, BytesMut::new())
-    }
-
-    /// Like [`from_raw`](Self::from_raw), with bytes already read past the
-    /// handshake: they are the connection's first input. The stream's read
-    /// timeout becomes the default receive deadline
-    /// ([`set_read_timeout`](Self::set_read_timeout)).
-    pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
-        Self::from_driver(
-            stream,
-            Driver::with_buffer(Connection::new(role, config), read_buf),
-        )
+        Self::from_driver(stream, Driver::new(Connection::new(role, config)))
     }
 
     /// Wraps a stream and the driver of a connection the opening handshake

@@ -18,8 +18,8 @@ use std::{
 
 use ws_proto::{AcceptOptions, ClientHandshake, ServerHandshake};
 use ws_std::{
-    Bytes, BytesMut, ClientRequest, CloseCode, Config, Error, Event, HandshakeError, Message,
-    Options, Role, WebSocket,
+    Bytes, BytesMut, ClientRequest, CloseCode, Config, Connection, Driver, Error, Event,
+    HandshakeError, Message, Options, Role, WebSocket,
 };
 
 /// What `Error::is_timeout` should be in the core.
@@ -236,7 +236,10 @@ fn from_raw_and_duration_max_timers() {
             .with_keepalive(max, max);
         let (url, server) = echo_server(config.clone());
         let (stream, buf) = raw_client(&url);
-        let mut ws = WebSocket::from_raw_with_buffer(stream, Role::Client, config, buf);
+        let mut ws = WebSocket::from_driver(
+            stream,
+            Driver::with_buffer(Connection::new(Role::Client, config), buf),
+        );
         ws.send(Message::text("raw")).unwrap();
         assert_eq!(ws.recv().unwrap().unwrap(), Message::text("raw"));
         ws.close(CloseCode::NORMAL, "").unwrap();

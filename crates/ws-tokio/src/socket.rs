@@ -9,7 +9,7 @@ use core::task::{Context, Poll, ready};
 use core::time::Duration;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -424,18 +424,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
 
 impl<S> WebSocket<S> {
     /// Wraps a stream on which the opening handshake already happened
-    /// elsewhere (a hyper or axum upgrade).
+    /// elsewhere (a hyper or axum upgrade). Bytes read past the handshake go in
+    /// first through [`from_driver`](Self::from_driver) with
+    /// `Driver::with_buffer(Connection::new(role, config), bytes)`.
     pub fn from_raw(stream: S, role: Role, config: Config) -> Self {
-        Self::from_raw_with_buffer(stream, role, config, BytesMut::new())
-    }
-
-    /// Like [`from_raw`](Self::from_raw), with bytes already read past the
-    /// handshake: they are the connection's first input.
-    pub fn from_raw_with_buffer(stream: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
-        Self::from_driver(
-            stream,
-            Driver::with_buffer(Connection::new(role, config), read_buf),
-        )
+        Self::from_driver(stream, Driver::new(Connection::new(role, config)))
     }
 
     /// Wraps a stream and the driver of a connection the opening handshake
