@@ -69,7 +69,7 @@ impl<S: AsyncWrite> Shared<S> {
     /// A write that ends wakes the `other` half, which may wait for it.
     fn write(&self, (io, pending): &mut (WriteIo<S>, Bytes), other: usize) -> Io {
         if pending.is_empty() {
-            let Some(chunk) = lock(&self.driver).outgoing().pop_chunk() else {
+            let Some(chunk) = lock(&self.driver).pop_chunk() else {
                 return Poll::Ready(Ok(())); // The other half wrote it meanwhile.
             };
             *pending = chunk;

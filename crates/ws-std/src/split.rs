@@ -111,8 +111,7 @@ where
         let _side = lock(&shared.writing);
         let mut count = 0;
         let chunks: [Bytes; MAX_IOV] = self.with(|d| {
-            let out = d.outgoing();
-            core::array::from_fn(|_| out.pop_chunk().inspect(|_| count += 1).unwrap_or_default())
+            core::array::from_fn(|_| d.pop_chunk().inspect(|_| count += 1).unwrap_or_default())
         });
         let mut slices = chunks.each_ref().map(|c| IoSlice::new(c));
         let mut slices = &mut slices[..count];

@@ -130,10 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Half<S> {
         let shared = &*self.shared;
         let written = shared.with_write(usize::from(self.read.is_none()), cx, |io, cx| {
             if io.held.is_empty() {
-                io.held = lock(&shared.driver)
-                    .outgoing()
-                    .pop_chunk()
-                    .unwrap_or_default();
+                io.held = lock(&shared.driver).pop_chunk().unwrap_or_default();
             }
             if io.held.is_empty() {
                 return Poll::Ready(Ok(0)); // the other half wrote it meanwhile

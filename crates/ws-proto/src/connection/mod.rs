@@ -860,7 +860,12 @@ impl Connection {
             self.queue_close(code, "");
         }
         match self.role {
-            Role::Server => self.transport_done = true,
+            Role::Server => {
+                self.transport_done = true;
+                // Flushing the echo must not wait forever on a peer that
+                // stopped reading after its Close.
+                self.start_close_timer();
+            }
             // The client waits for the server to close the transport, but not forever.
             Role::Client if self.eof => self.transport_done = true,
             Role::Client => self.start_close_timer(),

@@ -194,6 +194,9 @@ pub struct Driver {
     background_reads: u8,
     /// Whether a receive operation ran since the last flush.
     receiving: bool,
+    /// Bytes taken with [`pop_chunk`](Self::pop_chunk) and not yet reported
+    /// written: still to go out, though no longer in the queue.
+    in_flight: usize,
     /// The read buffer is out with the adapter ([`take_read_buf`](Self::take_read_buf)).
     buf_out: bool,
     /// The write side was shut down.
@@ -227,6 +230,7 @@ impl Driver {
             blocked: 0,
             background_reads: 0,
             receiving: false,
+            in_flight: 0,
             buf_out: false,
             shut: false,
             done: false,
@@ -330,7 +334,7 @@ impl Driver {
                 self.poll_receive(op)
             }
             Op::Flush | Op::WriteOut => {
-                if self.conn.wants_write() && !self.done {
+                if self.wants_write() && !self.done {
                     return self.write_or_wait();
                 }
                 if op == Op::Flush && !core::mem::take(&mut self.receiving) {
@@ -382,6 +386,12 @@ impl Driver {
         None
     }
 
+    /// Whether bytes wait to be written: queued, or popped and unwritten.
+    #[inline]
+    fn wants_write(&self) -> bool {
+        self.conn.wants_write() || self.in_flight > 0
+    }
+
     fn write_or_wait(&self) -> Action {
         if self.blocked & WRITE == 0 {
             Action::Write
@@ -394,7 +404,7 @@ impl Driver {
     /// transport takes it, so a pong is not held up by the application.
     #[inline]
     fn deliver_after_write(&mut self, event: Event) -> Action {
-        if self.conn.wants_write() && self.blocked & WRITE == 0 && !self.done {
+        if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
             self.ready = Some(event);
             return Action::Write;
         }
@@ -413,7 +423,7 @@ impl Driver {
                         if let Some(action) = self.on_event(op, event) {
                             return action;
                         }
-                        if self.conn.wants_write() && self.blocked & WRITE == 0 {
+                        if self.wants_write() && self.blocked & WRITE == 0 {
                             // Answer each ping before parsing the next, so a
                             // burst of pings gets every pong the transport
                             // takes (RFC 6455 section 5.5.3 allows fewer).
@@ -425,7 +435,7 @@ impl Driver {
                     Err(error) => self.error = Some(error),
                 }
             }
-            if self.conn.wants_write() && self.blocked & WRITE == 0 {
+            if self.wants_write() && self.blocked & WRITE == 0 {
                 return Action::Write;
             }
             if self.error.is_some() || self.conn.should_close_transport() {
@@ -449,7 +459,7 @@ impl Driver {
     /// `None`: finished; the receive reports it.
     #[cold]
     fn poll_over(&mut self) -> Option<Action> {
-        if !self.conn.wants_write() || self.conn.is_abandoned() {
+        if !self.wants_write() || self.conn.is_abandoned() {
             if !self.shut {
                 return Some(Action::Shutdown);
             }
@@ -497,7 +507,7 @@ impl Driver {
                 || self.blocked & READ != 0
                 || matches!(self.stash.back(), Some(Event::Message(_) | Event::Close(_)));
             if stop {
-                if self.conn.wants_write() && self.blocked & WRITE == 0 && !self.done {
+                if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
                     return Action::Write;
                 }
                 return Action::Done(Ok(()));
@@ -542,12 +552,25 @@ impl Driver {
         self.conn.outgoing()
     }
 
-    /// `n` bytes were written (and `advance`d in [`outgoing`](Self::outgoing)
-    /// already). A write of 0 bytes is an error the adapter reports as
-    /// [`io_error`](Self::io_error) (`WriteZero`).
+    /// Takes the next chunk of the queue, owned, for a write performed
+    /// without holding the driver (a split half). Until reported
+    /// [`wrote`](Self::wrote), its bytes still count as waiting: the driver
+    /// neither shuts down nor finishes a close before they left (or the
+    /// close timeout gave up on the peer). Popped bytes must be written
+    /// before anything else.
+    pub fn pop_chunk(&mut self) -> Option<bytes::Bytes> {
+        let chunk = self.conn.outgoing().pop_chunk()?;
+        self.in_flight += chunk.len();
+        Some(chunk)
+    }
+
+    /// `n` bytes were written: popped ones first, else `advance`d in
+    /// [`outgoing`](Self::outgoing) already. A write of 0 bytes is an error
+    /// the adapter reports as [`io_error`](Self::io_error) (`WriteZero`).
     #[inline]
     pub fn wrote(&mut self, n: usize) {
         if n > 0 {
+            self.in_flight = self.in_flight.saturating_sub(n);
             self.blocked = 0;
         }
     }
@@ -710,6 +733,8 @@ impl Driver {
     /// The write side was shut down (or shutting it down failed, which
     /// changes nothing).
     pub fn shut_down(&mut self) {
+        // Popped bytes of an abandoned peer are dropped with the transport.
+        self.in_flight = 0;
         self.shut = true;
         self.blocked = 0;
     }
@@ -723,6 +748,7 @@ impl Driver {
             self.read.buf.truncate(start);
         }
         self.blocked = 0;
+        self.in_flight = 0;
         let closed = self.done || self.close_frame.is_some() || self.error.is_some();
         if self.close_frame.is_none() {
             let reason = Utf8Bytes::from_static("the transport failed");

@@ -370,3 +370,25 @@ fn a_split_reader_reads_outside_the_driver() {
         "the queued message is written first"
     );
 }
+
+#[test]
+fn popped_bytes_count_as_unwritten_until_reported() {
+    let mut driver = server(Config::default().with_close_timeout(Some(Duration::from_secs(3))));
+    driver.send(Message::binary(vec![1u8; 10_000])).unwrap();
+    // A split writer takes the chunk and is stuck writing it.
+    let chunk = driver.pop_chunk().expect("a chunk");
+    assert!(!chunk.is_empty());
+    // The peer closes, then stops reading.
+    let mut t = Script::new([In::Bytes(masked(0x88, &[0x03, 0xE8]))]);
+    t.write_limit = 0;
+    assert_eq!(
+        t.run(&mut driver, Op::RecvMessage, false),
+        End::Wait,
+        "no shutdown while popped bytes are unwritten"
+    );
+    assert!(!t.shut);
+    // The close timeout gives up on the peer.
+    assert_eq!(t.run(&mut driver, Op::RecvMessage, true), End::Done(Ok(())));
+    assert!(t.shut);
+    assert_eq!(t.now, Duration::from_secs(3));
+}
