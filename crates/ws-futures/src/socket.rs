@@ -38,8 +38,9 @@ pub trait Link: Unpin {
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Io;
     /// Flushes the transport once a write operation is done.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Io;
-    /// Performs [`Action::Shutdown`] (its error does not matter).
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Performs [`Action::Shutdown`] (its error does not matter), dropping
+    /// bytes still held if `discard`.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>, discard: bool) -> Poll<()>;
     /// Performs [`Action::Timer`].
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()>;
     /// Why the connection ended (see [`Driver::close_frame`]).
@@ -71,11 +72,11 @@ fn poll_op(link: &mut impl Link, cx: &mut Context<'_>, op: Op) -> Poll<Result<Op
                 return Poll::Ready(Ok(None));
             }
             Action::Done(result) => return Poll::Ready(result.map(|()| None).map_err(Error::from)),
-            Action::Write => blocked |= link.poll_write(cx)?.is_pending(),
+            Action::Write { .. } => blocked |= link.poll_write(cx)?.is_pending(),
             Action::Read { wait } => blocked |= link.poll_read(cx, wait)?.is_pending(),
             Action::Timer => blocked |= link.poll_timer(cx).is_pending(),
-            Action::Shutdown => {
-                ready!(link.poll_shutdown(cx));
+            Action::Shutdown { discard } => {
+                ready!(link.poll_shutdown(cx, discard));
                 link.driver(Driver::shut_down);
             }
             Action::Wait if blocked => return Poll::Pending,
@@ -195,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Whole<S> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>, _discard: bool) -> Poll<()> {
         Pin::new(&mut self.io).poll_close(cx).map(drop)
     }
 

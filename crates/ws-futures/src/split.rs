@@ -251,10 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const READS: bool> Link for Half<S, READ
 
     /// The driver asks for the end once its queue is written (or it gave
     /// up on the peer): the rest of a chunk goes out if it can at once.
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>, discard: bool) -> Poll<()> {
         self.shared.wakers.0[READER].register(cx.waker());
         let side = &mut *lock(&self.shared.write);
-        if self.shared.poll_flush(side).is_pending() {
+        // A peer given up on gets nothing more; otherwise what the
+        // transport takes now goes out first.
+        if discard || self.shared.poll_flush(side).is_pending() {
             side.1.clear();
         }
         let mut write_cx = Context::from_waker(&self.shared.waker);

@@ -115,15 +115,13 @@ pub(crate) fn run<L: Link>(
     op: Op,
     until: Option<Instant>,
 ) -> Result<Option<Event>> {
-    // Receive calls never wait for a write: replies must not stall them.
-    let block = !matches!(op, Op::Recv | Op::RecvMessage | Op::Close);
     let (mut write_blocked, mut woke, mut timed_out) = (false, false, false);
     timer.deadline = None;
     loop {
         match link.with(|d| d.poll(op)) {
             Action::Deliver(event) => return Ok(Some(event)),
             Action::Done(result) => return result.map(|()| None).map_err(Error::Protocol),
-            Action::Write => match link.write(block) {
+            Action::Write { wait } => match link.write(wait) {
                 Ok(blocked) => write_blocked = blocked,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) && L::KEEPS_UNWRITTEN => return Err(e.into()),
@@ -161,7 +159,7 @@ pub(crate) fn run<L: Link>(
                 let now = timer.origin.elapsed();
                 timer.deadline = link.with(|d| d.timer(now).inspect(|_| d.timer_blocked()));
             }
-            Action::Shutdown => {
+            Action::Shutdown { .. } => {
                 let _ = link.io().shutdown(Shutdown::Write);
                 link.with(Driver::shut_down);
             }

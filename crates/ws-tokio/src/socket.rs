@@ -181,7 +181,7 @@ pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> St
                 Ok(()) => return Poll::Ready(Ok(None)),
                 Err(e) => Err(e),
             },
-            Action::Write => {
+            Action::Write { .. } => {
                 wrote = true;
                 link.write(cx)
             }
@@ -190,11 +190,9 @@ pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> St
                 link.timer(cx);
                 Ok(())
             }
-            Action::Shutdown => {
-                // After the held bytes, unless the peer is not listening.
-                let abandoned = link.with(|driver| driver.connection().is_abandoned());
+            Action::Shutdown { discard } => {
                 let _ = ready!(link.with_io(cx, |io, cx| {
-                    if abandoned {
+                    if discard {
                         io.held.clear();
                     }
                     let _ = ready!(io.poll_drain(cx));

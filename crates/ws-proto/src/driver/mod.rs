@@ -16,10 +16,10 @@
 //! | action | perform | report |
 //! |---|---|---|
 //! | [`Deliver`](Action::Deliver) | hand the event to the application | nothing: the operation is over |
-//! | [`Write`](Action::Write) | write from [`outgoing`](Driver::outgoing) (a `Buf`), `advance` it | [`wrote`](Driver::wrote), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
+//! | [`Write`](Action::Write) | write (waiting only if `wait`) from [`outgoing`](Driver::outgoing) (a `Buf`), `advance` it | [`wrote`](Driver::wrote), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Timer`](Action::Timer) | read the clock, call [`timer`](Driver::timer); arm a sleep at the deadline it gives | [`timer_fired`](Driver::timer_fired), or [`timer_blocked`](Driver::timer_blocked) |
 //! | [`Read`](Action::Read) | read into [`read_buf`](Driver::read_buf) (or [`read_slice`](Driver::read_slice)) | [`filled`](Driver::filled) (0 is end of stream), or [`read_blocked`](Driver::read_blocked), or [`io_error`](Driver::io_error) |
-//! | [`Shutdown`](Action::Shutdown) | shut the transport's write side (errors do not matter) | [`shut_down`](Driver::shut_down) |
+//! | [`Shutdown`](Action::Shutdown) | shut the transport's write side (errors do not matter), dropping held bytes if `discard` | [`shut_down`](Driver::shut_down) |
 //! | [`Wait`](Action::Wait) | wait for whatever reported blocked (async: return `Pending`) | nothing |
 //! | [`Done`](Action::Done) | finish the operation with this result | nothing |
 //!
@@ -49,7 +49,7 @@
 //!             input = &input[n..];
 //!             driver.filled(n);
 //!         }
-//!         Action::Write => {
+//!         Action::Write { .. } => {
 //!             let out = driver.outgoing();
 //!             output.extend_from_slice(out.chunk());
 //!             let n = out.chunk().len();
@@ -60,7 +60,7 @@
 //! };
 //! assert_eq!(message, ws_proto::Event::Message(Message::text("hi")));
 //! driver.send(Message::text("hi"))?;
-//! assert!(matches!(driver.poll(Op::WriteOut), Action::Write));
+//! assert!(matches!(driver.poll(Op::WriteOut), Action::Write { .. }));
 //! # Ok::<(), ws_proto::SendError>(())
 //! ```
 //!
@@ -145,8 +145,14 @@ pub enum Op {
 pub enum Action {
     /// Hand this event to the application; the operation is over.
     Deliver(Event),
-    /// Write from [`Driver::outgoing`].
-    Write,
+    /// Write from [`Driver::outgoing`]. With `wait: false` the write must
+    /// not wait for the transport to take bytes (a receive never stalls on
+    /// a peer that does not read): report [`Driver::write_blocked`] instead.
+    /// Async adapters never wait anyway.
+    Write {
+        /// Whether the write may wait for the transport.
+        wait: bool,
+    },
     /// Read into [`Driver::read_buf`] or [`Driver::read_slice`]. With `wait:
     /// false` the read must not wait for bytes: report
     /// [`Driver::read_blocked`] if none are there already.
@@ -158,7 +164,12 @@ pub enum Action {
     Timer,
     /// Shut down the write side of the transport, then call
     /// [`Driver::shut_down`].
-    Shutdown,
+    Shutdown {
+        /// The peer was given up on (close or keepalive timeout): drop any
+        /// bytes the adapter still holds (popped chunks, a transport buffer)
+        /// rather than wait for them to be written.
+        discard: bool,
+    },
     /// Everything the operation needs is blocked: wait for the transport or
     /// the timer, then poll again.
     Wait,
@@ -335,7 +346,7 @@ impl Driver {
             }
             Op::Flush | Op::WriteOut => {
                 if self.wants_write() && !self.done {
-                    return self.write_or_wait();
+                    return self.write_or_wait(op);
                 }
                 if op == Op::Flush && !core::mem::take(&mut self.receiving) {
                     return self.poll_background();
@@ -344,7 +355,7 @@ impl Driver {
             }
             Op::Reserve => {
                 if self.conn.is_write_buffer_full() && !self.done {
-                    self.write_or_wait()
+                    self.write_or_wait(op)
                 } else {
                     Action::Done(Ok(()))
                 }
@@ -392,9 +403,11 @@ impl Driver {
         self.conn.wants_write() || self.in_flight > 0
     }
 
-    fn write_or_wait(&self) -> Action {
+    fn write_or_wait(&self, op: Op) -> Action {
         if self.blocked & WRITE == 0 {
-            Action::Write
+            Action::Write {
+                wait: !matches!(op, Op::Recv | Op::RecvMessage | Op::Close),
+            }
         } else {
             Action::Wait
         }
@@ -406,7 +419,7 @@ impl Driver {
     fn deliver_after_write(&mut self, event: Event) -> Action {
         if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
             self.ready = Some(event);
-            return Action::Write;
+            return Action::Write { wait: false };
         }
         Action::Deliver(event)
     }
@@ -427,7 +440,7 @@ impl Driver {
                             // Answer each ping before parsing the next, so a
                             // burst of pings gets every pong the transport
                             // takes (RFC 6455 section 5.5.3 allows fewer).
-                            return Action::Write;
+                            return Action::Write { wait: false };
                         }
                         continue;
                     }
@@ -436,7 +449,7 @@ impl Driver {
                 }
             }
             if self.wants_write() && self.blocked & WRITE == 0 {
-                return Action::Write;
+                return Action::Write { wait: false };
             }
             if self.error.is_some() || self.conn.should_close_transport() {
                 match self.poll_over() {
@@ -461,7 +474,9 @@ impl Driver {
     fn poll_over(&mut self) -> Option<Action> {
         if !self.wants_write() || self.conn.is_abandoned() {
             if !self.shut {
-                return Some(Action::Shutdown);
+                return Some(Action::Shutdown {
+                    discard: self.conn.is_abandoned(),
+                });
             }
             self.finish();
             return None;
@@ -508,7 +523,7 @@ impl Driver {
                 || matches!(self.stash.back(), Some(Event::Message(_) | Event::Close(_)));
             if stop {
                 if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
-                    return Action::Write;
+                    return Action::Write { wait: true };
                 }
                 return Action::Done(Ok(()));
             }

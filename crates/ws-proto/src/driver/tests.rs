@@ -62,7 +62,7 @@ impl Script {
                     }
                     _ => return End::Wait,
                 },
-                Action::Write => {
+                Action::Write { .. } => {
                     let room = self.write_limit.saturating_sub(self.written.len());
                     if room == 0 {
                         driver.write_blocked();
@@ -94,7 +94,7 @@ impl Script {
                         driver.timer_blocked();
                     }
                 }
-                Action::Shutdown => {
+                Action::Shutdown { .. } => {
                     self.shut = true;
                     driver.shut_down();
                 }
@@ -360,13 +360,13 @@ fn a_split_reader_reads_outside_the_driver() {
     assert!(buf.room >= READ_SIZE / 4);
     // The writer goes on meanwhile.
     driver.send(Message::text("w")).unwrap();
-    assert!(matches!(driver.poll(Op::WriteOut), Action::Write));
+    assert!(matches!(driver.poll(Op::WriteOut), Action::Write { .. }));
     let frame = masked(0x81, b"r");
     buf.room_mut()[..frame.len()].copy_from_slice(&frame);
     let n = frame.len();
     driver.give_read_buf(buf, Some(n));
     assert!(
-        matches!(driver.poll(Op::RecvMessage), Action::Write),
+        matches!(driver.poll(Op::RecvMessage), Action::Write { .. }),
         "the queued message is written first"
     );
 }

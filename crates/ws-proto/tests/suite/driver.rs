@@ -93,7 +93,7 @@ impl Net {
                     }
                     _ => return Outcome::Wait,
                 },
-                Action::Write => {
+                Action::Write { .. } => {
                     let (_, output, end) = self.pipes(role);
                     if output.reset {
                         return Outcome::Io(driver.io_error());
@@ -137,7 +137,7 @@ impl Net {
                         driver.timer_blocked();
                     }
                 }
-                Action::Shutdown => {
+                Action::Shutdown { .. } => {
                     let (_, output, end) = self.pipes(role);
                     output.shut = true;
                     end.shut_down = true;
@@ -570,7 +570,7 @@ fn no_close_timeout_and_a_huge_one_never_overflow_a_clock() {
                     }
                     None => continue,
                 },
-                Action::Write => {
+                Action::Write { .. } => {
                     let out = client.outgoing();
                     let n = out.remaining();
                     out.advance(n);
