@@ -51,8 +51,17 @@ impl Error {
     /// handshake timeout. The connection is still usable after a read
     /// timeout: the call can be retried.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+        matches!(self, Self::Io(e) if is_timeout(e))
     }
+}
+
+/// Whether an I/O error is a deadline passing: `WouldBlock` or `TimedOut`
+/// from a stream with a read or write timeout.
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// `Result` with [`Error`] as the default error type.

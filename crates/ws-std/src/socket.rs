@@ -13,6 +13,7 @@ use std::{
 use bytes::{Buf, Bytes};
 use ws_proto::{
     Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Outgoing, Role,
+    adapter::is_timeout,
 };
 
 use crate::{Error, Result, Transport};
@@ -184,10 +185,6 @@ fn fail(link: &mut impl Link, e: io::Error) -> Result<()> {
         return Err(e.into());
     }
     Ok(())
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

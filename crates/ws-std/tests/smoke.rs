@@ -22,11 +22,6 @@ use ws_std::{
     HandshakeError, Message, Options, Role, WebSocket,
 };
 
-/// What `Error::is_timeout` should be in the core.
-fn is_timeout(e: &Error) -> bool {
-    matches!(e, Error::Io(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
-}
-
 /// Runs `f` on its own thread; fails the test past `secs`.
 fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -269,7 +264,7 @@ fn a_receive_deadline_times_out_loses_nothing_and_does_not_bound_close() {
             .recv_timeout(Duration::from_millis(30))
             .unwrap()
             .unwrap_err();
-        assert!(is_timeout(&error), "{error:?}");
+        assert!(error.is_timeout(), "{error:?}");
         assert!(start.elapsed() < Duration::from_secs(1));
         ws.close(CloseCode::NORMAL, "").unwrap();
         assert_eq!(ws.close_frame().unwrap().code, CloseCode::NORMAL);
