@@ -63,15 +63,19 @@ fn poll_op(link: &mut impl Link, cx: &mut Context<'_>, op: Op) -> Poll<Result<Op
     let mut blocked = false;
     loop {
         match link.driver(|d| d.poll(op)) {
-            Action::Deliver(event) => return Poll::Ready(Ok(Some(event))),
-            // Write operations end with everything written: flushed too.
-            Action::Done(Ok(())) if matches!(op, Op::Flush | Op::WriteOut) => {
-                if let Err(e) = ready!(link.poll_flush(cx)) {
+            Action::Deliver => return Poll::Ready(Ok(link.driver(Driver::take_event))),
+            Action::Done => {
+                if let Some(e) = link.driver(Driver::take_error) {
+                    return Poll::Ready(Err(e.into()));
+                }
+                // Write operations end with everything written: flushed too.
+                if matches!(op, Op::Flush | Op::WriteOut)
+                    && let Err(e) = ready!(link.poll_flush(cx))
+                {
                     ready!(link.driver(|d| report(d, false, Poll::Ready(Err(e)))))?;
                 }
                 return Poll::Ready(Ok(None));
             }
-            Action::Done(result) => return Poll::Ready(result.map(|()| None).map_err(Error::from)),
             Action::Write { .. } => blocked |= link.poll_write(cx)?.is_pending(),
             Action::Read { wait } => blocked |= link.poll_read(cx, wait)?.is_pending(),
             Action::Timer => blocked |= link.poll_timer(cx).is_pending(),

@@ -16,7 +16,7 @@ use ws_proto::{
     adapter::is_timeout,
 };
 
-use crate::{Error, Result, Transport};
+use crate::{Result, Transport};
 
 /// Slices per vectored write.
 pub(crate) const MAX_IOV: usize = 64;
@@ -120,8 +120,12 @@ pub(crate) fn run<L: Link>(
     timer.deadline = None;
     loop {
         match link.with(|d| d.poll(op)) {
-            Action::Deliver(event) => return Ok(Some(event)),
-            Action::Done(result) => return result.map(|()| None).map_err(Error::Protocol),
+            Action::Deliver => return Ok(link.with(Driver::take_event)),
+            Action::Done => {
+                return link
+                    .with(Driver::take_error)
+                    .map_or(Ok(None), |e| Err(e.into()));
+            }
             Action::Write { wait } => match link.write(wait) {
                 Ok(blocked) => write_blocked = blocked,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, WriteHalf as Writer};
 use tokio_util::io::poll_read_buf;
 use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
-use crate::socket::{Io, Link, Timer, message, ping, poll_command, poll_op, recv_api, report};
+use crate::socket::{Io, Link, Timer, command, message, poll_op, recv_api, report};
 use crate::{Error, Result, WebSocket, socket::send_api};
 
 /// The halves' wakers. The stream keeps one waker for write readiness, so

@@ -82,8 +82,10 @@ struct InMessage {
 }
 
 /// The close timer: off, waiting to be armed at the next `poll_timeout`,
-/// armed at a deadline, or expired.
+/// armed at a deadline, or expired. A plain tag (no niche in the
+/// deadline) makes the state checks of every poll one byte compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Timer {
     Off,
     Pending,

@@ -15,13 +15,13 @@
 //!
 //! | action | perform | report |
 //! |---|---|---|
-//! | [`Deliver`](Action::Deliver) | hand the event to the application | nothing: the operation is over |
+//! | [`Deliver`](Action::Deliver) | hand the application the event [`take_event`](Driver::take_event) returns | nothing: the operation is over |
 //! | [`Write`](Action::Write) | write (waiting only if `wait`) from [`outgoing`](Driver::outgoing) (a `Buf`), `advance` it | [`wrote`](Driver::wrote), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Timer`](Action::Timer) | read the clock, call [`timer`](Driver::timer); arm a sleep at the deadline it gives | [`timer_fired`](Driver::timer_fired), or [`timer_blocked`](Driver::timer_blocked) |
 //! | [`Read`](Action::Read) | read into [`read_buf`](Driver::read_buf) (or [`read_slice`](Driver::read_slice)) | [`filled`](Driver::filled) (0 is end of stream), or [`read_blocked`](Driver::read_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Shutdown`](Action::Shutdown) | shut the transport's write side (errors do not matter), dropping held bytes if `discard` | [`shut_down`](Driver::shut_down) |
 //! | [`Wait`](Action::Wait) | wait for whatever reported blocked (async: return `Pending`) | nothing |
-//! | [`Done`](Action::Done) | finish the operation with this result | nothing |
+//! | [`Done`](Action::Done) | finish the operation: failed with [`take_error`](Driver::take_error)'s error, if any | nothing |
 //!
 //! "Blocked" means the transport would have to wait (`Poll::Pending`, or
 //! `WouldBlock`). An async adapter has then registered its waker; the driver
@@ -41,7 +41,7 @@
 //! let mut output = Vec::new();
 //! let message = loop {
 //!     match driver.poll(Op::RecvMessage) {
-//!         Action::Deliver(event) => break event,
+//!         Action::Deliver => break driver.take_event(),
 //!         Action::Read { .. } => {
 //!             let buf = driver.read_slice();
 //!             let n = input.len().min(buf.len());
@@ -58,7 +58,7 @@
 //!         other => panic!("unexpected {other:?}"),
 //!     }
 //! };
-//! assert_eq!(message, ws_proto::Event::Message(Message::text("hi")));
+//! assert_eq!(message, Some(ws_proto::Event::Message(Message::text("hi"))));
 //! driver.send(Message::text("hi"))?;
 //! assert!(matches!(driver.poll(Op::WriteOut), Action::Write { .. }));
 //! # Ok::<(), ws_proto::SendError>(())
@@ -110,7 +110,7 @@ const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 pub enum Op {
     /// Receive the next event: data messages, pings, pongs and the Close.
     /// Ends with [`Action::Deliver`], or [`Action::Done`] once the connection
-    /// is over (`Err` once for a protocol error, then `Ok`).
+    /// is over ([`Driver::take_error`] reports a protocol error, once).
     Recv,
     /// Receive the next data message; pings, pongs and the Close are handled
     /// inside (the Close is kept for [`Driver::close_frame`]).
@@ -140,11 +140,12 @@ pub enum Op {
 
 /// What the driver asks the adapter to do next; see the [module
 /// docs](self) for how to perform and report each.
-#[derive(Debug)]
+///
+/// It carries no payload (the event and the error wait in the driver), so
+/// it is one byte and costs nothing to return from the hot loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Action {
-    /// Hand this event to the application; the operation is over.
-    Deliver(Event),
     /// Write from [`Driver::outgoing`]. With `wait: false` the write must
     /// not wait for the transport to take bytes (a receive never stalls on
     /// a peer that does not read): report [`Driver::write_blocked`] instead.
@@ -170,11 +171,15 @@ pub enum Action {
         /// rather than wait for them to be written.
         discard: bool,
     },
+    /// Hand the event [`Driver::take_event`] returns to the application;
+    /// the operation is over.
+    Deliver,
     /// Everything the operation needs is blocked: wait for the transport or
     /// the timer, then poll again.
     Wait,
-    /// The operation is over, with this result.
-    Done(Result<(), ProtocolError>),
+    /// The operation is over: it failed if [`Driver::take_error`] returns
+    /// an error.
+    Done,
 }
 
 /// Kinds of I/O reported blocked during the current operation.
@@ -194,11 +199,14 @@ pub struct Driver {
     stash: VecDeque<Event>,
     /// Payload bytes of the data messages in `stash`.
     stash_bytes: usize,
-    /// An event to deliver once its automatic reply is written.
+    /// The event being delivered: written after its automatic reply, then
+    /// handed out by [`take_event`](Self::take_event).
     ready: Option<Event>,
     close_frame: Option<CloseFrame>,
     /// A protocol error not yet reported to the application.
     error: Option<ProtocolError>,
+    /// The last [`Action::Done`] ended a receive with `error`.
+    failed: bool,
     /// Bit set of the I/O kinds reported blocked in this operation.
     blocked: u8,
     /// Non-blocking reads made by the current [`Op::Flush`].
@@ -238,6 +246,7 @@ impl Driver {
             ready: None,
             close_frame: None,
             error: None,
+            failed: false,
             blocked: 0,
             background_reads: 0,
             receiving: false,
@@ -320,7 +329,7 @@ impl Driver {
     #[inline]
     pub fn poll(&mut self, op: Op) -> Action {
         let action = self.next_action(op);
-        if matches!(action, Action::Deliver(_) | Action::Wait | Action::Done(_)) {
+        if matches!(action, Action::Deliver | Action::Wait | Action::Done) {
             // The operation returns to the application (or waits): blocked
             // I/O is polled afresh next time.
             self.blocked = 0;
@@ -351,13 +360,13 @@ impl Driver {
                 if op == Op::Flush && !core::mem::take(&mut self.receiving) {
                     return self.poll_background();
                 }
-                Action::Done(Ok(()))
+                Action::Done
             }
             Op::Reserve => {
                 if self.conn.is_write_buffer_full() && !self.done {
                     self.write_or_wait(op)
                 } else {
-                    Action::Done(Ok(()))
+                    Action::Done
                 }
             }
         }
@@ -367,10 +376,10 @@ impl Driver {
     /// written, or one read while the application only sent.
     #[cold]
     fn resume(&mut self, op: Op) -> Option<Action> {
+        if self.ready.is_some() && op != Op::Close {
+            return Some(self.deliver_ready());
+        }
         if let Some(event) = self.ready.take() {
-            if op != Op::Close {
-                return Some(self.deliver_after_write(event));
-            }
             // A receive call was dropped before its event left.
             if let Event::Message(message) = &event {
                 self.stash_bytes += message.len();
@@ -380,7 +389,9 @@ impl Driver {
         if op == Op::Close {
             return None;
         }
-        self.unstash(op).map(Action::Deliver)
+        let event = self.unstash(op)?;
+        self.ready = Some(event);
+        Some(Action::Deliver)
     }
 
     /// The next stashed event that `op` delivers (others are dropped: their
@@ -413,22 +424,49 @@ impl Driver {
         }
     }
 
-    /// An event whose automatic reply is queued: written first when the
-    /// transport takes it, so a pong is not held up by the application.
+    /// Delivers `event`, after its automatic reply if one is queued.
     #[inline]
     fn deliver_after_write(&mut self, event: Event) -> Action {
+        self.ready = Some(event);
+        self.deliver_ready()
+    }
+
+    /// Delivers the `ready` event; a queued reply is written first when the
+    /// transport takes it, so a pong is not held up by the application.
+    #[inline]
+    fn deliver_ready(&self) -> Action {
         if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
-            self.ready = Some(event);
             return Action::Write { wait: false };
         }
-        Action::Deliver(event)
+        Action::Deliver
+    }
+
+    /// The event of the last [`Action::Deliver`] (`None` once taken).
+    #[inline]
+    pub fn take_event(&mut self) -> Option<Event> {
+        self.ready.take()
+    }
+
+    /// After [`Action::Done`]: the protocol error the connection ended with,
+    /// returned once (the matching Close frame went out as far as the
+    /// transport allowed, and the transport was shut down). `None`: the
+    /// operation succeeded.
+    #[inline]
+    pub fn take_error(&mut self) -> Option<ProtocolError> {
+        if self.failed {
+            self.failed = false;
+            self.error.take()
+        } else {
+            None
+        }
     }
 
     #[inline]
     fn poll_receive(&mut self, op: Op) -> Action {
         loop {
             if self.done {
-                return Action::Done(self.error.take().map_or(Ok(()), Err));
+                self.failed = self.error.is_some();
+                return Action::Done;
             }
             if self.error.is_none() && !self.buf_out {
                 match self.conn.next_event_appended(&mut self.read.buf) {
@@ -491,21 +529,29 @@ impl Driver {
     /// Routes an event read during `op`; `Some` ends the operation.
     #[inline]
     fn on_event(&mut self, op: Op, event: Event) -> Option<Action> {
+        // The hot case first, tested without moving the event.
+        if matches!(event, Event::Message(_)) && matches!(op, Op::RecvMessage | Op::Recv) {
+            // A data message queues no reply: nothing to write first.
+            self.ready = Some(event);
+            return Some(Action::Deliver);
+        }
+        self.on_other_event(op, event)
+    }
+
+    #[cold]
+    fn on_other_event(&mut self, op: Op, event: Event) -> Option<Action> {
         if let Event::Close(frame) = &event {
             self.close_frame = Some(frame.clone());
         }
         match (op, event) {
-            (Op::Recv, event) | (Op::RecvMessage, event @ Event::Message(_)) => {
-                Some(self.deliver_after_write(event))
-            }
+            (Op::Recv, event) => Some(self.deliver_after_write(event)),
             (Op::Close, Event::Message(message)) => {
                 let len = message.len();
                 self.stash_bytes += len;
                 self.stash.push_back(Event::Message(message));
                 // Keeping more would let the peer grow memory: the receive
                 // calls finish the handshake instead.
-                (self.stash_bytes > self.conn.config().max_message_size)
-                    .then_some(Action::Done(Ok(())))
+                (self.stash_bytes > self.conn.config().max_message_size).then_some(Action::Done)
             }
             _ => None,
         }
@@ -525,7 +571,7 @@ impl Driver {
                 if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
                     return Action::Write { wait: true };
                 }
-                return Action::Done(Ok(()));
+                return Action::Done;
             }
             match self.conn.next_event_appended(&mut self.read.buf) {
                 Ok(Some(event)) => {
@@ -591,6 +637,7 @@ impl Driver {
     }
 
     /// The transport cannot take bytes now.
+    #[inline]
     pub fn write_blocked(&mut self) {
         self.blocked |= WRITE;
     }
@@ -634,6 +681,7 @@ impl Driver {
     }
 
     /// The transport has no bytes now (`Pending`, `WouldBlock`).
+    #[inline]
     pub fn read_blocked(&mut self) {
         if let Some(start) = self.read.slice_from.take() {
             self.read.buf.truncate(start);

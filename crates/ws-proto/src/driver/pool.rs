@@ -25,6 +25,7 @@ mod imp {
         static POOL: RefCell<(Vec<BytesMut>, usize)> = const { RefCell::new((Vec::new(), 0)) };
     }
 
+    #[inline]
     pub(super) fn take() -> BytesMut {
         POOL.with(|pool| {
             let (buffers, bytes) = &mut *pool.borrow_mut();
@@ -35,6 +36,7 @@ mod imp {
         .unwrap_or_default()
     }
 
+    #[inline]
     pub(super) fn give(buf: BytesMut) {
         let size = buf.capacity();
         if size > MAX_BUFFER {
@@ -62,11 +64,13 @@ mod imp {
 }
 
 /// An empty buffer from the pool, or a new (unallocated) one.
+#[inline]
 pub(super) fn take() -> BytesMut {
     imp::take()
 }
 
 /// Hands an empty buffer back to the pool (or frees it).
+#[inline]
 pub(super) fn give(buf: BytesMut) {
     debug_assert!(buf.is_empty());
     imp::give(buf);

@@ -84,8 +84,8 @@ impl Net {
         let mut deadline = None;
         for _ in 0..100_000 {
             match driver.poll(op) {
-                Action::Deliver(event) => return Outcome::Event(event),
-                Action::Done(result) => return Outcome::Done(result),
+                Action::Deliver => return Outcome::Event(driver.take_event().expect("delivered")),
+                Action::Done => return Outcome::Done(driver.take_error().map_or(Ok(()), Err)),
                 Action::Wait => match deadline.take() {
                     Some(at) if sleep => {
                         self.now = self.now.max(at);
