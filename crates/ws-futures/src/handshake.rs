@@ -1,46 +1,27 @@
 //! The opening handshake: [`connect`], [`client`], [`accept`],
-//! [`read_request`] and [`Incoming`].
+//! [`read_request`] and [`Incoming`]. The driver runs it ([`Op::Open`]);
+//! this module only connects sockets.
 
-use core::{future::Future, pin::pin, time::Duration};
-use std::io;
+use core::{future::poll_fn, pin::pin};
+use std::time::Instant;
 
 use async_io::Timer;
 use async_net::TcpStream;
-use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-use ws_proto::{AcceptOptions, ClientHandshake, ClientRequest, ClientResponse};
-use ws_proto::{Driver, HandshakeError, ServerHandshake, ServerRequest};
+use ws_proto::ServerRequest;
+use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
+use crate::socket::{Clock, poll_op};
 use crate::{Options, Result, WebSocket};
 
-/// Bytes read per handshake read.
-const HANDSHAKE_READ: usize = 4096;
-
-/// Races `future` against the handshake timeout (`Timer::after` of a huge
-/// duration never fires: no overflow).
-async fn timeout<T>(limit: Option<Duration>, future: impl Future<Output = Result<T>>) -> Result<T> {
-    let timer = limit.map_or_else(Timer::never, Timer::after);
-    match select(pin!(future), timer).await {
-        Either::Left((out, _)) => out,
-        Either::Right(_) => Err(io::Error::from(io::ErrorKind::TimedOut).into()),
-    }
-}
-
-/// Writes all of `data` and flushes.
-async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> io::Result<()> {
-    stream.write_all(data).await?;
-    stream.flush().await
-}
-
-/// Reads once more of the handshake into `buf`; `false` at end of stream.
-async fn read_some<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> io::Result<bool> {
-    let start = buf.len();
-    buf.resize(start + HANDSHAKE_READ, 0);
-    let read = stream.read(&mut buf[start..]).await;
-    buf.truncate(start + *read.as_ref().unwrap_or(&0));
-    Ok(read? > 0)
+/// Runs the opening handshake of `ws`'s driver ([`Op::Open`]) to the
+/// application's turn.
+async fn open<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Result<()> {
+    poll_fn(|cx| poll_op(&mut ws.0, cx, Op::Open)).await?;
+    // The handshake's sleep is not the connection's.
+    ws.0.timer = Clock::new();
+    Ok(ws.0.driver.handshake_result()?)
 }
 
 /// Connects to a `ws://` URL with the default [`Options`].
@@ -64,11 +45,28 @@ pub async fn connect_with(
     if request.is_secure() {
         return Err(HandshakeError::InvalidRequest(why).into());
     }
-    timeout(options.handshake_timeout, async move {
-        let stream = TcpStream::connect((request.host(), request.port())).await?;
-        stream.set_nodelay(true)?;
-        client(stream, request, options).await
-    })
+    let start = Instant::now();
+    // `Timer::after` of a huge duration never fires: no overflow.
+    let timer = options
+        .handshake_timeout
+        .map_or_else(Timer::never, Timer::after);
+    let stream = {
+        let connect = pin!(TcpStream::connect((request.host(), request.port())));
+        match select(connect, timer).await {
+            Either::Left((stream, _)) => stream?,
+            Either::Right(_) => return Err(HandshakeError::TimedOut.into()),
+        }
+    };
+    stream.set_nodelay(true)?;
+    // What is left of the timeout bounds the handshake.
+    let left = options
+        .handshake_timeout
+        .map(|t| t.saturating_sub(start.elapsed()));
+    client(
+        stream,
+        request,
+        &options.clone().with_handshake_timeout(left),
+    )
     .await
 }
 
@@ -77,27 +75,14 @@ pub async fn connect_with(
 ///
 /// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
 pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<S>, ClientResponse)> {
-    let mut handshake = ClientHandshake::new(&request)?.with_config(options.handshake.clone());
-    let (mut buf, io) = (BytesMut::new(), &mut stream);
-    let exchange = async {
-        write_all(io, handshake.request()).await?;
-        loop {
-            if let Some(response) = handshake.receive(&mut buf)? {
-                return Ok(response);
-            }
-            if !read_some(io, &mut buf).await? {
-                // A 401 whose body was cut short is still a 401.
-                return Err(handshake.receive_eof(&mut buf).into());
-            }
-        }
-    };
-    let response = timeout(options.handshake_timeout, exchange).await?;
-    let driver = Driver::with_buffer(response.connection(options.config.clone()), buf);
-    Ok((WebSocket::from_driver(stream, driver), response))
+    let mut ws = WebSocket::from_driver(stream, Driver::client(&request, options)?);
+    open(&mut ws).await?;
+    let response = ws.0.driver.take_response()?;
+    Ok((ws, response))
 }
 
 /// Accepts a connection with the default [`Options`] and no subprotocol.
@@ -130,37 +115,20 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Resul
 /// before the error is returned.
 ///
 /// Cancelling (dropping the future) drops the stream: the handshake cannot resume.
-pub async fn read_request_with<S>(mut stream: S, options: &Options) -> Result<Incoming<S>>
+pub async fn read_request_with<S>(stream: S, options: &Options) -> Result<Incoming<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut handshake = ServerHandshake::with_config(options.handshake.clone());
-    let mut buf = BytesMut::new();
-    let read = async {
-        loop {
-            match handshake.receive(&mut buf) {
-                Ok(Some(request)) => return Ok(request),
-                Ok(None) if read_some(&mut stream, &mut buf).await? => {}
-                Ok(None) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-                Err(error) => {
-                    // Best effort: the client may be gone already.
-                    if let Some(response) = error.response() {
-                        let _ = write_all(&mut stream, &response).await;
-                        let _ = stream.close().await;
-                    }
-                    return Err(error.into());
-                }
-            }
-        }
-    };
-    let request = timeout(options.handshake_timeout, read).await?;
-    Ok(Incoming(stream, request, buf, options.clone()))
+    let mut ws = WebSocket::from_driver(stream, Driver::server(options));
+    open(&mut ws).await?;
+    let request = ws.0.driver.take_request()?;
+    Ok(Incoming(ws, request))
 }
 
 /// A client's valid opening request, waiting for the application's answer:
-/// the stream, the request, bytes read past it, and the options.
+/// the stream (with bytes read past the request) and the request.
 #[derive(Debug)]
-pub struct Incoming<S>(S, ServerRequest, BytesMut, Options);
+pub struct Incoming<S>(WebSocket<S>, ServerRequest);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// The request: path, headers, offered subprotocols.
@@ -171,23 +139,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// Writes the `101` response and starts the connection; bytes the
     /// client sent after its request are kept. Cancelling drops the stream.
     pub async fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let Self(mut stream, request, buf, options_) = self;
-        let accepted = request.accept(options)?;
-        let write = async { Ok(write_all(&mut stream, accepted.response()).await?) };
-        timeout(options_.handshake_timeout, write).await?;
-        let driver = Driver::with_buffer(accepted.connection(options_.config), buf);
-        Ok(WebSocket::from_driver(stream, driver))
+        let Self(mut ws, request) = self;
+        ws.0.driver.accept(&request, options)?;
+        open(&mut ws).await?;
+        Ok(ws)
     }
 
     /// Writes a refusal (e.g. 401 or 403) with extra headers and a body,
     /// then shuts the stream down. Cancelling drops the stream.
     pub async fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
-        let Self(mut stream, request, _, options) = self;
-        let response = request.reject(status, headers, body);
-        let write = async {
-            write_all(&mut stream, &response).await?;
-            Ok(stream.close().await?)
-        };
-        timeout(options.handshake_timeout, write).await
+        let Self(mut ws, request) = self;
+        ws.0.driver.reject(&request, status, headers, body);
+        open(&mut ws).await
     }
 }

@@ -59,31 +59,55 @@ pub trait Sender: Link {}
 /// Runs `op` until the driver delivers an event (`Some`), ends the
 /// operation (`None`) or waits (`Pending`). All state lives in the driver,
 /// so dropping the future between polls loses nothing.
-fn poll_op(link: &mut impl Link, cx: &mut Context<'_>, op: Op) -> Poll<Result<Option<Event>>> {
-    let mut blocked = false;
+pub(crate) fn poll_op(
+    link: &mut impl Link,
+    cx: &mut Context<'_>,
+    op: Op,
+) -> Poll<Result<Option<Event>>> {
+    // Whatever this call wrote is flushed before it returns or waits.
+    let (mut blocked, mut wrote) = (false, false);
     loop {
         match link.driver(|d| d.poll(op)) {
-            Action::Deliver => return Poll::Ready(Ok(link.driver(Driver::take_event))),
+            Action::Deliver => {
+                if wrote {
+                    // Best effort: a flush still pending is the next call's.
+                    let _ = link.poll_flush(cx);
+                }
+                return Poll::Ready(Ok(link.driver(Driver::take_event)));
+            }
             Action::Done => {
                 if let Some(e) = link.driver(Driver::take_error) {
                     return Poll::Ready(Err(e.into()));
                 }
-                // Write operations end with everything written: flushed too.
-                if matches!(op, Op::Flush | Op::WriteOut)
+                // Write operations always flush: an earlier, cancelled call
+                // may have left bytes in the stream's buffer.
+                if (wrote || matches!(op, Op::Flush | Op::WriteOut | Op::Open))
                     && let Err(e) = ready!(link.poll_flush(cx))
                 {
                     ready!(link.driver(|d| report(d, false, Poll::Ready(Err(e)))))?;
                 }
                 return Poll::Ready(Ok(None));
             }
-            Action::Write { .. } => blocked |= link.poll_write(cx)?.is_pending(),
+            Action::Write { .. } => {
+                // A blocked write is flushed once it completes: flushing
+                // now would wait the same way (and `async-net` drops the
+                // write's wakeup on a flush).
+                let pending = link.poll_write(cx)?.is_pending();
+                (wrote, blocked) = (!pending, blocked | pending);
+            }
             Action::Read { wait } => blocked |= link.poll_read(cx, wait)?.is_pending(),
             Action::Timer => blocked |= link.poll_timer(cx).is_pending(),
             Action::Shutdown { discard } => {
                 ready!(link.poll_shutdown(cx, discard));
                 link.driver(Driver::shut_down);
             }
-            Action::Wait if blocked => return Poll::Pending,
+            Action::Wait if blocked => {
+                if wrote && let Poll::Ready(Err(e)) = link.poll_flush(cx) {
+                    ready!(link.driver(|d| report(d, false, Poll::Ready(Err(e)))))?;
+                    continue;
+                }
+                return Poll::Pending;
+            }
             // Split halves share the driver, which waits for what either
             // reported blocked: this half has no wakeup yet. The driver
             // forgot that at `Wait`; ask again.

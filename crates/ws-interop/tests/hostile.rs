@@ -109,7 +109,8 @@ struct ErrorInfo {
     text: String,
     /// The close code of an `Error::Protocol`.
     protocol: Option<u16>,
-    /// An `Error::Io` of kind `TimedOut` / `WouldBlock`.
+    /// A deadline passed (`Error::is_timeout`): a read timeout, or the
+    /// handshake timeout.
     timed_out: bool,
 }
 
@@ -220,14 +221,10 @@ macro_rules! our_side {
                 protocol: None,
                 timed_out: false,
             };
-            match error {
-                adapter::Error::Protocol(e) => info.protocol = Some(e.close_code().0),
-                adapter::Error::Io(e) => {
-                    info.timed_out =
-                        matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock);
-                }
-                _ => {}
+            if let adapter::Error::Protocol(e) = error {
+                info.protocol = Some(e.close_code().0);
             }
+            info.timed_out = error.is_timeout();
             info
         }
 

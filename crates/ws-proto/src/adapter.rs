@@ -3,14 +3,11 @@
 //! re-export them, so every adapter has the same error type and options, and
 //! an embedder with a loop of their own can use them too.
 
-use core::{fmt, time::Duration};
+use core::fmt;
 use std::io;
 
-use crate::{
-    config::Config,
-    error::{HandshakeError, ProtocolError, SendError},
-    handshake::HandshakeConfig,
-};
+pub use crate::driver::Options;
+use crate::error::{HandshakeError, ProtocolError, SendError};
 
 /// What every runtime adapter re-exports from the core (`pub use
 /// ws_proto::adapter::exports::*`), so that an application finds the same
@@ -29,16 +26,16 @@ pub mod exports {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The transport failed. A handshake that took longer than
-    /// [`Options::handshake_timeout`] is reported as
-    /// [`io::ErrorKind::TimedOut`]. A blocking read that ran into the
-    /// stream's own read timeout (`WouldBlock` / `TimedOut`) can be retried.
+    /// The transport failed. A blocking read that ran into the stream's own
+    /// read timeout (`WouldBlock` / `TimedOut`) can be retried.
     Io(io::Error),
     /// The peer broke RFC 6455. The matching Close frame was sent (as far as
     /// the transport allowed) and the transport was shut down.
     Protocol(ProtocolError),
     /// The opening handshake failed; a server's refusal is
-    /// [`HandshakeError::Rejected`] with the whole HTTP response.
+    /// [`HandshakeError::Rejected`] with the whole HTTP response, a
+    /// handshake that took longer than [`Options::handshake_timeout`] is
+    /// [`HandshakeError::TimedOut`].
     Handshake(HandshakeError),
     /// A command was refused: the connection is closing, a control payload is
     /// too long, a close code may not be sent, ...
@@ -51,7 +48,11 @@ impl Error {
     /// handshake timeout. The connection is still usable after a read
     /// timeout: the call can be retried.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Io(e) if is_timeout(e))
+        match self {
+            Self::Io(e) => is_timeout(e),
+            Self::Handshake(e) => *e == HandshakeError::TimedOut,
+            _ => false,
+        }
     }
 }
 
@@ -128,57 +129,6 @@ impl From<Error> for io::Error {
     }
 }
 
-/// Settings for the handshake and the connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Options {
-    /// The connection's limits and timers.
-    pub config: Config,
-    /// Limits on the HTTP head of the handshake.
-    pub handshake: HandshakeConfig,
-    /// Bounds the whole opening handshake (for a client's `connect`, DNS
-    /// and TCP connect too); `None` waits forever. Default: 10 s.
-    pub handshake_timeout: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            handshake: HandshakeConfig::default(),
-            handshake_timeout: Some(Duration::from_secs(10)),
-        }
-    }
-}
-
-impl Options {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets [`config`](Self::config).
-    #[must_use]
-    pub fn with_config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets [`handshake`](Self::handshake).
-    #[must_use]
-    pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
-        self.handshake = handshake;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    #[must_use]
-    pub const fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +139,6 @@ mod tests {
         assert!(Error::Io(io::ErrorKind::TimedOut.into()).is_timeout());
         assert!(!Error::Io(io::ErrorKind::ConnectionReset.into()).is_timeout());
         assert!(!Error::Send(SendError::Closed).is_timeout());
+        assert!(Error::Handshake(HandshakeError::TimedOut).is_timeout());
     }
 }

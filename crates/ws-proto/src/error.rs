@@ -164,6 +164,9 @@ pub enum HandshakeError {
     InvalidRequest(&'static str),
     /// The transport ended before the HTTP head was complete.
     UnexpectedEof,
+    /// The handshake took longer than its timeout
+    /// ([`Options::handshake_timeout`](crate::driver::Options::handshake_timeout)).
+    TimedOut,
 }
 
 impl HandshakeError {
@@ -207,6 +210,7 @@ impl fmt::Display for HandshakeError {
             Self::UnofferedExtension(e) => write!(f, "server accepted unoffered extension {e:?}"),
             Self::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Self::UnexpectedEof => f.write_str("the transport ended during the handshake"),
+            Self::TimedOut => f.write_str("the opening handshake timed out"),
         }
     }
 }

@@ -136,7 +136,7 @@ pub use crate::{
     close::{CloseCode, CloseFrame},
     config::Config,
     connection::{Connection, Outgoing, Role, State},
-    driver::{Action, Driver, Op},
+    driver::{Action, Driver, Op, Options},
     entropy::Entropy,
     error::{HandshakeError, ProtocolError, SendError},
     event::{Event, Message},

@@ -1,102 +1,23 @@
-//! The opening handshake over a blocking stream, bounded by a deadline.
+//! The opening handshake over a blocking stream. The driver runs it
+//! ([`Op::Open`]), bounded by its timer (the handshake timeout, performed as
+//! read timeouts); this module only connects sockets.
 
-use core::time::Duration;
 use std::{
     io,
-    net::{Shutdown, TcpStream, ToSocketAddrs},
+    net::{TcpStream, ToSocketAddrs},
     time::Instant,
 };
 
-use bytes::BytesMut;
-use ws_proto::{
-    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Driver, HandshakeError,
-    ServerHandshake, ServerRequest,
-};
+use ws_proto::ServerRequest;
+use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
 use crate::{Options, Result, Transport, WebSocket};
 
-/// Time left until `deadline`; an error once it has passed.
-fn left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
-    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
-        Some(Duration::ZERO) => Err(timed_out(io::ErrorKind::TimedOut.into())),
-        left => Ok(left),
-    }
-}
-
-/// A timeout as the handshake's own error; other errors as they are.
-fn timed_out(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            io::Error::new(io::ErrorKind::TimedOut, "the opening handshake timed out")
-        }
-        _ => e,
-    }
-}
-
-/// A stream during (one step of) the handshake: each read and write bounded
-/// by the time left until the deadline; its own timeouts restored after.
-struct Head<S: Transport> {
-    stream: S,
-    deadline: Option<Instant>,
-    saved: (Option<Duration>, Option<Duration>),
-}
-
-impl<S: Transport> Head<S> {
-    fn new(stream: S, deadline: Option<Instant>) -> io::Result<Self> {
-        let saved = (stream.read_timeout()?, stream.write_timeout()?);
-        Ok(Self {
-            stream,
-            deadline,
-            saved,
-        })
-    }
-
-    fn arm(&self) -> io::Result<()> {
-        if let Some(left) = left(self.deadline)? {
-            self.stream.set_read_timeout(Some(left))?;
-            self.stream.set_write_timeout(Some(left))?;
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, head: &[u8]) -> io::Result<()> {
-        self.arm()?;
-        self.stream
-            .write_all(head)
-            .and_then(|()| self.stream.flush())
-            .map_err(timed_out)
-    }
-
-    /// Reads more of the head; the end of the stream is an error.
-    fn read(&mut self, buf: &mut BytesMut) -> io::Result<()> {
-        self.arm()?;
-        let mut chunk = [0u8; 4096];
-        let n = match self.stream.read(&mut chunk) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the peer left",
-            ))?,
-            read => read.map_err(timed_out)?,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// The stream, with its own timeouts back.
-    fn finish(self) -> io::Result<S> {
-        if self.deadline.is_some() {
-            self.stream.set_read_timeout(self.saved.0)?;
-            self.stream.set_write_timeout(self.saved.1)?;
-        }
-        Ok(self.stream)
-    }
-}
-
-fn deadline(options: &Options) -> Option<Instant> {
-    options
-        .handshake_timeout
-        .and_then(|t| Instant::now().checked_add(t))
+/// Runs the opening handshake of `ws`'s driver ([`Op::Open`]) to the
+/// application's turn.
+fn open<S: Transport>(ws: &mut WebSocket<S>) -> Result<()> {
+    ws.run(Op::Open, None)?;
+    Ok(ws.driver.handshake_result()?)
 }
 
 /// Connects to a `ws://` URL with the default [`Options`]: name resolution,
@@ -118,15 +39,27 @@ pub fn connect_with(
             "wss:// needs TLS, which ws-std does not provide (use client() over a TLS stream)";
         return Err(HandshakeError::InvalidRequest(why).into());
     }
-    let deadline = deadline(options);
+    let start = Instant::now();
+    let left = || {
+        let left = options
+            .handshake_timeout
+            .map(|t| t.saturating_sub(start.elapsed()));
+        match left {
+            Some(left) if left.is_zero() => Err(HandshakeError::TimedOut),
+            left => Ok(left),
+        }
+    };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
     for addr in (request.host(), request.port()).to_socket_addrs()? {
-        let attempt = match left(deadline)? {
+        let attempt = match left()? {
             Some(left) => TcpStream::connect_timeout(&addr, left),
             None => TcpStream::connect(addr),
         };
         match attempt.and_then(|stream| stream.set_nodelay(true).map(|()| stream)) {
-            Ok(stream) => return client_until(stream, &request, options, deadline),
+            Ok(stream) => {
+                let options = options.clone().with_handshake_timeout(left()?);
+                return client(stream, request, &options);
+            }
             Err(e) => last = e,
         }
     }
@@ -142,27 +75,9 @@ pub fn client<S: Transport>(
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<S>, ClientResponse)> {
-    client_until(stream, &request, options, deadline(options))
-}
-
-fn client_until<S: Transport>(
-    stream: S,
-    request: &ClientRequest,
-    options: &Options,
-    deadline: Option<Instant>,
-) -> Result<(WebSocket<S>, ClientResponse)> {
-    let mut handshake = ClientHandshake::new(request)?.with_config(options.handshake.clone());
-    let (mut head, mut buf) = (Head::new(stream, deadline)?, BytesMut::new());
-    head.write(handshake.request())?;
-    let response = loop {
-        match handshake.receive(&mut buf)? {
-            Some(response) => break response,
-            None => head.read(&mut buf)?,
-        }
-    };
-    let stream = head.finish()?;
-    let driver = Driver::with_buffer(response.connection(options.config.clone()), buf);
-    let ws = WebSocket::from_driver(stream, driver);
+    let mut ws = WebSocket::from_driver(stream, Driver::client(&request, options)?);
+    open(&mut ws)?;
+    let response = ws.driver.take_response()?;
     Ok((ws, response))
 }
 
@@ -187,38 +102,18 @@ pub fn read_request<S: Transport>(stream: S) -> Result<Incoming<S>> {
 /// A malformed request is answered (400, 426 or 431) before the error is
 /// returned.
 pub fn read_request_with<S: Transport>(stream: S, options: &Options) -> Result<Incoming<S>> {
-    let mut handshake = ServerHandshake::with_config(options.handshake.clone());
-    let (mut head, mut buf) = (Head::new(stream, deadline(options))?, BytesMut::new());
-    let request = loop {
-        match handshake.receive(&mut buf) {
-            Ok(Some(request)) => break request,
-            Ok(None) => head.read(&mut buf)?,
-            Err(e) => {
-                if let Some(response) = e.response() {
-                    let _ = head.write(&response);
-                    let _ = head.stream.shutdown(Shutdown::Write);
-                }
-                return Err(e.into());
-            }
-        }
-    };
-    let (stream, options) = (head.finish()?, options.clone());
-    Ok(Incoming {
-        stream,
-        request,
-        buf,
-        options,
-    })
+    let mut ws = WebSocket::from_driver(stream, Driver::server(options));
+    open(&mut ws)?;
+    let request = ws.driver.take_request()?;
+    Ok(Incoming { ws, request })
 }
 
 /// A valid opening request waiting for the application's answer.
 #[derive(Debug)]
 pub struct Incoming<S> {
-    stream: S,
+    /// The stream, and the driver holding bytes read past the request.
+    ws: WebSocket<S>,
     request: ServerRequest,
-    /// Bytes read past the request head: the connection's first input.
-    buf: BytesMut,
-    options: Options,
 }
 
 impl<S: Transport> Incoming<S> {
@@ -229,32 +124,22 @@ impl<S: Transport> Incoming<S> {
 
     /// The underlying stream (e.g. for the peer address).
     pub const fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
-    /// Writes a response head (within `handshake_timeout`).
-    fn answer(self, response: &[u8]) -> Result<(S, BytesMut, Options)> {
-        let mut head = Head::new(self.stream, deadline(&self.options))?;
-        head.write(response)?;
-        Ok((head.finish()?, self.buf, self.options))
+        self.ws.get_ref()
     }
 
     /// Writes the `101` response (within `handshake_timeout`) and returns
     /// the WebSocket. A subprotocol the client did not offer is an error
     /// and nothing is written.
-    pub fn accept(self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let accepted = self.request.accept(options)?;
-        let (stream, buf, options) = self.answer(accepted.response())?;
-        let driver = Driver::with_buffer(accepted.connection(options.config), buf);
-        Ok(WebSocket::from_driver(stream, driver))
+    pub fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
+        self.ws.driver.accept(&self.request, options)?;
+        open(&mut self.ws)?;
+        Ok(self.ws)
     }
 
     /// Refuses with `status` (e.g. 401, 403), extra headers and a body, then
     /// shuts the stream down.
-    pub fn reject(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
-        let response = self.request.reject(status, headers, body);
-        let (stream, ..) = self.answer(&response)?;
-        let _ = stream.shutdown(Shutdown::Write);
-        Ok(())
+    pub fn reject(mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+        self.ws.driver.reject(&self.request, status, headers, body);
+        open(&mut self.ws)
     }
 }

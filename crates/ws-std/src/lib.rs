@@ -114,19 +114,8 @@ pub trait Transport: io::Read + io::Write {
     }
 
     /// The current read timeout: the default receive deadline of a new
-    /// [`WebSocket`] (also restored after the handshake).
+    /// [`WebSocket`].
     fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(None)
-    }
-
-    /// Bounds each following write (`None`: wait forever). Used during the
-    /// handshake; the previous timeout is restored after it.
-    fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The current write timeout (restored after the handshake).
-    fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(None)
     }
 
@@ -192,12 +181,6 @@ macro_rules! socket_transport {
             }
             fn read_timeout(&self) -> io::Result<Option<Duration>> {
                 <$ty>::read_timeout(self)
-            }
-            fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-                <$ty>::set_write_timeout(self, timeout)
-            }
-            fn write_timeout(&self) -> io::Result<Option<Duration>> {
-                <$ty>::write_timeout(self)
             }
             fn shutdown(&self, how: Shutdown) -> io::Result<()> {
                 <$ty>::shutdown(self, how)

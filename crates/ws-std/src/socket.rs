@@ -106,6 +106,8 @@ pub(crate) trait Link {
     /// Writes the driver's outgoing bytes, and reports the outcome: `true`
     /// when blocked (errors are left to the loop).
     fn write(&mut self, block: bool) -> io::Result<bool>;
+    /// Flushes what was written (a TLS or buffered stream holds it).
+    fn flush(&mut self) -> io::Result<()>;
 }
 
 /// The run loop of every operation: ask the driver, perform, report.
@@ -117,9 +119,20 @@ pub(crate) fn run<L: Link>(
     until: Option<Instant>,
 ) -> Result<Option<Event>> {
     let (mut write_blocked, mut woke, mut timed_out) = (false, false, false);
+    // Whatever was written is flushed before the call returns or waits.
+    let mut wrote = false;
     timer.deadline = None;
     loop {
-        match link.with(|d| d.poll(op)) {
+        let action = link.with(|d| d.poll(op));
+        let waits = matches!(action, Action::Read { wait: true } | Action::Wait);
+        if std::mem::take(&mut wrote)
+            && (waits || matches!(action, Action::Deliver | Action::Done))
+            && let Err(e) = link.flush()
+        {
+            fail(link, e)?;
+            continue;
+        }
+        match action {
             Action::Deliver => return Ok(link.with(Driver::take_event)),
             Action::Done => {
                 return link
@@ -127,7 +140,7 @@ pub(crate) fn run<L: Link>(
                     .map_or(Ok(None), |e| Err(e.into()));
             }
             Action::Write { wait } => match link.write(wait) {
-                Ok(blocked) => write_blocked = blocked,
+                Ok(blocked) => (write_blocked, wrote) = (blocked, !blocked),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) && L::KEEPS_UNWRITTEN => return Err(e.into()),
                 Err(e) => fail(link, e)?,
@@ -247,6 +260,10 @@ impl<S: Transport> Link for Whole<'_, S> {
         read.map(drop)
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        self.io.flush()
+    }
+
     fn write(&mut self, block: bool) -> io::Result<bool> {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let out: &Outgoing = self.driver.outgoing();
@@ -350,7 +367,7 @@ impl<S: Transport> WebSocket<S> {
         }
     }
 
-    fn run(&mut self, op: Op, until: Option<Instant>) -> Result<Option<Event>> {
+    pub(crate) fn run(&mut self, op: Op, until: Option<Instant>) -> Result<Option<Event>> {
         let mut link = Whole {
             io: &mut self.io,
             driver: &mut self.driver,

@@ -82,6 +82,18 @@ where
         read.map(drop)
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        let _side = match self.0.writing.try_lock() {
+            Ok(side) => side,
+            Err(TryLockError::Poisoned(side)) => side.into_inner(),
+            // The reader never waits for the write side: the writer, busy
+            // with it, flushes after its write.
+            Err(TryLockError::WouldBlock) if READER => return Ok(()),
+            Err(TryLockError::WouldBlock) => lock(&self.0.writing),
+        };
+        (&self.0.io).flush()
+    }
+
     fn write(&mut self, block: bool) -> io::Result<bool> {
         let shared = self.0;
         if READER {

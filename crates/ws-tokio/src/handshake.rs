@@ -1,40 +1,25 @@
 //! The opening handshake: connecting as a client, accepting as a server.
+//! The driver runs it ([`Op::Open`]); this module only connects sockets.
 
-use alloc::boxed::Box;
-use core::{future::Future, pin::Pin, time::Duration};
-use std::io;
+use core::future::poll_fn;
+use core::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use ws_proto::{AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, Config, Driver};
-use ws_proto::{HandshakeError, ServerHandshake, ServerRequest};
+use tokio::time::Instant;
+use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
+use ws_proto::{ServerRequest, adapter::exports::Options};
 
-use crate::{Options, Result, WebSocket};
+use crate::socket::{Timer, poll_op};
+use crate::{Result, WebSocket};
 
-/// Runs `fut` within `limit`; running out is [`io::ErrorKind::TimedOut`].
-///
-/// The handshake's state (the timer, the request being parsed) is boxed: it
-/// lives on the heap only while the handshake runs, instead of staying in
-/// every connection task's future for the connection's whole life (a task is
-/// as large as its largest state). That halves an idle connection's memory.
-fn within<'a, T: 'a>(
-    limit: Option<Duration>,
-    fut: impl Future<Output = Result<T>> + 'a,
-) -> Pin<Box<impl Future<Output = Result<T>> + 'a>> {
-    Box::pin(async move {
-        let Some(limit) = limit else { return fut.await };
-        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "the handshake timed out");
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or_else(|_| Err(timed_out().into()))
-    })
-}
-
-/// Reads more handshake bytes into `buf`; `false` at the end of the stream.
-async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<bool> {
-    buf.reserve(4096);
-    Ok(stream.read_buf(buf).await? > 0)
+/// Runs the opening handshake of `ws`'s driver ([`Op::Open`]) to the
+/// application's turn.
+async fn open<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Result<()> {
+    poll_fn(|cx| poll_op(ws, cx, Op::Open)).await?;
+    // The handshake's sleep is not the connection's: free it.
+    ws.timer = Timer::default();
+    Ok(ws.driver.handshake_result()?)
 }
 
 /// Connects to a `ws://` URL with the default [`Options`]: DNS, TCP (with
@@ -59,11 +44,23 @@ pub async fn connect_with(
             "wss:// needs TLS, which ws-tokio does not provide: use client() over a TLS stream";
         return Err(HandshakeError::InvalidRequest(why).into());
     }
-    within(options.handshake_timeout, async {
-        let stream = TcpStream::connect((request.host(), request.port())).await?;
-        stream.set_nodelay(true)?;
-        client_handshake(stream, &request, options).await
-    })
+    let start = Instant::now();
+    let connect = TcpStream::connect((request.host(), request.port()));
+    let limit = options.handshake_timeout.unwrap_or(Duration::MAX);
+    let stream = match tokio::time::timeout(limit, connect).await {
+        Ok(stream) => stream?,
+        Err(_) => return Err(HandshakeError::TimedOut.into()),
+    };
+    stream.set_nodelay(true)?;
+    // What is left of the timeout bounds the handshake.
+    let left = options
+        .handshake_timeout
+        .map(|t| t.saturating_sub(start.elapsed()));
+    client(
+        stream,
+        request,
+        &options.clone().with_handshake_timeout(left),
+    )
     .await
 }
 
@@ -77,29 +74,10 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<S>, ClientResponse)> {
-    let handshake = client_handshake(stream, &request, options);
-    within(options.handshake_timeout, handshake).await
-}
-
-async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    request: &ClientRequest,
-    options: &Options,
-) -> Result<(WebSocket<S>, ClientResponse)> {
-    let mut handshake = ClientHandshake::new(request)?.with_config(options.handshake.clone());
-    stream.write_all(handshake.request()).await?;
-    stream.flush().await?;
-    let mut buf = BytesMut::new();
-    loop {
-        if !read_more(&mut stream, &mut buf).await? {
-            // A 401 whose body was cut short is still a 401.
-            return Err(handshake.receive_eof(&mut buf).into());
-        }
-        if let Some(response) = handshake.receive(&mut buf)? {
-            let driver = Driver::with_buffer(response.connection(options.config.clone()), buf);
-            return Ok((WebSocket::from_driver(stream, driver), response));
-        }
-    }
+    let mut ws = WebSocket::from_driver(stream, Driver::client(&request, options)?);
+    open(&mut ws).await?;
+    let response = ws.driver.take_response()?;
+    Ok((ws, response))
 }
 
 /// Accepts a WebSocket connection with the default [`Options`] and no
@@ -115,14 +93,8 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     options: &Options,
 ) -> Result<WebSocket<S>> {
-    // Boxed for the reason `within` gives.
-    let accept = async move {
-        read_request_with(stream, options)
-            .await?
-            .accept(&AcceptOptions::new())
-            .await
-    };
-    Box::pin(accept).await
+    let incoming = read_request_with(stream, options).await?;
+    incoming.accept(&AcceptOptions::new()).await
 }
 
 /// Reads the opening request with the default [`Options`]; see
@@ -138,48 +110,21 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Resul
 /// A malformed request gets its HTTP error response (400, 426, 431) written
 /// before the error is returned. Cancelling drops the stream.
 pub async fn read_request_with<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     options: &Options,
 ) -> Result<Incoming<S>> {
-    let mut handshake = ServerHandshake::with_config(options.handshake.clone());
-    let mut buf = BytesMut::new();
-    let request = within(options.handshake_timeout, async {
-        loop {
-            if !read_more(&mut stream, &mut buf).await? {
-                let why = "the peer closed the connection during the handshake";
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why).into());
-            }
-            match handshake.receive(&mut buf) {
-                Ok(Some(request)) => return Ok(request),
-                Ok(None) => {}
-                Err(e) => {
-                    if let Some(response) = e.response() {
-                        let _ = stream.write_all(&response).await;
-                        let _ = stream.shutdown().await;
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-    })
-    .await?;
-    let config = options.config.clone();
-    Ok(Incoming {
-        stream,
-        buf,
-        request,
-        config,
-    })
+    let mut ws = WebSocket::from_driver(stream, Driver::server(options));
+    open(&mut ws).await?;
+    let request = ws.driver.take_request()?;
+    Ok(Incoming { ws, request })
 }
 
 /// A valid opening request waiting for the application's answer.
 #[derive(Debug)]
 pub struct Incoming<S> {
-    stream: S,
-    /// Bytes read past the request head: the connection's first input.
-    buf: BytesMut,
+    /// The stream, and the driver holding bytes read past the request.
+    ws: WebSocket<S>,
     request: ServerRequest,
-    config: Config,
 }
 
 impl<S> Incoming<S> {
@@ -190,7 +135,7 @@ impl<S> Incoming<S> {
 
     /// The underlying stream (e.g. for the peer address).
     pub const fn get_ref(&self) -> &S {
-        &self.stream
+        self.ws.get_ref()
     }
 }
 
@@ -200,11 +145,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// not allow (an unoffered subprotocol) is an error and nothing is
     /// written. Cancelling drops the stream, possibly mid-response.
     pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        let accepted = self.request.accept(options)?;
-        self.stream.write_all(accepted.response()).await?;
-        self.stream.flush().await?;
-        let driver = Driver::with_buffer(accepted.connection(self.config), self.buf);
-        Ok(WebSocket::from_driver(self.stream, driver))
+        self.ws.driver.accept(&self.request, options)?;
+        open(&mut self.ws).await?;
+        Ok(self.ws)
     }
 
     /// Refuses: writes a response with `status`, `headers` and `body` (a
@@ -216,8 +159,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<()> {
-        let response = self.request.reject(status, headers, body);
-        self.stream.write_all(&response).await?;
-        Ok(self.stream.shutdown().await?)
+        let request = &self.request;
+        self.ws.driver.reject(request, status, headers, body);
+        open(&mut self.ws).await
     }
 }

@@ -218,8 +218,14 @@ impl Connection {
     /// from here. Today the connection only reports it back.
     #[must_use]
     pub fn with_negotiated(mut self, negotiated: Negotiated) -> Self {
-        self.negotiated = (negotiated != Negotiated::default()).then(|| Box::new(negotiated));
+        self.set_negotiated(negotiated);
         self
+    }
+
+    /// [`with_negotiated`](Self::with_negotiated) in place, for the driver's
+    /// opening handshake.
+    pub(crate) fn set_negotiated(&mut self, negotiated: Negotiated) {
+        self.negotiated = (negotiated != Negotiated::default()).then(|| Box::new(negotiated));
     }
 
     // ----- Getters -----

@@ -23,6 +23,12 @@
 //! | [`Wait`](Action::Wait) | wait for whatever reported blocked (async: return `Pending`) | nothing |
 //! | [`Done`](Action::Done) | finish the operation: failed with [`take_error`](Driver::take_error)'s error, if any | nothing |
 //!
+//! After a [`Write`](Action::Write), flush the transport (a TLS or buffered
+//! stream holds bytes until then) before performing a `Wait` and when the
+//! operation ends (`Deliver`, `Done`), unless that write was blocked (it is
+//! flushed once it completes): the same rule in every adapter, so that
+//! nothing written waits in a buffer while the driver waits.
+//!
 //! "Blocked" means the transport would have to wait (`Poll::Pending`, or
 //! `WouldBlock`). An async adapter has then registered its waker; the driver
 //! stops asking for that kind of I/O until the operation ends or makes
@@ -64,6 +70,21 @@
 //! # Ok::<(), ws_proto::SendError>(())
 //! ```
 //!
+//! # The opening handshake
+//! [`Driver::client`] and [`Driver::server`] make a driver that first runs
+//! the HTTP handshake with the same actions ([`Op::Open`]): it writes the
+//! request or response, reads the other side's head, answers a malformed
+//! request with its 400 / 426 / 431, and bounds it all with the handshake
+//! timeout through the one timer. The client then takes the response
+//! ([`Driver::take_response`]); the server takes the request
+//! ([`Driver::take_request`]), [`accept`](Driver::accept)s or
+//! [`reject`](Driver::reject)s it, and runs `Op::Open` again to write the
+//! answer. What was negotiated (subprotocol, extensions) configures the
+//! connection there; bytes read past the head stay in the read buffer as
+//! the connection's first input. A stream upgraded elsewhere (hyper, axum)
+//! skips this: [`Driver::new`] or [`Driver::with_buffer`] with the
+//! connection from [`Accepted::connection`](crate::Accepted::connection).
+//!
 //! # Split halves
 //! Two tasks (or threads) can share one driver behind a lock that is held
 //! only for these sans-IO calls, never across I/O: the read buffer is taken
@@ -73,12 +94,13 @@
 //! [`Op::Recv`] / [`Op::RecvMessage`] (it owns the timer), the writer
 //! [`Op::Reserve`] and [`Op::WriteOut`].
 
+mod opening;
 mod pool;
 mod read_buffer;
 
-pub use self::read_buffer::ReadBuffer;
+pub use self::{opening::Options, read_buffer::ReadBuffer};
 
-use alloc::collections::VecDeque;
+use alloc::{boxed::Box, collections::VecDeque};
 use core::time::Duration;
 
 use bytes::BytesMut;
@@ -127,6 +149,14 @@ pub enum Op {
     /// Write until one more message fits ([`Connection::is_write_buffer_full`]
     /// is false): backpressure before [`Driver::send`].
     Reserve,
+    /// Run the opening handshake of a driver made with [`Driver::client`]
+    /// or [`Driver::server`] until the application's turn: the response
+    /// ([`Driver::take_response`]) or the request ([`Driver::take_request`])
+    /// is in, or, after [`Driver::accept`] / [`Driver::reject`], the answer
+    /// is written (and, for a refusal, the transport shut down). Ends at
+    /// once when the connection is open. A failure ends it too: see
+    /// [`Driver::handshake_result`].
+    Open,
     /// Run the close handshake to its end after [`Driver::close`]: write,
     /// read until the peer's Close (and, for a client, the end of the
     /// stream), bounded by the close timeout. Data messages that arrive
@@ -222,6 +252,8 @@ pub struct Driver {
     shut: bool,
     /// The transport is finished with: no more I/O.
     done: bool,
+    /// The opening handshake, until the connection is open.
+    opening: Option<Box<opening::Opening>>,
 }
 
 impl Driver {
@@ -254,6 +286,7 @@ impl Driver {
             buf_out: false,
             shut: false,
             done: false,
+            opening: None,
         }
     }
 
@@ -362,6 +395,7 @@ impl Driver {
                 }
                 Action::Done
             }
+            Op::Open => self.poll_open(),
             Op::Reserve => {
                 if self.conn.is_write_buffer_full() && !self.done {
                     self.write_or_wait(op)
@@ -673,7 +707,11 @@ impl Driver {
         }
         self.blocked = 0;
         if n == 0 {
-            self.conn.handle_eof();
+            if self.opening.is_some() {
+                self.opening_eof();
+            } else {
+                self.conn.handle_eof();
+            }
         } else if n >= self.read.room {
             // The read filled the room: more is likely waiting.
             self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
@@ -721,7 +759,8 @@ impl Driver {
     /// Read-ahead advice for the frame in progress (see
     /// [`Connection::read_ahead`]).
     fn ahead(&self) -> usize {
-        if self.read.buf.is_empty() {
+        // An HTTP head is no frame header.
+        if self.read.buf.is_empty() || self.opening.is_some() {
             0
         } else {
             self.conn.read_ahead(&self.read.buf)
@@ -770,6 +809,9 @@ impl Driver {
     /// [`timer_blocked`](Self::timer_blocked). `None`: nothing to wait for
     /// (a timeout that was due has been handled); poll again.
     pub fn timer(&mut self, now: Duration) -> Option<Duration> {
+        if self.opening.is_some() {
+            return self.opening_timer(now);
+        }
         let Some(deadline) = self.conn.poll_timeout(now) else {
             self.blocked |= TIMER;
             return None;
@@ -784,6 +826,9 @@ impl Driver {
 
     /// The sleep armed at `deadline` completed.
     pub fn timer_fired(&mut self, deadline: Duration) {
+        if self.opening.is_some() {
+            return self.opening_timer_fired(deadline);
+        }
         self.conn.handle_timeout(deadline);
         self.blocked = 0;
     }

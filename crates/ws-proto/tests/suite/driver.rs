@@ -8,7 +8,8 @@ use std::{collections::VecDeque, time::Duration};
 use bytes::{Buf, Bytes};
 use ws_proto::internals::OpCode;
 use ws_proto::{
-    Action, CloseCode, Config, Connection, Driver, Event, Message, Op, ProtocolError, Role,
+    AcceptOptions, Action, ClientRequest, CloseCode, Config, Connection, Driver, Event,
+    HandshakeError, Message, Op, Options, ProtocolError, Role, ServerRequest,
 };
 
 use crate::util::{close_payload, fixed, frame_to, parse_frames, text_of_len};
@@ -883,4 +884,246 @@ fn keepalive_keeps_a_live_peer() {
         );
     }
     assert_eq!(close_code(&server), None);
+}
+
+// ----- The opening handshake (Op::Open) -----
+
+fn options() -> Options {
+    Options::default().with_handshake_timeout(Some(5 * SECOND))
+}
+
+/// Runs `Op::Open` on both sides until the client has its response.
+fn open_pair(net: &mut Net, client: &mut Driver, server: &mut Driver, accept: &AcceptOptions) {
+    assert_eq!(
+        net.run(Role::Client, client, Op::Open, false),
+        Outcome::Wait
+    );
+    assert_eq!(
+        net.run(Role::Server, server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    let request = server.take_request().expect("the request");
+    server.accept(&request, accept).expect("accepted");
+    assert_eq!(
+        net.run(Role::Server, server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    assert!(server.is_open());
+    assert_eq!(
+        net.run(Role::Client, client, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    client.take_response().expect("the response");
+    assert!(client.is_open());
+}
+
+#[test]
+fn the_opening_handshake_hands_over_to_the_connection_at_every_chunking() {
+    for chunk in [1, 3, 64, usize::MAX] {
+        let mut net = Net::default();
+        net.client.write_chunk = chunk;
+        net.server.read_chunk = chunk;
+        net.server.write_chunk = chunk;
+        net.client.read_chunk = chunk;
+        let request = ClientRequest::new("ws://example.com/chat")
+            .unwrap()
+            .protocol("chat.v2");
+        let mut client = Driver::client(&request, &options()).unwrap();
+        let mut server = Driver::server(&options());
+        let accept = AcceptOptions::new().protocols(["chat.v2"]);
+        open_pair(&mut net, &mut client, &mut server, &accept);
+        assert_eq!(client.connection().protocol(), Some("chat.v2"), "{chunk}");
+        assert_eq!(server.connection().protocol(), Some("chat.v2"), "{chunk}");
+        client.send(Message::text("hello")).unwrap();
+        let _ = net.run(Role::Client, &mut client, Op::Flush, false);
+        let got = message(net.run(Role::Server, &mut server, Op::RecvMessage, false));
+        assert_eq!(got, Message::text("hello"), "chunk {chunk}");
+    }
+}
+
+#[test]
+fn bytes_after_the_heads_reach_the_connections() {
+    let mut net = Net::default();
+    let request = ClientRequest::new("ws://example.com/").unwrap();
+    let mut client = Driver::client(&request, &options()).unwrap();
+    let mut server = Driver::server(&options());
+    assert_eq!(
+        net.run(Role::Client, &mut client, Op::Open, false),
+        Outcome::Wait
+    );
+    // A client that sends a frame right behind its request.
+    net.inject(Role::Server, &frame_to(Role::Server, true, 0x1, b"early"));
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    let request = server.take_request().unwrap();
+    server.accept(&request, &AcceptOptions::new()).unwrap();
+    // The server's first message travels with its 101 response.
+    server.send(Message::text("first")).unwrap();
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    let _ = net.run(Role::Server, &mut server, Op::Flush, false);
+    assert_eq!(
+        net.run(Role::Client, &mut client, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    client.take_response().unwrap();
+    let got = message(net.run(Role::Client, &mut client, Op::RecvMessage, false));
+    assert_eq!(got, Message::text("first"));
+    let got = message(net.run(Role::Server, &mut server, Op::RecvMessage, false));
+    assert_eq!(got, Message::text("early"));
+}
+
+#[test]
+fn a_malformed_request_is_answered_then_the_transport_is_shut() {
+    let mut net = Net::default();
+    let mut server = Driver::server(&options());
+    net.inject(Role::Server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    assert!(net.server.shut_down);
+    let answer = String::from_utf8(net.pending_for(Role::Client)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(matches!(
+        server.handshake_result(),
+        Err(HandshakeError::MissingUpgrade(_))
+    ));
+    assert!(server.is_done());
+    assert!(server.take_request().is_err(), "no request, no panic");
+}
+
+#[test]
+fn a_silent_peer_runs_into_the_handshake_timeout() {
+    for role in [Role::Client, Role::Server] {
+        let mut net = Net::default();
+        let mut driver = match role {
+            Role::Client => {
+                let request = ClientRequest::new("ws://example.com/").unwrap();
+                Driver::client(&request, &options()).unwrap()
+            }
+            Role::Server => Driver::server(&options()),
+        };
+        assert_eq!(
+            net.run(role, &mut driver, Op::Open, true),
+            Outcome::Done(Ok(()))
+        );
+        assert_eq!(net.now, 5 * SECOND, "{role:?}");
+        assert_eq!(driver.handshake_result(), Err(HandshakeError::TimedOut));
+        assert!(driver.is_done());
+    }
+}
+
+#[test]
+fn the_end_of_the_stream_mid_head_fails_the_handshake() {
+    let mut net = Net::default();
+    let mut server = Driver::server(&options());
+    net.inject(Role::Server, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    net.up.shut = true;
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    assert_eq!(
+        server.handshake_result(),
+        Err(HandshakeError::UnexpectedEof)
+    );
+
+    // A refusal cut short by the end of the stream is still a refusal.
+    let mut net = Net::default();
+    let request = ClientRequest::new("ws://example.com/").unwrap();
+    let mut client = Driver::client(&request, &options()).unwrap();
+    net.inject(
+        Role::Client,
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\nno",
+    );
+    net.down.shut = true;
+    assert_eq!(
+        net.run(Role::Client, &mut client, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    match client.take_response() {
+        Err(HandshakeError::Rejected(response)) => assert_eq!(response.status, 401),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_rejected_request_gets_the_refusal_and_the_client_sees_it() {
+    let mut net = Net::default();
+    let request = ClientRequest::new("ws://example.com/").unwrap();
+    let mut client = Driver::client(&request, &options()).unwrap();
+    let mut server = Driver::server(&options());
+    assert_eq!(
+        net.run(Role::Client, &mut client, Op::Open, false),
+        Outcome::Wait
+    );
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    let request = server.take_request().unwrap();
+    server.reject(&request, 403, &[], b"go away");
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    assert_eq!(server.handshake_result(), Ok(()));
+    assert!(net.server.shut_down && server.is_done());
+    assert_eq!(
+        net.run(Role::Client, &mut client, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+    match client.take_response() {
+        Err(HandshakeError::Rejected(response)) => {
+            assert_eq!(response.status, 403);
+            assert_eq!(response.body, b"go away");
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unoffered_subprotocol_is_refused_before_anything_is_written() {
+    let mut net = Net::default();
+    let mut server = Driver::server(&options());
+    let request = ClientRequest::new("ws://example.com/").unwrap();
+    let mut client = Driver::client(&request, &options()).unwrap();
+    let _ = net.run(Role::Client, &mut client, Op::Open, false);
+    let _ = net.run(Role::Server, &mut server, Op::Open, false);
+    let request = server.take_request().unwrap();
+    let exact = AcceptOptions::new().protocol("nope");
+    assert!(server.accept(&request, &exact).is_err());
+    assert!(!server.connection().wants_write());
+    server.accept(&request, &AcceptOptions::new()).unwrap();
+    assert_eq!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+}
+
+#[test]
+fn an_open_driver_has_no_handshake_to_run() {
+    let mut driver = driver(Role::Server, Config::default());
+    assert!(driver.is_open());
+    assert_eq!(driver.poll(Op::Open), Action::Done);
+    assert!(driver.take_request().is_err());
+    assert!(driver.take_response().is_err());
+    let request = ServerRequest::from_parts(
+        "GET",
+        "/",
+        [
+            ("host", "x"),
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ],
+    )
+    .unwrap();
+    assert!(driver.accept(&request, &AcceptOptions::new()).is_err());
 }
