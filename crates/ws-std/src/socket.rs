@@ -95,9 +95,6 @@ pub(crate) trait Link {
     fn io(&self) -> &Self::Io;
     /// A sans-IO call on the driver (under its lock, for a half).
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T;
-    /// Whether the bytes of a failed write stay queued (so that a write
-    /// timeout can be retried).
-    const KEEPS_UNWRITTEN: bool;
     /// The longest single wait for bytes.
     const WAKE: Option<Duration>;
     /// Reads into the driver's buffer, waiting or not, and reports the
@@ -142,7 +139,8 @@ pub(crate) fn run<L: Link>(
             Action::Write { wait } => match link.write(wait) {
                 Ok(blocked) => (write_blocked, wrote) = (blocked, !blocked),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) && L::KEEPS_UNWRITTEN => return Err(e.into()),
+                // Unwritten bytes stay queued: the call can be retried.
+                Err(e) if is_timeout(&e) => return Err(e.into()),
                 Err(e) => fail(link, e)?,
             },
             Action::Read { wait } => {
@@ -236,7 +234,6 @@ struct Whole<'a, S> {
 
 impl<S: Transport> Link for Whole<'_, S> {
     type Io = S;
-    const KEEPS_UNWRITTEN: bool = true;
     const WAKE: Option<Duration> = None;
 
     fn io(&self) -> &S {
@@ -344,7 +341,42 @@ macro_rules! receive_methods {
     };
 }
 
-pub(crate) use receive_methods;
+/// `send`, `feed`, `flush` (`$flush` writes out; the docs follow) and
+/// `ping`, for a type with `with` (the driver) and `run(op, until)`.
+macro_rules! send_methods {
+    ($flush:expr, $(#[$flush_doc:meta])*) => {
+        /// Queues a message and writes everything queued; when the queue is
+        /// at `Config::max_write_buffer` it is written first: nothing is
+        /// dropped. A write timeout of the stream is returned as
+        /// `Error::Io` and loses nothing: what was not written stays queued
+        /// for the next call. Then, like `flush`, it answers what arrived.
+        pub fn send(&mut self, message: Message) -> Result<()> {
+            self.feed(message)?;
+            self.flush()
+        }
+
+        /// Queues a message without writing, unless the queue is full (then
+        /// it writes until the message fits).
+        pub fn feed(&mut self, message: Message) -> Result<()> {
+            self.run(Op::Reserve, None)?;
+            Ok(self.with(|d| d.send(message))?)
+        }
+
+        $(#[$flush_doc])*
+        pub fn flush(&mut self) -> Result<()> {
+            self.run($flush, None).map(drop)
+        }
+
+        /// Sends a ping (at most 125 bytes); its pong arrives as
+        /// `Event::Pong` from a receive call.
+        pub fn ping(&mut self, payload: Bytes) -> Result<()> {
+            self.with(|d| d.ping(payload))?;
+            self.flush()
+        }
+    };
+}
+
+pub(crate) use {receive_methods, send_methods};
 
 impl<S: Transport> WebSocket<S> {
     /// Wraps a stream on which the opening handshake already happened
@@ -377,40 +409,23 @@ impl<S: Transport> WebSocket<S> {
 
     receive_methods!();
 
-    /// Queues a message and writes everything queued; when the queue is at
-    /// `Config::max_write_buffer` it is written first: nothing is dropped.
-    /// Like [`flush`](Self::flush), it then answers pings that already
-    /// arrived, so an application that only sends stays responsive.
-    pub fn send(&mut self, message: Message) -> Result<()> {
-        self.feed(message)?;
-        self.flush()
-    }
+    send_methods!(
+        Op::Flush,
+        /// Writes everything queued, with vectored writes. After a write
+        /// timeout of the stream the unwritten bytes stay queued for the next
+        /// call.
+        ///
+        /// Then it reads what already arrived, without waiting
+        /// ([`Transport::read_nonblocking`]), so that pings are answered and
+        /// Close frames echoed while the application only sends (calling
+        /// `flush` with nothing queued does just that). This reading stops
+        /// behind the first data message or Close, which the next receive
+        /// call returns first; a protocol error met here is returned by the
+        /// next receive call (its Close frame already sent).
+    );
 
-    /// Queues a message without writing, unless the queue is full (then it
-    /// writes until the message fits).
-    pub fn feed(&mut self, message: Message) -> Result<()> {
-        self.run(Op::Reserve, None)?;
-        Ok(self.driver.send(message)?)
-    }
-
-    /// Writes everything queued, with vectored writes. After a write timeout
-    /// of the stream the unwritten bytes stay queued for the next call.
-    ///
-    /// Then it reads what already arrived, without waiting
-    /// ([`Transport::read_nonblocking`]), so that pings are answered and
-    /// Close frames echoed while the application only sends (calling `flush`
-    /// with nothing queued does just that). This reading stops behind the
-    /// first data message or Close, which the next receive call returns
-    /// first; a protocol error met here is returned by the next receive call
-    /// (its Close frame already sent).
-    pub fn flush(&mut self) -> Result<()> {
-        self.run(Op::Flush, None).map(drop)
-    }
-
-    /// Sends a ping (at most 125 bytes); its pong arrives as `Event::Pong`.
-    pub fn ping(&mut self, payload: Bytes) -> Result<()> {
-        self.driver.ping(payload)?;
-        self.flush()
+    fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
+        f(&mut self.driver)
     }
 
     /// Closes: sends a Close with `code` and `reason` (unless the close

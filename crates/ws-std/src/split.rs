@@ -4,7 +4,6 @@
 use core::time::Duration;
 use std::{
     io::{self, IoSlice, Read, Write},
-    ops::Deref,
     sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError},
     time::Instant,
 };
@@ -14,22 +13,21 @@ use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
 use crate::{
     Result, Transport, WebSocket,
-    socket::{Link, MAX_IOV, Timer, lock, put, receive_methods, run},
+    socket::{Link, Timer, lock, put, receive_methods, run, send_methods},
 };
 
 /// The longest wait of a split reader's read: it then sees a close started
 /// by its write half (and arms the close timer), and retries replies.
 const WAKE: Duration = Duration::from_millis(100);
-/// The most a reader copies out of the outgoing queue for one write.
-const COPY: usize = 16 * 1024;
 
 /// What both halves share.
 #[derive(Debug)]
 struct Shared<S> {
     io: S,
     driver: Mutex<Driver>,
-    /// The write side: held by one half for one write.
-    writing: Mutex<()>,
+    /// The write side, held by one half for one write, with the bytes taken
+    /// from the driver's queue and not written yet: they go first.
+    writing: Mutex<Bytes>,
 }
 
 /// The receiving half of a split [`WebSocket`]; see [`WebSocket::split`].
@@ -53,15 +51,23 @@ pub struct WriteHalf<S> {
 /// One half's way to the driver and the stream: the reader, or the writer.
 struct Half<'a, S, const READER: bool>(&'a Shared<S>);
 
+impl<S> Shared<S> {
+    /// The write side: `wait`ing for it (the writer), or not (the reader).
+    fn write_side(&self, wait: bool) -> Option<MutexGuard<'_, Bytes>> {
+        match self.writing.try_lock() {
+            Ok(side) => Some(side),
+            Err(TryLockError::Poisoned(side)) => Some(side.into_inner()),
+            Err(TryLockError::WouldBlock) => wait.then(|| lock(&self.writing)),
+        }
+    }
+}
+
 impl<S, const READER: bool> Link for Half<'_, S, READER>
 where
     S: Transport,
     for<'a> &'a S: Read + Write,
 {
     type Io = S;
-    /// The reader copies what it writes (so nothing is lost); the writer
-    /// hands over owned chunks.
-    const KEEPS_UNWRITTEN: bool = READER;
     const WAKE: Option<Duration> = Some(WAKE);
 
     fn io(&self) -> &S {
@@ -82,74 +88,40 @@ where
         read.map(drop)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        let _side = match self.0.writing.try_lock() {
-            Ok(side) => side,
-            Err(TryLockError::Poisoned(side)) => side.into_inner(),
-            // The reader never waits for the write side: the writer, busy
-            // with it, flushes after its write.
-            Err(TryLockError::WouldBlock) if READER => return Ok(()),
-            Err(TryLockError::WouldBlock) => lock(&self.0.writing),
-        };
-        (&self.0.io).flush()
-    }
-
+    /// Writes the held bytes, or the next chunk of the queue, owned: the
+    /// driver's lock is not held meanwhile. A reader that finds the write
+    /// side busy reports the write blocked; the writer writes its replies
+    /// next, in order.
     fn write(&mut self, block: bool) -> io::Result<bool> {
         let shared = self.0;
-        if READER {
-            // Never waits for the writer: it writes the replies after its
-            // current write, in order.
-            let _side = match shared.writing.try_lock() {
-                Ok(side) => side,
-                Err(TryLockError::Poisoned(side)) => side.into_inner(),
-                Err(TryLockError::WouldBlock) => return Ok(self.with(blocked)),
-            };
-            let front = self.with(|d| {
-                let chunk = Buf::chunk(&*d.outgoing());
-                Bytes::copy_from_slice(&chunk[..chunk.len().min(COPY)])
-            });
-            if front.is_empty() {
-                return Ok(false);
-            }
-            let Some(n) = put(&mut &shared.io, &[IoSlice::new(&front)], block)? else {
-                return Ok(self.with(blocked));
-            };
-            self.with(|d| {
-                d.outgoing().advance(n);
-                d.wrote(n);
-            });
-            return Ok(false);
+        let driver = || lock(&shared.driver);
+        let Some(mut held) = shared.write_side(!READER) else {
+            return Ok(blocked(&mut driver()));
+        };
+        if held.is_empty() {
+            *held = driver().pop_chunk().unwrap_or_default();
         }
-        let _side = lock(&shared.writing);
-        let mut count = 0;
-        let chunks: [Bytes; MAX_IOV] = self.with(|d| {
-            core::array::from_fn(|_| d.pop_chunk().inspect(|_| count += 1).unwrap_or_default())
-        });
-        let mut slices = chunks.each_ref().map(|c| IoSlice::new(c));
-        let mut slices = &mut slices[..count];
-        while !slices.is_empty() {
-            let n = put(&mut &shared.io, slices, true)?.unwrap_or_default();
-            IoSlice::advance_slices(&mut slices, n);
-            self.with(|d| d.wrote(n));
+        if held.is_empty() {
+            return Ok(false); // The other half wrote it meanwhile.
         }
+        let Some(n) = put(&mut &shared.io, &[IoSlice::new(&held)], block)? else {
+            return Ok(blocked(&mut driver()));
+        };
+        held.advance(n);
+        driver().wrote(n);
         Ok(false)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // A reader that finds the write side busy leaves it to the writer.
+        let side = self.0.write_side(!READER);
+        side.map_or(Ok(()), |_side| (&self.0.io).flush())
     }
 }
 
 fn blocked(driver: &mut Driver) -> bool {
     driver.write_blocked();
     true
-}
-
-/// The connection behind a half's lock.
-struct Guard<'a>(MutexGuard<'a, Driver>);
-
-impl Deref for Guard<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        self.0.connection()
-    }
 }
 
 impl<S> WebSocket<S>
@@ -169,20 +141,21 @@ where
     /// in order. So the reader keeps receiving while the writer is blocked
     /// on a peer that does not read.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let (io, driver, writing) = (self.io, Mutex::new(self.driver), Mutex::new(()));
+        let close = self.driver.close_frame().cloned();
+        let (io, driver, writing) = (self.io, Mutex::new(self.driver), Mutex::default());
         let shared = Arc::new(Shared {
             io,
             driver,
             writing,
         });
-        let close = lock(&shared.driver).close_frame().cloned();
         let write = WriteHalf {
             shared: Arc::clone(&shared),
         };
+        let timer = self.timer;
         (
             ReadHalf {
                 shared,
-                timer: self.timer,
+                timer,
                 close,
             },
             write,
@@ -192,19 +165,20 @@ where
 
 impl<S> WebSocket<S> {
     /// Puts split halves back together; fails (dropping both) if they come
-    /// from different sockets.
+    /// from different sockets, or if the write half still holds part of a
+    /// frame (finish its `flush` first).
     pub fn reunite(read: ReadHalf<S>, write: WriteHalf<S>) -> Result<Self> {
+        let invalid = |why| io::Error::new(io::ErrorKind::InvalidInput, why);
         if !Arc::ptr_eq(&read.shared, &write.shared) {
-            let e = "the halves come from different WebSockets";
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, e).into());
+            return Err(invalid("the halves come from different WebSockets").into());
         }
         drop(write);
-        let shared =
-            Arc::try_unwrap(read.shared).map_err(|_| io::Error::other("a half is still shared"))?;
-        let driver = shared
-            .driver
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let shared = Arc::into_inner(read.shared).ok_or_else(|| invalid("still shared"))?;
+        if !shared.writing.lock().is_ok_and(|held| held.is_empty()) {
+            return Err(invalid("the write half holds part of a frame").into());
+        }
+        let driver = shared.driver.into_inner();
+        let driver = driver.unwrap_or_else(PoisonError::into_inner);
         Ok(Self {
             io: shared.io,
             driver,
@@ -217,6 +191,21 @@ impl<S> ReadHalf<S> {
     /// Puts the halves back together: `WebSocket::reunite(self, write)`.
     pub fn reunite(self, write: WriteHalf<S>) -> Result<WebSocket<S>> {
         WebSocket::reunite(self, write)
+    }
+
+    /// Like [`WebSocket::close_frame`] (as of the last receive call).
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.close.as_ref()
+    }
+
+    /// Runs `f` on the shared connection (under its lock: keep it short).
+    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(lock(&self.shared.driver).connection_mut())
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.shared.io
     }
 }
 
@@ -233,21 +222,22 @@ where
     }
 
     receive_methods!();
+}
 
-    /// Like [`WebSocket::close_frame`] (as of the last receive call).
-    pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.close.as_ref()
-    }
-
-    /// The protocol state machine (do not keep it across calls: it holds
-    /// the driver's lock).
-    pub fn connection(&self) -> impl Deref<Target = Connection> + '_ {
-        Guard(lock(&self.shared.driver))
+impl<S> WriteHalf<S> {
+    /// Runs `f` on the shared connection (under its lock: keep it short),
+    /// e.g. for [`Connection::send_fragment`]; then [`flush`](Self::flush).
+    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(lock(&self.shared.driver).connection_mut())
     }
 
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.shared.io
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
+        f(&mut lock(&self.shared.driver))
     }
 }
 
@@ -256,40 +246,16 @@ where
     S: Transport,
     for<'a> &'a S: Read + Write,
 {
-    fn run(&self, op: Op) -> Result<Option<Event>> {
+    fn run(&self, op: Op, until: Option<Instant>) -> Result<Option<Event>> {
         let link = &mut Half::<S, false>(&self.shared);
-        run(link, &mut Timer::new(None), op, None)
+        run(link, &mut Timer::new(None), op, until)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
-        f(&mut lock(&self.shared.driver))
-    }
-
-    /// Like [`WebSocket::send`], but never reads (the [`ReadHalf`] answers
-    /// pings). A failed write (a write timeout included) ends the connection:
-    /// the bytes handed to the stream are not known.
-    pub fn send(&mut self, message: Message) -> Result<()> {
-        self.feed(message)?;
-        self.flush()
-    }
-
-    /// Like [`WebSocket::feed`].
-    pub fn feed(&mut self, message: Message) -> Result<()> {
-        self.run(Op::Reserve)?;
-        Ok(self.with(|d| d.send(message))?)
-    }
-
-    /// Writes everything queued, replies of the [`ReadHalf`] included; never
-    /// reads.
-    pub fn flush(&mut self) -> Result<()> {
-        self.run(Op::WriteOut).map(drop)
-    }
-
-    /// Like [`WebSocket::ping`].
-    pub fn ping(&mut self, payload: Bytes) -> Result<()> {
-        self.with(|d| d.ping(payload))?;
-        self.flush()
-    }
+    send_methods!(
+        Op::WriteOut,
+        /// Writes everything queued, replies of the [`ReadHalf`] included;
+        /// never reads (the [`ReadHalf`] answers pings).
+    );
 
     /// Starts the close handshake: writes a Close with `code` and `reason`
     /// (unless it already started) and returns. The [`ReadHalf`] finishes
@@ -298,16 +264,5 @@ where
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         self.with(|d| d.close(code, reason))?;
         self.flush()
-    }
-
-    /// The protocol state machine (do not keep it across calls: it holds
-    /// the driver's lock).
-    pub fn connection(&self) -> impl Deref<Target = Connection> + '_ {
-        Guard(lock(&self.shared.driver))
-    }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.shared.io
     }
 }
