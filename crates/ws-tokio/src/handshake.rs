@@ -93,8 +93,14 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     options: &Options,
 ) -> Result<WebSocket<S>> {
-    let incoming = read_request_with(stream, options).await?;
-    incoming.accept(&AcceptOptions::new()).await
+    // Boxed: the handshake's state lives on the heap only while it runs,
+    // not in the connection task's future for the connection's whole life
+    // (a task is as large as its largest state).
+    Box::pin(async move {
+        let incoming = read_request_with(stream, options).await?;
+        incoming.accept(&AcceptOptions::new()).await
+    })
+    .await
 }
 
 /// Reads the opening request with the default [`Options`]; see
