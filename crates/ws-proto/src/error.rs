@@ -65,6 +65,11 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
+    /// A compressed message did not inflate: corrupt deflate data, or a
+    /// reference beyond the negotiated window (RFC 7692 section 7.2.2;
+    /// close code 1007).
+    #[cfg(feature = "deflate")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -72,6 +77,8 @@ impl ProtocolError {
     pub const fn close_code(&self) -> CloseCode {
         match self {
             Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            #[cfg(feature = "deflate")]
+            Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -94,6 +101,8 @@ impl ProtocolError {
             Self::InvalidCloseCode(_) => "invalid close code",
             Self::FrameTooBig { .. } => "frame too big",
             Self::MessageTooBig { .. } => "message too big",
+            #[cfg(feature = "deflate")]
+            Self::InvalidCompressedData => "invalid compressed data",
         }
     }
 }
@@ -167,6 +176,11 @@ pub enum HandshakeError {
     /// The handshake took longer than its timeout
     /// ([`Options::handshake_timeout`](crate::driver::Options::handshake_timeout)).
     TimedOut,
+    /// permessage-deflate could not be agreed: the server's answer broke
+    /// RFC 7692 (client), or deflate is required and no offer was
+    /// acceptable (server: 400; client: the server declined).
+    #[cfg(feature = "deflate")]
+    Deflate(crate::deflate::DeflateError),
 }
 
 impl HandshakeError {
@@ -184,6 +198,8 @@ impl HandshakeError {
             | Self::MissingHost
             | Self::MissingUpgrade(_)
             | Self::InvalidKey => Some(400),
+            #[cfg(feature = "deflate")]
+            Self::Deflate(crate::deflate::DeflateError::Required) => Some(400),
             _ => None,
         }
     }
@@ -211,6 +227,8 @@ impl fmt::Display for HandshakeError {
             Self::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Self::UnexpectedEof => f.write_str("the transport ended during the handshake"),
             Self::TimedOut => f.write_str("the opening handshake timed out"),
+            #[cfg(feature = "deflate")]
+            Self::Deflate(e) => write!(f, "permessage-deflate: {e}"),
         }
     }
 }

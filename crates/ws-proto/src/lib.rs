@@ -82,6 +82,8 @@
 //!   and [`adapter`]: the error type and options shared by the adapters.
 //! - `getrandom` (default): [`OsEntropy`], [`Connection::new`] and
 //!   [`ClientHandshake::new`]. Without it, inject an [`Entropy`] source.
+//! - `deflate` (off by default): permessage-deflate (RFC 7692), see the
+//!   `deflate` module. Works without `std`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 // Three audited exceptions, each a small module with its SAFETY comment and
@@ -106,6 +108,8 @@ pub mod adapter;
 pub mod close;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod driver;
 pub mod entropy;
 pub mod error;
@@ -130,6 +134,8 @@ pub mod internals {
 
 pub use bytes::{self, Buf, BufMut, Bytes, BytesMut};
 
+#[cfg(feature = "deflate")]
+pub use crate::deflate::{DeflateConfig, DeflateError, DeflateParams, DeflatePolicy};
 #[cfg(feature = "getrandom")]
 pub use crate::entropy::OsEntropy;
 pub use crate::{

@@ -67,8 +67,12 @@ struct InFrame {
     len: usize,
     /// Payload bytes already unmasked (and UTF-8 checked) in the caller's buffer.
     processed: usize,
-    /// Whether the payload is text that must be UTF-8 checked as it arrives.
+    /// Whether the message is text (checked as the payload arrives unless
+    /// it is compressed: then as it is inflated).
     text: bool,
+    /// Whether the message is compressed (RSV1 on its first frame, RFC 7692
+    /// section 6).
+    compressed: bool,
 }
 
 /// A fragmented message being reassembled.
@@ -79,7 +83,24 @@ struct InMessage {
     /// Whether every fragment so far was checked in the call that split it
     /// off the caller's buffer (see `finish_message`).
     checked: bool,
+    /// Whether `data` is the inflated output of a compressed message.
+    compressed: bool,
 }
+
+/// What the opening handshake negotiated, and the state that comes with it.
+/// Boxed in the connection, and absent when nothing was negotiated, so an
+/// idle plain connection stays small.
+#[derive(Debug)]
+struct Extensions {
+    negotiated: Negotiated,
+    /// The permessage-deflate codec, when it was agreed.
+    #[cfg(feature = "deflate")]
+    deflate: Option<crate::deflate::Codec>,
+}
+
+/// RSV1: a compressed message's first frame (RFC 7692 section 6).
+#[cfg(feature = "deflate")]
+const RSV1: u8 = 0b100;
 
 /// The close timer: off, waiting to be armed at the next `poll_timeout`,
 /// armed at a deadline, or expired. A plain tag (no niche in the
@@ -157,9 +178,9 @@ pub struct Connection {
     ///
     /// [`Driver`]: crate::Driver
     prefix_exposed: bool,
-    /// What the opening handshake negotiated; boxed, and `None` when nothing
-    /// was, to keep an idle connection small.
-    negotiated: Option<Box<Negotiated>>,
+    /// What the opening handshake negotiated (and the deflate codec); boxed,
+    /// and `None` when nothing was, to keep an idle connection small.
+    ext: Option<Box<Extensions>>,
 }
 
 impl Connection {
@@ -202,7 +223,7 @@ impl Connection {
             pong_deadline: None,
             activity: false,
             prefix_exposed: false,
-            negotiated: None,
+            ext: None,
         }
     }
 
@@ -214,8 +235,9 @@ impl Connection {
     /// [`Accepted::connection`](crate::Accepted::connection) call it for you.
     ///
     /// This is the seam through which a negotiated extension reaches the
-    /// connection: permessage-deflate (RFC 7692) will read its parameters
-    /// from here. Today the connection only reports it back.
+    /// connection: with the `deflate` feature, permessage-deflate (RFC 7692)
+    /// is run with the parameters in [`Negotiated::deflate`]. Its state is
+    /// allocated lazily, per message.
     #[must_use]
     pub fn with_negotiated(mut self, negotiated: Negotiated) -> Self {
         self.set_negotiated(negotiated);
@@ -225,7 +247,13 @@ impl Connection {
     /// [`with_negotiated`](Self::with_negotiated) in place, for the driver's
     /// opening handshake.
     pub(crate) fn set_negotiated(&mut self, negotiated: Negotiated) {
-        self.negotiated = (negotiated != Negotiated::default()).then(|| Box::new(negotiated));
+        self.ext = (negotiated != Negotiated::default()).then(|| {
+            Box::new(Extensions {
+                #[cfg(feature = "deflate")]
+                deflate: negotiated.deflate().map(|p| crate::deflate::Codec::new(*p)),
+                negotiated,
+            })
+        });
     }
 
     // ----- Getters -----
@@ -243,14 +271,47 @@ impl Connection {
     /// The subprotocol the opening handshake agreed on, if any (see
     /// [`with_negotiated`](Self::with_negotiated)).
     pub fn protocol(&self) -> Option<&str> {
-        self.negotiated.as_deref().and_then(Negotiated::protocol)
+        self.negotiated().and_then(Negotiated::protocol)
     }
 
     /// What the opening handshake negotiated, or `None` when nothing was
     /// (no subprotocol, no extension) or it was not recorded (see
     /// [`with_negotiated`](Self::with_negotiated)).
     pub fn negotiated(&self) -> Option<&Negotiated> {
-        self.negotiated.as_deref()
+        self.ext.as_deref().map(|ext| &ext.negotiated)
+    }
+
+    /// The permessage-deflate parameters this connection runs with, if it
+    /// was negotiated.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<&crate::deflate::DeflateParams> {
+        self.codec().map(crate::deflate::Codec::params)
+    }
+
+    /// Heap bytes the deflate codec holds now: the kept LZ77 windows and any
+    /// compression state of a message in progress. For tests and memory
+    /// accounting; 0 without deflate.
+    #[cfg(feature = "deflate")]
+    #[doc(hidden)]
+    pub fn deflate_heap_size(&self) -> usize {
+        self.codec().map_or(0, crate::deflate::Codec::heap_size)
+    }
+
+    /// Bytes held for the message being received (reassembled fragments,
+    /// or a compressed message's inflated output). For tests.
+    #[doc(hidden)]
+    pub fn buffered_message_len(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.data.capacity())
+    }
+
+    #[cfg(feature = "deflate")]
+    fn codec(&self) -> Option<&crate::deflate::Codec> {
+        self.ext.as_deref().and_then(|ext| ext.deflate.as_ref())
+    }
+
+    #[cfg(feature = "deflate")]
+    fn codec_mut(&mut self) -> Option<&mut crate::deflate::Codec> {
+        self.ext.as_deref_mut().and_then(|ext| ext.deflate.as_mut())
     }
 
     /// Where the close handshake stands.
@@ -524,13 +585,43 @@ impl Connection {
             return Err(SendError::Full(message));
         }
         let (opcode, data) = split_message(message);
-        self.push_data(opcode, data, true);
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.codec_mut()
+            && data.len() >= codec.params().min_size
+            && let Some(packed) = codec.compress_message(&data)
+        {
+            self.push_data(opcode, packed.freeze(), true, RSV1);
+            return Ok(());
+        }
+        self.push_data(opcode, data, true, 0);
+        Ok(())
+    }
+
+    /// Like [`send`](Self::send), but never compressed, whatever was
+    /// negotiated: for data that is already compressed or must not share a
+    /// compression context with other data (RFC 7692 section 10 and the
+    /// CRIME/BREACH class of attacks: secrets next to attacker-chosen text).
+    #[cfg(feature = "deflate")]
+    pub fn send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
+        self.check_send()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        if self.is_write_buffer_full() {
+            return Err(SendError::Full(message));
+        }
+        let (opcode, data) = split_message(message);
+        self.push_data(opcode, data, true, 0);
         Ok(())
     }
 
     /// Queues one piece of a message whose total size need not be known in
     /// advance; `fin` ends the message. Every piece must have the type of the
     /// first. Text pieces are whole code points each (they are `Utf8Bytes`).
+    ///
+    /// With permessage-deflate, every fragmented message is compressed
+    /// (whatever its size: it is not known in advance), each piece
+    /// sync-flushed into its own frame.
     pub fn send_fragment(&mut self, fragment: Message, fin: bool) -> Result<(), SendError> {
         self.check_send()?;
         let text = fragment.is_text();
@@ -544,8 +635,19 @@ impl Connection {
             return Err(SendError::Full(fragment));
         }
         let (_, data) = split_message(fragment);
-        self.push_data(opcode, data, fin);
         self.sending_fragmented = if fin { None } else { Some(text) };
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.codec_mut() {
+            let packed = codec.compress_fragment(&data, fin).freeze();
+            let rsv = if opcode == OpCode::Continuation {
+                0
+            } else {
+                RSV1
+            };
+            self.push_data(opcode, packed, fin, rsv);
+            return Ok(());
+        }
+        self.push_data(opcode, data, fin, 0);
         Ok(())
     }
 
@@ -664,7 +766,8 @@ impl Connection {
             let available = buf.len().min(frame.len);
             if available > frame.processed {
                 let fresh = &mut buf[frame.processed..available];
-                match (frame.mask, frame.text) {
+                // Compressed text is checked as it is inflated.
+                match (frame.mask, frame.text && !frame.compressed) {
                     (Some(key), true) => unmask_text(fresh, key, frame.processed, &mut self.utf8)?,
                     (Some(key), false) => apply_mask(fresh, key, frame.processed),
                     (None, true) => self
@@ -696,8 +799,20 @@ impl Connection {
     /// its payload is buffered.
     fn check_header(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
         // Section 5.2: RSV bits only with an extension that defines them.
+        // RFC 7692 section 6: permessage-deflate defines RSV1, on the first
+        // frame of a data message only (not continuations, not control).
+        let mut compressed = false;
         if header.rsv != 0 {
-            return Err(ProtocolError::ReservedBits(header.rsv));
+            #[cfg(feature = "deflate")]
+            let allowed = header.rsv == RSV1
+                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+                && self.codec().is_some();
+            #[cfg(not(feature = "deflate"))]
+            let allowed = false;
+            if !allowed {
+                return Err(ProtocolError::ReservedBits(header.rsv));
+            }
+            compressed = true;
         }
         // Section 5.1: clients mask every frame, servers none.
         match (self.role, header.mask) {
@@ -721,7 +836,10 @@ impl Connection {
             // new messages only outside one.
             match (header.opcode, &self.message) {
                 (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-                (OpCode::Continuation, Some(message)) => text = message.text,
+                (OpCode::Continuation, Some(message)) => {
+                    text = message.text;
+                    compressed = message.compressed;
+                }
                 (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
                 (opcode, None) => text = opcode == OpCode::Text,
             }
@@ -735,7 +853,8 @@ impl Connection {
             }
             let so_far = self.message.as_ref().map_or(0, |m| m.data.len()) as u64;
             let total = so_far.saturating_add(header.payload_len);
-            if total > self.config.max_message_size as u64 {
+            // A compressed message is bounded as it is inflated instead.
+            if !compressed && total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooBig {
                     len: total,
                     max: self.config.max_message_size,
@@ -750,6 +869,7 @@ impl Connection {
             len: usize::try_from(header.payload_len).unwrap_or(usize::MAX),
             processed: 0,
             text,
+            compressed,
         })
     }
 
@@ -775,6 +895,8 @@ impl Connection {
             }
             OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => self.on_close(payload.freeze()).map(Some),
+            #[cfg(feature = "deflate")]
+            _ if frame.compressed => self.on_compressed(frame, &payload),
             OpCode::Text | OpCode::Binary if frame.fin => self
                 .finish_message(
                     frame.text,
@@ -790,6 +912,7 @@ impl Connection {
                     text: frame.text,
                     data: unpin_small(payload, buf_capacity),
                     checked: checked_in_this_call,
+                    compressed: false,
                 });
                 Ok(None)
             }
@@ -812,6 +935,36 @@ impl Connection {
                     .map(Some)
             }
         }
+    }
+
+    /// A frame of a compressed message: inflated (bounded by
+    /// `max_message_size`, text checked on the inflated bytes) onto the
+    /// message, which ends with the frame that has FIN.
+    #[cfg(feature = "deflate")]
+    fn on_compressed(
+        &mut self,
+        frame: InFrame,
+        payload: &[u8],
+    ) -> Result<Option<Event>, ProtocolError> {
+        let mut message = self.message.take().unwrap_or(InMessage {
+            text: frame.text,
+            data: BytesMut::new(),
+            checked: true,
+            compressed: true,
+        });
+        let limit = self.config.max_message_size;
+        let Some(codec) = self.ext.as_deref_mut().and_then(|ext| ext.deflate.as_mut()) else {
+            return Err(ProtocolError::ReservedBits(RSV1));
+        };
+        let utf8 = message.text.then_some(&mut self.utf8);
+        codec.inflate(payload, frame.fin, &mut message.data, limit, utf8)?;
+        if !frame.fin {
+            self.message = Some(message);
+            return Ok(None);
+        }
+        // The inflated bytes never left the connection: checked for good.
+        self.finish_message(message.text, message.data, true)
+            .map(Some)
     }
 
     /// `checked_in_this_call`: whether every byte of `data` was checked by
@@ -895,6 +1048,10 @@ impl Connection {
         self.start_close_timer();
         self.frame = None;
         self.message = None;
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.codec_mut() {
+            codec.abandon();
+        }
     }
 
     // ----- Send internals -----
@@ -944,24 +1101,28 @@ impl Connection {
         }
     }
 
-    /// Queues a data payload, fragmenting at `max_send_frame_size`.
+    /// Queues a data payload, fragmenting at `max_send_frame_size`; `rsv`
+    /// goes on the first frame only (RFC 7692 section 6: RSV1 marks the
+    /// first frame of a compressed message).
     #[inline(always)]
-    fn push_data(&mut self, first_opcode: OpCode, mut data: Bytes, fin: bool) {
+    fn push_data(&mut self, first_opcode: OpCode, mut data: Bytes, fin: bool, mut rsv: u8) {
         let max = self.config.max_send_frame_size.max(1);
         let mut opcode = first_opcode;
         while data.len() > max {
             let part = data.split_to(max);
-            self.push_payload(opcode, false, part);
+            self.push_payload(opcode, false, part, rsv);
             opcode = OpCode::Continuation;
+            rsv = 0;
         }
-        self.push_payload(opcode, fin, data);
+        self.push_payload(opcode, fin, data, rsv);
     }
 
     /// Queues one data frame; a large unmasked payload is queued as its own
     /// chunk without copying.
     #[inline(always)]
-    fn push_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
-        let header = self.header(opcode, fin, payload.len());
+    fn push_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes, rsv: u8) {
+        let mut header = self.header(opcode, fin, payload.len());
+        header.rsv = rsv;
         if header.mask.is_none() && payload.len() > INLINE_PAYLOAD {
             header.encode_bytes(self.out.tail_mut());
             self.out.push(payload);

@@ -177,8 +177,9 @@ impl ClientRequest {
         }
     }
 
-    /// Encodes the HTTP request with the given base64 key.
-    fn encode(&self, key: &str) -> Result<Vec<u8>, HandshakeError> {
+    /// Encodes the HTTP request with the given base64 key, offering `extra`
+    /// extensions after the caller's.
+    fn encode(&self, key: &str, extra: &[String]) -> Result<Vec<u8>, HandshakeError> {
         let invalid = HandshakeError::InvalidRequest;
         let mut host_header = self.host_header();
         for (name, value) in &self.headers {
@@ -224,12 +225,14 @@ impl ClientRequest {
                 self.protocols.join(", ")
             );
         }
-        if !self.extensions.is_empty() {
-            let _ = write!(
-                head,
-                "Sec-WebSocket-Extensions: {}\r\n",
-                self.extensions.join(", ")
-            );
+        if !self.extensions.is_empty() || !extra.is_empty() {
+            let all: Vec<&str> = self
+                .extensions
+                .iter()
+                .chain(extra)
+                .map(String::as_str)
+                .collect();
+            let _ = write!(head, "Sec-WebSocket-Extensions: {}\r\n", all.join(", "));
         }
         for (name, value) in &self.headers {
             if !name.eq_ignore_ascii_case("host") {
@@ -263,6 +266,9 @@ pub struct ClientResponse {
     pub protocol: Option<String>,
     /// The extensions the server accepted, as sent (always ones we offered).
     pub extensions: Vec<String>,
+    /// The permessage-deflate parameters, if the server accepted it.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateParams>,
 }
 
 impl ClientResponse {
@@ -273,7 +279,12 @@ impl ClientResponse {
 
     /// What the server agreed to: the subprotocol and the extensions.
     pub fn negotiated(&self) -> Negotiated {
-        Negotiated::new(self.protocol.clone(), self.extensions.clone())
+        let negotiated = Negotiated::new(self.protocol.clone(), self.extensions.clone());
+        #[cfg(feature = "deflate")]
+        if let Some(params) = self.deflate {
+            return negotiated.with_deflate(params);
+        }
+        negotiated
     }
 
     /// A client [`Connection`] with `config` and operating-system randomness
@@ -308,6 +319,10 @@ pub struct ClientHandshake {
     config: HandshakeConfig,
     /// Whether the transport ended: stop waiting for an announced body.
     eof: bool,
+    /// What [`with_config`](Self::with_config) needs to encode the request
+    /// again with its deflate offers.
+    #[cfg(feature = "deflate")]
+    spec: Box<(ClientRequest, String)>,
 }
 
 impl ClientHandshake {
@@ -327,7 +342,7 @@ impl ClientHandshake {
         entropy.fill(&mut nonce);
         let key = base64::engine::general_purpose::STANDARD.encode(nonce);
         Ok(Self {
-            request: request.encode(&key)?,
+            request: request.encode(&key, &[])?,
             expected_accept: accept_key(key.as_bytes()),
             protocols: request.protocols.clone(),
             extension_names: request
@@ -337,12 +352,29 @@ impl ClientHandshake {
                 .collect(),
             config: HandshakeConfig::default(),
             eof: false,
+            #[cfg(feature = "deflate")]
+            spec: Box::new((request.clone(), key)),
         })
     }
 
-    /// Replaces the response size limits.
+    /// Replaces the response size limits and, with the `deflate` feature,
+    /// the permessage-deflate offer ([`HandshakeConfig::deflate`]): the
+    /// request is encoded again with its offers.
     #[must_use]
     pub fn with_config(mut self, config: HandshakeConfig) -> Self {
+        #[cfg(feature = "deflate")]
+        {
+            let offers = crate::deflate::offers(&config.deflate);
+            let (request, key) = &*self.spec;
+            // Cannot fail: the same request encoded before, and the offers
+            // are plain tokens.
+            if let Ok(encoded) = request.encode(key, &offers) {
+                self.request = encoded;
+            }
+            if !offers.is_empty() {
+                self.extension_names.push(crate::deflate::NAME.to_string());
+            }
+        }
         self.config = config;
         self
     }
@@ -404,6 +436,8 @@ impl ClientHandshake {
             other => return Err(HandshakeError::UnofferedSubprotocol(other.join(", "))),
         };
         let mut extensions = Vec::new();
+        #[cfg(feature = "deflate")]
+        let mut deflate_answers = Vec::new();
         for element in header_list(&headers, "sec-websocket-extensions") {
             let name = extension_name(element);
             if !self
@@ -413,13 +447,25 @@ impl ClientHandshake {
             {
                 return Err(HandshakeError::UnofferedExtension(name.to_string()));
             }
+            #[cfg(feature = "deflate")]
+            if self.config.deflate.policy != crate::deflate::DeflatePolicy::Off
+                && crate::deflate::is_deflate(element)
+            {
+                deflate_answers.push(element);
+            }
             extensions.push(element.to_string());
         }
+        // RFC 7692 section 7: the answer must fit one of our offers.
+        #[cfg(feature = "deflate")]
+        let deflate = crate::deflate::check_response(&self.config.deflate, &deflate_answers)
+            .map_err(HandshakeError::Deflate)?;
         let _ = buf.split_to(head_len);
         Ok(Some(ClientResponse {
             headers,
             protocol,
             extensions,
+            #[cfg(feature = "deflate")]
+            deflate,
         }))
     }
 

@@ -55,6 +55,10 @@ pub struct HandshakeConfig {
     /// The largest body of a non-101 response kept for the caller (client).
     /// Default: 64 KiB.
     pub max_body_size: usize,
+    /// permessage-deflate: what a client offers and a server accepts.
+    /// Default: [`DeflateConfig::OFF`](crate::DeflateConfig::OFF).
+    #[cfg(feature = "deflate")]
+    pub deflate: crate::deflate::DeflateConfig,
 }
 
 impl Default for HandshakeConfig {
@@ -63,6 +67,8 @@ impl Default for HandshakeConfig {
             max_head_size: 16 * 1024,
             max_headers: 64,
             max_body_size: 64 * 1024,
+            #[cfg(feature = "deflate")]
+            deflate: crate::deflate::DeflateConfig::OFF,
         }
     }
 }
@@ -82,6 +88,15 @@ impl HandshakeConfig {
         self
     }
 
+    /// Sets [`deflate`](Self::deflate), e.g. `DeflateConfig::default()` to
+    /// offer (client) or accept (server) permessage-deflate.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub const fn with_deflate(mut self, deflate: crate::deflate::DeflateConfig) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
     /// Sets [`max_headers`](Self::max_headers).
     #[must_use]
     pub const fn with_max_headers(mut self, count: usize) -> Self {
@@ -98,6 +113,8 @@ impl HandshakeConfig {
 pub struct Negotiated {
     protocol: Option<String>,
     extensions: Vec<String>,
+    #[cfg(feature = "deflate")]
+    deflate: Option<crate::deflate::DeflateParams>,
 }
 
 impl Negotiated {
@@ -107,7 +124,25 @@ impl Negotiated {
         Self {
             protocol,
             extensions,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// With permessage-deflate agreed on these parameters (the handshake
+    /// sets them; for a handshake done elsewhere, build them with
+    /// [`DeflateParams::new`](crate::DeflateParams::new)).
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub const fn with_deflate(mut self, params: crate::deflate::DeflateParams) -> Self {
+        self.deflate = Some(params);
+        self
+    }
+
+    /// The permessage-deflate parameters, if it was agreed.
+    #[cfg(feature = "deflate")]
+    pub const fn deflate(&self) -> Option<&crate::deflate::DeflateParams> {
+        self.deflate.as_ref()
     }
 
     /// The agreed subprotocol, if any.

@@ -76,7 +76,12 @@ impl ServerHandshake {
             return Err(HandshakeError::Version);
         }
         let target = request.path.unwrap_or_default();
-        let request = ServerRequest::validate(method, target, own_headers(request.headers))?;
+        #[allow(unused_mut)]
+        let mut request = ServerRequest::validate(method, target, own_headers(request.headers))?;
+        #[cfg(feature = "deflate")]
+        {
+            request.deflate = self.config.deflate;
+        }
         let _ = buf.split_to(head_len);
         Ok(Some(request))
     }
@@ -95,6 +100,9 @@ pub struct ServerRequest {
     protocols: Vec<String>,
     extensions: Vec<String>,
     headers: Vec<Header>,
+    /// The deflate settings of the [`ServerHandshake`] that parsed it.
+    #[cfg(feature = "deflate")]
+    deflate: crate::deflate::DeflateConfig,
 }
 
 impl ServerRequest {
@@ -218,6 +226,8 @@ impl ServerRequest {
             protocols,
             extensions,
             headers,
+            #[cfg(feature = "deflate")]
+            deflate: crate::deflate::DeflateConfig::OFF,
         })
     }
 
@@ -305,13 +315,28 @@ impl ServerRequest {
                 .pick_protocol(mine.iter().map(String::as_str))
                 .map(ToString::to_string),
         };
-        let mut headers = Vec::with_capacity(4 + options.headers.len());
+        #[cfg(feature = "deflate")]
+        let deflate = {
+            let config = options.deflate.unwrap_or(self.deflate);
+            crate::deflate::accept_offers(&config, &self.extensions)
+                .map_err(HandshakeError::Deflate)?
+        };
+        let mut headers = Vec::with_capacity(5 + options.headers.len());
         let mut add = |name: &str, value: &str| headers.push((name.to_string(), value.to_string()));
         add("Upgrade", "websocket");
         add("Connection", "Upgrade");
         add("Sec-WebSocket-Accept", &accept_key(self.key.as_bytes()));
         if let Some(protocol) = &protocol {
             add("Sec-WebSocket-Protocol", protocol);
+        }
+        #[allow(unused_mut)]
+        let mut negotiated = Negotiated::new(protocol, Vec::new());
+        #[cfg(feature = "deflate")]
+        if let Some((params, answer)) = deflate {
+            add("Sec-WebSocket-Extensions", &answer);
+            negotiated =
+                Negotiated::new(negotiated.protocol().map(Into::into), alloc::vec![answer])
+                    .with_deflate(params);
         }
         for (name, value) in &options.headers {
             if !is_token(name) || !is_safe_value(value) {
@@ -330,7 +355,7 @@ impl ServerRequest {
         Ok(Accepted {
             response: head.into_bytes(),
             headers,
-            negotiated: Negotiated::new(protocol, Vec::new()),
+            negotiated,
         })
     }
 
@@ -408,6 +433,8 @@ enum ProtocolChoice {
 pub struct AcceptOptions {
     protocol: ProtocolChoice,
     headers: Vec<(String, String)>,
+    #[cfg(feature = "deflate")]
+    deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl AcceptOptions {
@@ -432,6 +459,20 @@ impl AcceptOptions {
     #[must_use]
     pub fn protocols(mut self, mine: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.protocol = ProtocolChoice::Prefer(mine.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The permessage-deflate settings for this accept, in place of those of
+    /// the [`ServerHandshake`]'s [`HandshakeConfig`] (a request built with
+    /// [`ServerRequest::from_parts`] has deflate off unless set here). The
+    /// first acceptable offer is answered; none acceptable declines, or
+    /// with [`DeflatePolicy::Require`](crate::DeflatePolicy::Require) fails
+    /// the accept with [`HandshakeError::Deflate`] (answer its
+    /// [`response`](HandshakeError::response), a 400).
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn deflate(mut self, config: crate::deflate::DeflateConfig) -> Self {
+        self.deflate = Some(config);
         self
     }
 

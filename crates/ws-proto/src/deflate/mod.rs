@@ -1,0 +1,299 @@
+//! permessage-deflate (RFC 7692): the configuration, the negotiation of its
+//! four parameters in the opening handshake, and the codec the
+//! [`Connection`](crate::Connection) runs once it was negotiated.
+//!
+//! Enable it with [`HandshakeConfig::with_deflate`](crate::HandshakeConfig::with_deflate)
+//! (client: [`ClientHandshake::with_config`](crate::ClientHandshake::with_config);
+//! server: [`ServerHandshake::with_config`](crate::ServerHandshake::with_config)
+//! or [`AcceptOptions::deflate`](crate::AcceptOptions::deflate)). What was
+//! agreed travels in [`Negotiated::deflate`](crate::Negotiated::deflate) to the
+//! connection.
+//!
+//! ## Memory
+//! Compression state is large (zlib-rs: 137 to 380 KiB for a compressor,
+//! 47 KiB for a decompressor, whatever the window), so the codec never keeps
+//! one between messages. With context takeover it keeps only the last
+//! `2^window_bits` bytes of each direction's uncompressed data and primes a
+//! fresh context with them ("set dictionary") for the next message: the
+//! peer sees exactly the LZ77 window RFC 7692 section 7.1.1 describes. Idle
+//! cost is therefore `2^client_bits + 2^server_bits` bytes with takeover
+//! (8 KiB at the default 12 bits), and nothing without it. The price is a
+//! context set-up per compressed message.
+//!
+//! ## Window bits 8
+//! zlib (and zlib-rs) cannot compress with an 8-bit window: raw deflate
+//! silently uses 9. So this crate never agrees to *compress* with 8: a
+//! server declines an offer whose `server_max_window_bits=8` would bind it,
+//! and a client fails the handshake with
+//! [`DeflateError::UnsupportedWindowBits`] when the server answers
+//! `client_max_window_bits=8`. Decompressing with 8 is fine, so 8 is
+//! accepted for the peer's direction.
+
+mod codec;
+mod negotiate;
+
+pub(crate) use self::codec::Codec;
+pub(crate) use self::negotiate::{NAME, accept_offers, check_response, is_deflate, offers};
+
+use core::fmt;
+
+use alloc::string::String;
+
+/// Whether permessage-deflate is used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DeflatePolicy {
+    /// Never offered (client) nor accepted (server).
+    #[default]
+    Off,
+    /// A client offers it; a server accepts an acceptable offer. Without
+    /// agreement the connection runs uncompressed.
+    Offer,
+    /// Like `Offer`, but the handshake fails without agreement: a server
+    /// rejects the request (400), a client fails with
+    /// [`DeflateError::Required`].
+    Require,
+}
+
+/// The permessage-deflate settings of one endpoint: what it offers or
+/// accepts, and how it compresses.
+///
+/// `client_*` and `server_*` name the direction as RFC 7692 does (the
+/// client's messages, the server's messages), whichever role uses this.
+/// [`DeflateConfig::default`] enables deflate ([`DeflatePolicy::Offer`])
+/// with lean defaults; [`HandshakeConfig`](crate::HandshakeConfig) starts
+/// from [`DeflateConfig::OFF`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// Off, offer-or-accept, or require. Default: `Offer`.
+    pub policy: DeflatePolicy,
+    /// zlib compression level, 0 (stored) to 9. Default: 6 (zlib's default;
+    /// level 1 is 4 to 6 times faster and its output about 1.5 times
+    /// larger on JSON and logs).
+    pub level: u8,
+    /// zlib memory level for the compressor, 1 to 9: smaller costs a
+    /// little ratio and saves transient memory while a message is being
+    /// compressed (the compressor is freed after each message). Default: 5.
+    pub mem_level: u8,
+    /// Messages shorter than this go out uncompressed. Default: 64 bytes:
+    /// measured on chat JSON, a fresh context's output is no smaller than
+    /// its input up to 64 bytes (64 in, 64 out), 96 bytes save 15%.
+    pub min_size: usize,
+    /// The largest LZ77 window the client compresses with, 9 to 15 (8 is
+    /// refused: see the module doc). A client offers it as
+    /// `client_max_window_bits`; a server asks for it in its answer when
+    /// the offer allows. Default: 12 (4 KiB).
+    pub client_max_window_bits: u8,
+    /// The largest LZ77 window the server compresses with, 9 to 15. A
+    /// client asks for it (`server_max_window_bits`, when below 15); a
+    /// server compresses with the smaller of this and the client's value.
+    /// Default: 12.
+    pub server_max_window_bits: u8,
+    /// The client does not keep its compression context between messages.
+    /// A client offers it and resets; a server answers it (the client must
+    /// then reset, and the server keeps no receive window). Default: false.
+    pub client_no_context_takeover: bool,
+    /// The server does not keep its compression context between messages.
+    /// A client asks for it; a server answers it and resets. Default: false.
+    pub server_no_context_takeover: bool,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        Self {
+            policy: DeflatePolicy::Offer,
+            level: 6,
+            mem_level: 5,
+            min_size: 64,
+            client_max_window_bits: 12,
+            server_max_window_bits: 12,
+            client_no_context_takeover: false,
+            server_no_context_takeover: false,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Deflate disabled; the other fields are the defaults.
+    pub const OFF: Self = Self {
+        policy: DeflatePolicy::Off,
+        level: 6,
+        mem_level: 5,
+        min_size: 64,
+        client_max_window_bits: 12,
+        server_max_window_bits: 12,
+        client_no_context_takeover: false,
+        server_no_context_takeover: false,
+    };
+
+    /// Sets [`policy`](Self::policy).
+    #[must_use]
+    pub const fn with_policy(mut self, policy: DeflatePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets [`level`](Self::level) (clamped to 0..=9).
+    #[must_use]
+    pub const fn with_level(mut self, level: u8) -> Self {
+        self.level = if level > 9 { 9 } else { level };
+        self
+    }
+
+    /// Sets [`mem_level`](Self::mem_level) (clamped to 1..=9).
+    #[must_use]
+    pub const fn with_mem_level(mut self, mem_level: u8) -> Self {
+        self.mem_level = clamp(mem_level, 1, 9);
+        self
+    }
+
+    /// Sets [`min_size`](Self::min_size).
+    #[must_use]
+    pub const fn with_min_size(mut self, bytes: usize) -> Self {
+        self.min_size = bytes;
+        self
+    }
+
+    /// Sets both window sizes (clamped to 9..=15).
+    #[must_use]
+    pub const fn with_window_bits(mut self, client: u8, server: u8) -> Self {
+        self.client_max_window_bits = clamp(client, 9, 15);
+        self.server_max_window_bits = clamp(server, 9, 15);
+        self
+    }
+
+    /// Sets both no-context-takeover flags.
+    #[must_use]
+    pub const fn with_no_context_takeover(mut self, client: bool, server: bool) -> Self {
+        self.client_no_context_takeover = client;
+        self.server_no_context_takeover = server;
+        self
+    }
+
+    /// The window bits as used: fields set out of range by hand are clamped.
+    pub(crate) const fn client_bits(&self) -> u8 {
+        clamp(self.client_max_window_bits, 9, 15)
+    }
+
+    pub(crate) const fn server_bits(&self) -> u8 {
+        clamp(self.server_max_window_bits, 9, 15)
+    }
+}
+
+const fn clamp(value: u8, min: u8, max: u8) -> u8 {
+    if value < min {
+        min
+    } else if value > max {
+        max
+    } else {
+        value
+    }
+}
+
+/// What the handshake agreed for permessage-deflate, from this endpoint's
+/// point of view, plus its own compression settings. Carried by
+/// [`Negotiated::deflate`](crate::Negotiated::deflate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeflateParams {
+    /// Window bits we compress with (9..=15).
+    pub(crate) send_bits: u8,
+    /// Window bits the peer may compress with (8..=15).
+    pub(crate) recv_bits: u8,
+    /// Whether we keep our compression context between messages.
+    pub(crate) send_takeover: bool,
+    /// Whether the peer may keep its context (so we keep our window).
+    pub(crate) recv_takeover: bool,
+    pub(crate) level: u8,
+    pub(crate) mem_level: u8,
+    pub(crate) min_size: usize,
+}
+
+impl DeflateParams {
+    /// The LZ77 window (in bits) our compressor uses.
+    pub const fn send_window_bits(&self) -> u8 {
+        self.send_bits
+    }
+
+    /// The largest LZ77 window (in bits) the peer may compress with.
+    pub const fn receive_window_bits(&self) -> u8 {
+        self.recv_bits
+    }
+
+    /// Whether our compressor keeps its context between messages.
+    pub const fn send_context_takeover(&self) -> bool {
+        self.send_takeover
+    }
+
+    /// Whether the peer may keep its context between messages.
+    pub const fn receive_context_takeover(&self) -> bool {
+        self.recv_takeover
+    }
+
+    /// Parameters for tests and custom handshakes: we compress with
+    /// `send_bits` (9..=15), the peer with `recv_bits` (8..=15), and each
+    /// keeps its context or not; compression settings from `config`.
+    pub fn new(
+        config: &DeflateConfig,
+        send_bits: u8,
+        recv_bits: u8,
+        send_takeover: bool,
+        recv_takeover: bool,
+    ) -> Self {
+        Self {
+            send_bits: clamp(send_bits, 9, 15),
+            recv_bits: clamp(recv_bits, 8, 15),
+            send_takeover,
+            recv_takeover,
+            level: if config.level > 9 { 9 } else { config.level },
+            mem_level: clamp(config.mem_level, 1, 9),
+            min_size: config.min_size,
+        }
+    }
+}
+
+/// Why a permessage-deflate negotiation failed the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeflateError {
+    /// The server's answer has a parameter RFC 7692 does not define.
+    UnknownParameter(String),
+    /// The server's answer repeats a parameter (RFC 7692 section 7).
+    DuplicateParameter(String),
+    /// A parameter's value is missing, malformed or out of range (window
+    /// bits are 8 to 15; the takeover flags take no value).
+    InvalidValue(String),
+    /// The server's answer has a parameter the accepted offer did not allow
+    /// (`client_max_window_bits` that was not offered, or a window larger
+    /// than offered: RFC 7692 sections 7.1.2.1 and 7.1.2.2).
+    NotOffered(String),
+    /// The server accepted permessage-deflate more than once, or with
+    /// another extension that also uses RSV1.
+    DuplicateExtension,
+    /// The server answered `client_max_window_bits=8`: zlib cannot compress
+    /// with an 8-bit window.
+    UnsupportedWindowBits(u8),
+    /// Deflate is required ([`DeflatePolicy::Require`]) and was not agreed.
+    Required,
+}
+
+impl fmt::Display for DeflateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownParameter(p) => write!(f, "unknown permessage-deflate parameter {p:?}"),
+            Self::DuplicateParameter(p) => {
+                write!(f, "duplicate permessage-deflate parameter {p:?}")
+            }
+            Self::InvalidValue(p) => write!(f, "invalid value for permessage-deflate {p:?}"),
+            Self::NotOffered(p) => write!(f, "permessage-deflate {p:?} was not offered"),
+            Self::DuplicateExtension => {
+                f.write_str("permessage-deflate accepted twice, or with another RSV1 extension")
+            }
+            Self::UnsupportedWindowBits(bits) => {
+                write!(f, "cannot compress with a {bits}-bit window")
+            }
+            Self::Required => f.write_str("permessage-deflate is required and was not agreed"),
+        }
+    }
+}
+
+impl core::error::Error for DeflateError {}
