@@ -21,3 +21,7 @@ mod handshake;
 
 #[path = "suite/driver.rs"]
 mod driver;
+
+#[cfg(feature = "deflate")]
+#[path = "suite/deflate.rs"]
+mod deflate;

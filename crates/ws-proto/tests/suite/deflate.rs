@@ -1,0 +1,770 @@
+//! permessage-deflate (RFC 7692): the section 7.2.3 examples byte for byte,
+//! negotiation tables for both roles, round trips under every parameter
+//! combination, and hostile input (RSV1 misuse, corrupt data, bombs).
+
+use bytes::{Bytes, BytesMut};
+use proptest::{prelude::*, sample::Index};
+use ws_proto::{
+    AcceptOptions, ClientHandshake, ClientRequest, Config, Connection, DeflateConfig, DeflateError,
+    DeflateParams, DeflatePolicy, Event, HandshakeConfig, HandshakeError, Message, Negotiated,
+    ProtocolError, Role, ServerHandshake,
+};
+
+use crate::util::{
+    TEST_KEY, assert_failed, counter_entropy, drain, events, fixed, ok_events, parse_frames,
+    raw_frame,
+};
+
+// ----- Helpers -----
+
+/// A connection of `role` that runs deflate with `params` (no handshake).
+fn deflate_conn(role: Role, config: Config, params: DeflateParams) -> Connection {
+    let negotiated = Negotiated::new(None, vec!["permessage-deflate".into()]).with_deflate(params);
+    Connection::with_entropy(role, config, counter_entropy()).with_negotiated(negotiated)
+}
+
+/// Parameters: both directions with `bits`, takeover as given.
+fn params(bits: u8, takeover: bool) -> DeflateParams {
+    DeflateParams::new(&DeflateConfig::default(), bits, bits, takeover, takeover)
+}
+
+/// Feeds server-to-client `wire` to a deflate client and returns its events.
+fn client_receives(wire: &[u8]) -> Vec<Event> {
+    let mut client = deflate_conn(Role::Client, Config::default(), params(15, true));
+    ok_events(&mut client, &mut BytesMut::from(wire))
+}
+
+fn text(s: &str) -> Event {
+    Event::Message(Message::text(s))
+}
+
+// ----- RFC 7692 section 7.2.3 -----
+
+#[test]
+fn rfc7692_7_2_3_1_a_message_compressed_in_one_frame() {
+    let wire = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    assert_eq!(client_receives(&wire), [text("Hello")]);
+}
+
+#[test]
+fn rfc7692_7_2_3_2_sharing_the_lz77_window() {
+    let first = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let second = [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00];
+    assert_eq!(
+        client_receives(&[&first[..], &second[..]].concat()),
+        [text("Hello"), text("Hello")]
+    );
+    // Without context takeover the second refers to a window we dropped.
+    let mut client = deflate_conn(Role::Client, Config::default(), params(15, false));
+    let mut buf = BytesMut::from(&[&first[..], &second[..]].concat()[..]);
+    assert_failed(&mut client, &mut buf, 1007);
+}
+
+#[test]
+fn rfc7692_7_2_3_3_an_uncompressed_deflate_block() {
+    let wire = [
+        0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+    ];
+    assert_eq!(client_receives(&wire), [text("Hello")]);
+}
+
+#[test]
+fn rfc7692_7_2_3_4_a_block_with_bfinal() {
+    let wire = [0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+    assert_eq!(client_receives(&wire), [text("Hello")]);
+    // The next message starts a new stream, still with the window.
+    let second = [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00];
+    assert_eq!(
+        client_receives(&[&wire[..], &second[..]].concat()),
+        [text("Hello"), text("Hello")]
+    );
+}
+
+#[test]
+fn rfc7692_7_2_3_5_a_fragmented_compressed_message() {
+    let wire = [
+        0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+    ];
+    assert_eq!(client_receives(&wire), [text("Hello")]);
+    // Any split of the wire bytes gives the same message.
+    for cut in 0..=wire.len() {
+        let mut client = deflate_conn(Role::Client, Config::default(), params(15, true));
+        let mut buf = BytesMut::from(&wire[..cut]);
+        let mut seen = ok_events(&mut client, &mut buf);
+        buf.extend_from_slice(&wire[cut..]);
+        seen.extend(ok_events(&mut client, &mut buf));
+        assert_eq!(seen, [text("Hello")], "cut at {cut}");
+    }
+}
+
+#[test]
+fn our_compressor_writes_the_rfc_bytes_for_hello() {
+    // A whole "Hello" compresses to 7 bytes, more than its 5: `send` sends
+    // it uncompressed (RFC 7692 allows either). `send_fragment` always
+    // compresses, which shows the compressor's output.
+    let mut server = deflate_conn(
+        Role::Server,
+        Config::default(),
+        DeflateParams::new(
+            &DeflateConfig::default().with_min_size(0),
+            15,
+            15,
+            true,
+            true,
+        ),
+    );
+    server.send(Message::text("Hello")).unwrap();
+    assert_eq!(
+        drain(&mut server),
+        [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
+    );
+    server.send_fragment(Message::text("Hello"), true).unwrap();
+    assert_eq!(
+        drain(&mut server),
+        [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+    );
+    // Context takeover: the second refers back to the first (7.2.3.2).
+    server.send_fragment(Message::text("Hello"), true).unwrap();
+    assert_eq!(
+        drain(&mut server),
+        [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
+    );
+}
+
+// ----- RSV1 rules and hostile data (RFC 7692 section 6) -----
+
+#[test]
+fn rsv1_is_refused_without_deflate() {
+    let mut client = Connection::with_entropy(Role::Client, Config::default(), fixed);
+    let mut buf = BytesMut::from(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..]);
+    assert_eq!(
+        assert_failed(&mut client, &mut buf, 1002),
+        ProtocolError::ReservedBits(4)
+    );
+}
+
+#[test]
+fn rsv1_on_a_continuation_or_control_frame_fails_with_1002() {
+    let cases: [&[u8]; 4] = [
+        // RSV1 on the continuation of a compressed message.
+        &[
+            0x41, 0x03, 0xf2, 0x48, 0xcd, 0xc0, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+        ],
+        // RSV1 on a continuation of an uncompressed message.
+        &[0x01, 0x01, b'a', 0xc0, 0x01, b'b'],
+        // RSV1 on a ping, and on a close.
+        &[0xc9, 0x00],
+        &[0xc8, 0x02, 0x03, 0xe8],
+    ];
+    for wire in cases {
+        let mut client = deflate_conn(Role::Client, Config::default(), params(15, true));
+        let mut buf = BytesMut::from(wire);
+        assert_failed(&mut client, &mut buf, 1002);
+    }
+    // RSV2 and RSV3 stay reserved.
+    for first in [0xa1, 0x91] {
+        let mut client = deflate_conn(Role::Client, Config::default(), params(15, true));
+        let mut buf = BytesMut::from(&[first, 0x01, b'a'][..]);
+        assert_failed(&mut client, &mut buf, 1002);
+    }
+}
+
+#[test]
+fn uncompressed_messages_are_still_accepted() {
+    let wire = [0x81, 0x02, b'h', b'i', 0x01, 0x01, b'a', 0x80, 0x01, b'b'];
+    assert_eq!(client_receives(&wire), [text("hi"), text("ab")]);
+}
+
+#[test]
+fn corrupt_deflate_data_fails_with_1007() {
+    // Block type 3 is reserved in RFC 1951.
+    let mut client = deflate_conn(Role::Client, Config::default(), params(15, true));
+    let mut buf = BytesMut::from(&[0xc2, 0x02, 0xff, 0xff][..]);
+    assert_eq!(
+        assert_failed(&mut client, &mut buf, 1007),
+        ProtocolError::InvalidCompressedData
+    );
+}
+
+#[test]
+fn invalid_utf8_inside_compressed_text_fails_with_1007() {
+    // A stored block holding 0xff.
+    let wire = [0xc1, 0x07, 0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x00];
+    let mut client = deflate_conn(Role::Client, Config::default(), params(15, true));
+    let mut buf = BytesMut::from(&wire[..]);
+    assert_eq!(
+        assert_failed(&mut client, &mut buf, 1007),
+        ProtocolError::InvalidUtf8
+    );
+}
+
+/// Raw deflate of `data` (zlib level 9, sync flush, tail dropped), as a
+/// peer would send it.
+fn compress(data: &[u8]) -> Vec<u8> {
+    let mut server = deflate_conn(
+        Role::Server,
+        Config::default().with_max_send_frame_size(usize::MAX),
+        DeflateParams::new(
+            &DeflateConfig::default().with_level(9),
+            15,
+            15,
+            false,
+            false,
+        ),
+    );
+    server.send(Message::binary(data.to_vec())).unwrap();
+    let wire = drain(&mut server);
+    let frames = parse_frames(&wire);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].header.rsv, 4, "compressed");
+    frames[0].payload.clone()
+}
+
+#[test]
+fn a_deflate_bomb_stops_at_max_message_size_with_1009() {
+    const MIB: usize = 1 << 20;
+    let bomb = compress(&vec![0u8; 100 * MIB]);
+    assert!(bomb.len() < 200 * 1024, "{}", bomb.len());
+    let limit = MIB;
+    let config = Config::default().with_max_message_size(limit);
+    // As one frame, and as many small fragments.
+    for fragment in [bomb.len(), 4096] {
+        let mut server = deflate_conn(Role::Server, config.clone(), params(15, true));
+        let mut buf = BytesMut::new();
+        let pieces: Vec<&[u8]> = bomb.chunks(fragment).collect();
+        let mut result: Result<(), ProtocolError> = Ok(());
+        for (i, piece) in pieces.iter().enumerate() {
+            let (fin, opcode, rsv) = (
+                i + 1 == pieces.len(),
+                if i == 0 { 2 } else { 0 },
+                if i == 0 { 4 } else { 0 },
+            );
+            buf.extend_from_slice(&raw_frame(fin, rsv, opcode, Some(TEST_KEY), piece));
+            let (_, error) = events(&mut server, &mut buf);
+            // While the bomb inflates, what the connection holds stays
+            // within the limit (and the deflate state).
+            assert!(server.buffered_message_len() <= 2 * limit + 1);
+            if let Some(error) = error {
+                result = Err(error);
+                break;
+            }
+        }
+        match result {
+            Err(ProtocolError::MessageTooBig { len, max }) => {
+                assert_eq!(max, limit);
+                assert_eq!(len, limit as u64 + 1, "stopped one byte past the limit");
+            }
+            other => panic!("expected 1009, got {other:?}"),
+        }
+        assert_failed(&mut server, &mut buf, 1009);
+    }
+}
+
+// ----- Negotiation -----
+
+fn hs_config(deflate: DeflateConfig) -> HandshakeConfig {
+    HandshakeConfig::default().with_deflate(deflate)
+}
+
+/// The client's `Sec-WebSocket-Extensions` request line, if any.
+fn offer_line(deflate: DeflateConfig) -> Option<String> {
+    let request = ClientRequest::new("ws://h/").unwrap();
+    let hs = ClientHandshake::with_entropy(&request, &mut fixed)
+        .unwrap()
+        .with_config(hs_config(deflate));
+    let text = String::from_utf8(hs.request().to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "))
+        .map(str::to_string)
+}
+
+#[test]
+fn client_offers_follow_the_configuration() {
+    let d = DeflateConfig::default();
+    assert_eq!(offer_line(DeflateConfig::OFF), None);
+    assert_eq!(
+        offer_line(d).as_deref(),
+        Some(
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12, \
+             permessage-deflate; client_max_window_bits=12"
+        )
+    );
+    assert_eq!(
+        offer_line(d.with_window_bits(15, 15)).as_deref(),
+        Some("permessage-deflate; client_max_window_bits")
+    );
+    assert_eq!(
+        offer_line(
+            d.with_window_bits(10, 15)
+                .with_no_context_takeover(true, true)
+        )
+        .as_deref(),
+        Some(
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             client_max_window_bits=10"
+        )
+    );
+}
+
+/// A server with `deflate` answers `offers`: the answer header and the
+/// parameters, or the accept error.
+fn server_answers(
+    deflate: DeflateConfig,
+    offers: &str,
+) -> Result<(Option<String>, Option<DeflateParams>), HandshakeError> {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: {offers}\r\n\r\n"
+    );
+    let mut buf = BytesMut::from(head.as_bytes());
+    let request = ServerHandshake::with_config(hs_config(deflate))
+        .receive(&mut buf)
+        .unwrap()
+        .unwrap();
+    let accepted = request.accept(&AcceptOptions::new())?;
+    let answer = accepted
+        .headers()
+        .iter()
+        .find(|(n, _)| n == "Sec-WebSocket-Extensions")
+        .map(|(_, v)| v.clone());
+    Ok((answer, accepted.negotiated().deflate().copied()))
+}
+
+#[test]
+fn server_answers_each_parameter_combination() {
+    let d = DeflateConfig::default(); // 12 / 12, takeover both ways
+    let p = |send, recv, send_takeover, recv_takeover| {
+        Some(DeflateParams::new(
+            &d,
+            send,
+            recv,
+            send_takeover,
+            recv_takeover,
+        ))
+    };
+    // (offer, answer, params: server sends with, receives with, takeovers)
+    let table: &[(&str, Option<&str>, Option<DeflateParams>)] = &[
+        (
+            "permessage-deflate",
+            Some("permessage-deflate"),
+            p(12, 15, true, true),
+        ),
+        (
+            "permessage-deflate; client_max_window_bits",
+            Some("permessage-deflate; client_max_window_bits=12"),
+            p(12, 12, true, true),
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=10",
+            Some("permessage-deflate; client_max_window_bits=10"),
+            p(12, 10, true, true),
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=8",
+            Some("permessage-deflate; client_max_window_bits=8"),
+            p(12, 8, true, true),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=10",
+            Some("permessage-deflate; server_max_window_bits=10"),
+            p(10, 15, true, true),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=15",
+            Some("permessage-deflate; server_max_window_bits=12"),
+            p(12, 15, true, true),
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover",
+            Some("permessage-deflate; server_no_context_takeover"),
+            p(12, 15, false, true),
+        ),
+        (
+            "permessage-deflate; client_no_context_takeover",
+            Some("permessage-deflate; client_no_context_takeover"),
+            p(12, 15, true, false),
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=9; client_max_window_bits=9",
+            Some(
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+                 server_max_window_bits=9; client_max_window_bits=9",
+            ),
+            p(9, 9, false, false),
+        ),
+        // Quoted values and any case of parameter names.
+        (
+            "permessage-deflate; Server_Max_Window_Bits=\"11\"",
+            Some("permessage-deflate; server_max_window_bits=11"),
+            p(11, 15, true, true),
+        ),
+        // 8 would bind our compressor: declined, the next offer taken.
+        (
+            "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+            Some("permessage-deflate"),
+            p(12, 15, true, true),
+        ),
+        ("permessage-deflate; server_max_window_bits=8", None, None),
+        // Malformed, duplicate, out-of-range and unknown: declined.
+        ("permessage-deflate; server_max_window_bits", None, None),
+        ("permessage-deflate; server_max_window_bits=16", None, None),
+        ("permessage-deflate; client_max_window_bits=7", None, None),
+        ("permessage-deflate; client_max_window_bits=010", None, None),
+        (
+            "permessage-deflate; server_no_context_takeover=1",
+            None,
+            None,
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            None,
+            None,
+        ),
+        (
+            "permessage-deflate; client_max_window_bits; client_max_window_bits=9",
+            None,
+            None,
+        ),
+        ("permessage-deflate; x-unknown", None, None),
+        ("x-other; server_max_window_bits=10", None, None),
+        // The first acceptable offer wins.
+        (
+            "permessage-deflate; bogus, permessage-deflate; client_max_window_bits=11, permessage-deflate",
+            Some("permessage-deflate; client_max_window_bits=11"),
+            p(12, 11, true, true),
+        ),
+    ];
+    for (offer, answer, params) in table {
+        let got = server_answers(d, offer).unwrap();
+        assert_eq!(
+            (got.0.as_deref(), got.1),
+            (*answer, *params),
+            "offer {offer:?}"
+        );
+    }
+    // The server's own no-takeover settings are announced unasked.
+    let got = server_answers(d.with_no_context_takeover(true, true), "permessage-deflate").unwrap();
+    assert_eq!(
+        got.0.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    // Off: offers are ignored.
+    assert_eq!(
+        server_answers(DeflateConfig::OFF, "permessage-deflate").unwrap(),
+        (None, None)
+    );
+}
+
+#[test]
+fn a_server_that_requires_deflate_rejects_without_an_acceptable_offer() {
+    let require = DeflateConfig::default().with_policy(DeflatePolicy::Require);
+    let error = server_answers(require, "permessage-deflate; x=1").unwrap_err();
+    assert_eq!(error, HandshakeError::Deflate(DeflateError::Required));
+    assert_eq!(error.status(), Some(400));
+    assert!(error.response().unwrap().starts_with(b"HTTP/1.1 400"));
+    assert!(
+        server_answers(require, "permessage-deflate")
+            .unwrap()
+            .1
+            .is_some()
+    );
+}
+
+/// What a client makes of an answer: the parameters, none, or the error.
+type Checked = Result<Option<DeflateParams>, HandshakeError>;
+
+/// A client with `deflate` checks a 101 answer carrying `answer`.
+fn client_checks(deflate: DeflateConfig, answer: Option<&str>) -> Checked {
+    let request = ClientRequest::new("ws://h/").unwrap();
+    let mut hs = ClientHandshake::with_entropy(&request, &mut fixed)
+        .unwrap()
+        .with_config(hs_config(deflate));
+    // The accept key for a nonce of 16 bytes of 0x37.
+    let key = ws_proto::accept_key(b"Nzc3Nzc3Nzc3Nzc3Nzc3Nw==");
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {key}\r\n"
+    );
+    if let Some(answer) = answer {
+        head.push_str(&format!("Sec-WebSocket-Extensions: {answer}\r\n"));
+    }
+    head.push_str("\r\n");
+    let response = hs.receive(&mut BytesMut::from(head.as_bytes()))?.unwrap();
+    let negotiated = response.negotiated();
+    assert_eq!(negotiated.deflate().copied(), response.deflate);
+    Ok(response.deflate)
+}
+
+#[test]
+fn client_checks_each_answer_strictly() {
+    let d = DeflateConfig::default(); // offers 12 / 12 and a fallback without the server limit
+    let p = |send, recv, send_takeover, recv_takeover| {
+        Ok(Some(DeflateParams::new(
+            &d,
+            send,
+            recv,
+            send_takeover,
+            recv_takeover,
+        )))
+    };
+    let err = |e: DeflateError| Err(HandshakeError::Deflate(e));
+    let table: Vec<(Option<&str>, Checked)> = vec![
+        (None, Ok(None)),
+        (Some("permessage-deflate"), p(12, 15, true, true)),
+        (
+            Some("permessage-deflate; server_max_window_bits=12"),
+            p(12, 12, true, true),
+        ),
+        (
+            Some("permessage-deflate; server_max_window_bits=8"),
+            p(12, 8, true, true),
+        ),
+        (
+            Some("permessage-deflate; client_max_window_bits=10"),
+            p(10, 15, true, true),
+        ),
+        (
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+            p(12, 15, false, false),
+        ),
+        (
+            Some("PerMessage-Deflate; Server_Max_Window_Bits=\"9\""),
+            p(12, 9, true, true),
+        ),
+        // Hostile or broken answers.
+        (
+            Some("permessage-deflate; client_max_window_bits=13"),
+            err(DeflateError::NotOffered("client_max_window_bits".into())),
+        ),
+        (
+            Some("permessage-deflate; client_max_window_bits=8"),
+            err(DeflateError::UnsupportedWindowBits(8)),
+        ),
+        (
+            Some("permessage-deflate; client_max_window_bits"),
+            err(DeflateError::InvalidValue("client_max_window_bits".into())),
+        ),
+        (
+            Some("permessage-deflate; server_max_window_bits=16"),
+            err(DeflateError::InvalidValue("server_max_window_bits".into())),
+        ),
+        (
+            Some("permessage-deflate; server_max_window_bits=ab"),
+            err(DeflateError::InvalidValue("server_max_window_bits".into())),
+        ),
+        (
+            Some("permessage-deflate; server_max_window_bits"),
+            err(DeflateError::InvalidValue("server_max_window_bits".into())),
+        ),
+        (
+            Some("permessage-deflate; server_no_context_takeover=yes"),
+            err(DeflateError::InvalidValue(
+                "server_no_context_takeover".into(),
+            )),
+        ),
+        (
+            Some("permessage-deflate; foo"),
+            err(DeflateError::UnknownParameter("foo".into())),
+        ),
+        (
+            Some("permessage-deflate; client_no_context_takeover; client_no_context_takeover"),
+            err(DeflateError::DuplicateParameter(
+                "client_no_context_takeover".into(),
+            )),
+        ),
+        (
+            Some("permessage-deflate, permessage-deflate"),
+            err(DeflateError::DuplicateExtension),
+        ),
+        (
+            Some("x-unoffered"),
+            Err(HandshakeError::UnofferedExtension("x-unoffered".into())),
+        ),
+    ];
+    for (answer, expected) in table {
+        assert_eq!(client_checks(d, answer), expected, "answer {answer:?}");
+    }
+    // A client without the server limit in its offer accepts any window;
+    // one that asked the server not to take over insists on the answer.
+    let asked = d.with_no_context_takeover(false, true);
+    assert_eq!(
+        client_checks(asked, Some("permessage-deflate")),
+        err(DeflateError::NotOffered(
+            "server_no_context_takeover".into()
+        ))
+    );
+    let require = d.with_policy(DeflatePolicy::Require);
+    assert_eq!(client_checks(require, None), err(DeflateError::Required));
+    // Off: the answer is an unoffered extension.
+    assert!(matches!(
+        client_checks(DeflateConfig::OFF, Some("permessage-deflate")),
+        Err(HandshakeError::UnofferedExtension(_))
+    ));
+}
+
+#[test]
+fn a_full_handshake_hands_the_parameters_to_both_connections() {
+    let config = hs_config(DeflateConfig::default().with_min_size(0));
+    let request = ClientRequest::new("ws://h/").unwrap();
+    let mut client_hs = ClientHandshake::with_entropy(&request, &mut fixed)
+        .unwrap()
+        .with_config(config.clone());
+    let mut to_server = BytesMut::from(client_hs.request());
+    let server_req = ServerHandshake::with_config(config)
+        .receive(&mut to_server)
+        .unwrap()
+        .unwrap();
+    let accepted = server_req.accept(&AcceptOptions::new()).unwrap();
+    let mut to_client = BytesMut::from(accepted.response());
+    let response = client_hs.receive(&mut to_client).unwrap().unwrap();
+    let mut client = response.connection_with_entropy(Config::default(), fixed);
+    let mut server = accepted.connection(Config::default());
+    let (c, s) = (*client.deflate().unwrap(), *server.deflate().unwrap());
+    assert_eq!((c.send_window_bits(), c.receive_window_bits()), (12, 12));
+    assert_eq!((s.send_window_bits(), s.receive_window_bits()), (12, 12));
+    assert!(
+        server.deflate_heap_size() == 0,
+        "nothing allocated before traffic"
+    );
+
+    let text = "hello hello hello hello hello hello hello";
+    client.send(Message::text(text)).unwrap();
+    let wire = drain(&mut client);
+    assert_eq!(wire[0], 0xc1, "compressed, RSV1 set");
+    assert!(wire.len() < text.len());
+    let events = ok_events(&mut server, &mut BytesMut::from(&wire[..]));
+    assert_eq!(events, [Event::Message(Message::text(text))]);
+    // The opt-out.
+    server.send_uncompressed(Message::text(text)).unwrap();
+    let wire = drain(&mut server);
+    assert_eq!(wire[0], 0x81);
+    assert_eq!(
+        ok_events(&mut client, &mut BytesMut::from(&wire[..])),
+        [Event::Message(Message::text(text))]
+    );
+}
+
+// ----- Round trips -----
+
+fn message(text: bool, data: &[u8]) -> Message {
+    if text {
+        Message::text(String::from_utf8_lossy(data).into_owned())
+    } else {
+        Message::binary(Bytes::copy_from_slice(data))
+    }
+}
+
+/// Compressible bytes: words from a small alphabet, with some noise.
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop_oneof![3 => 0u8..8, 1 => any::<u8>()], 0..3000).prop_map(|v| {
+        v.into_iter()
+            .map(|b| if b < 8 { b"abc defg"[b as usize] } else { b })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any messages survive compress-then-inflate in both directions, with
+    /// every window size and takeover setting, whole or fragmented, and any
+    /// split of the wire bytes gives the same messages.
+    #[test]
+    fn messages_survive_every_parameter_combination(
+        client_bits in 9u8..=15,
+        server_bits in 9u8..=15,
+        client_takeover: bool,
+        server_takeover: bool,
+        frame_size in prop_oneof![Just(usize::MAX), 1usize..300],
+        messages in prop::collection::vec((any::<bool>(), payload(), 0usize..4), 1..6),
+        cuts in prop::collection::vec(any::<Index>(), 0..4),
+    ) {
+        let d = DeflateConfig::default().with_min_size(0);
+        let config = Config::default().with_max_send_frame_size(frame_size);
+        for from in [Role::Client, Role::Server] {
+            let (send_bits, recv_bits, send_t, recv_t) = match from {
+                Role::Client => (client_bits, server_bits, client_takeover, server_takeover),
+                Role::Server => (server_bits, client_bits, server_takeover, client_takeover),
+            };
+            let mut sender = deflate_conn(from, config.clone(), DeflateParams::new(&d, send_bits, recv_bits, send_t, recv_t));
+            let to = if from == Role::Client { Role::Server } else { Role::Client };
+            let mut receiver = deflate_conn(to, Config::default(), DeflateParams::new(&d, recv_bits, send_bits, recv_t, send_t));
+            let mut expected = Vec::new();
+            for (is_text, data, pieces) in &messages {
+                let m = message(*is_text, data);
+                if *pieces == 0 {
+                    sender.send(m.clone()).unwrap();
+                } else {
+                    // Split on char boundaries for text.
+                    let s = Bytes::copy_from_slice(m.as_bytes());
+                    let mut start = 0;
+                    for i in 1..=*pieces {
+                        let mut end = if i == *pieces { s.len() } else { s.len() * i / pieces };
+                        if *is_text {
+                            let text = core::str::from_utf8(&s).unwrap();
+                            while !text.is_char_boundary(end) { end += 1; }
+                        }
+                        let end = end.max(start);
+                        let part = s.slice(start..end);
+                        let piece = if *is_text { Message::Text(ws_proto::Utf8Bytes::try_from_bytes(part).unwrap()) } else { Message::Binary(part) };
+                        sender.send_fragment(piece, i == *pieces).unwrap();
+                        start = end;
+                    }
+                }
+                expected.push(Event::Message(m));
+            }
+            let wire = drain(&mut sender);
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            points.sort_unstable();
+            points.push(wire.len());
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for p in points {
+                buf.extend_from_slice(&wire[at..p]);
+                at = p;
+                got.extend(ok_events(&mut receiver, &mut buf));
+            }
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
+
+#[test]
+fn an_8_bit_receive_window_inflates_what_a_9_bit_compressor_sends() {
+    // zlib-rs compresses with 9 bits at least, but its matches reach back
+    // at most 2^9 - 262 = 250 bytes, within an 8-bit window.
+    let d = DeflateConfig::default().with_min_size(0);
+    let mut server = deflate_conn(
+        Role::Server,
+        Config::default(),
+        DeflateParams::new(&d, 9, 8, true, true),
+    );
+    let mut client = deflate_conn(
+        Role::Client,
+        Config::default(),
+        DeflateParams::new(&d, 8, 9, true, true),
+    );
+    let texts: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                "{i} the quick brown fox {} jumps over the lazy dog {i}",
+                "ab".repeat(i * 7)
+            )
+        })
+        .collect();
+    for text in &texts {
+        client.send(Message::text(text.clone())).unwrap();
+    }
+    let wire = drain(&mut client);
+    let expected: Vec<Event> = texts
+        .iter()
+        .map(|t| Event::Message(Message::text(t.clone())))
+        .collect();
+    assert_eq!(
+        ok_events(&mut server, &mut BytesMut::from(&wire[..])),
+        expected
+    );
+}
