@@ -75,3 +75,42 @@ for i, bad in enumerate([b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\x
 
 write("roundtrip", "empty", bytes(8))
 write("roundtrip", "some_ops", bytes(range(64)))
+
+# permessage-deflate (RFC 7692 section 7.2.3 examples, a small bomb).
+import zlib
+def raw_deflate(data, level=9):
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+HELLO = bytes([0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])
+write("inflate", "hello", bytes([0x0f, 0]) + HELLO)
+write("inflate", "hello_fragments", bytes([0x0f, 3]) + HELLO)
+write("inflate", "hello_twice", bytes([0x2f, 0]) + HELLO)
+write("inflate", "stored", bytes([0x0f, 0]) + bytes([0x00, 0x05, 0x00, 0xfa, 0xff]) + b"Hello" + b"\x00")
+write("inflate", "bfinal", bytes([0x0f, 0]) + bytes([0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]))
+write("inflate", "bomb", bytes([0x07, 0]) + raw_deflate(bytes(256 * 1024)))
+write("inflate", "window_9", bytes([0x01, 200]) + raw_deflate(b"the quick brown fox " * 40))
+
+rfc = {
+    "hello": frame(1, HELLO, rsv=4),
+    "shared_window": frame(1, HELLO, rsv=4) + frame(1, bytes([0xf2, 0x00, 0x11, 0x00, 0x00]), rsv=4),
+    "fragmented": frame(1, HELLO[:3], fin=False, rsv=4) + frame(0, HELLO[3:]),
+    "rsv1_continuation": frame(1, HELLO[:3], fin=False, rsv=4) + frame(0, HELLO[3:], rsv=4),
+    "plain_then_compressed": frame(1, b"Hello") + frame(2, raw_deflate(bytes(range(256)) * 8), rsv=4),
+}
+for name, data in rfc.items():
+    # Byte 0 role (1: client), byte 1 chunk size, byte 2 flags (15 bits).
+    write("deflate_connection", name + "_client", bytes([1, 0, 7 << 2]) + data)
+    masked = b""
+    rest = data
+    while rest:
+        n = rest[1] & 0x7f
+        head, ext = rest[:2], 2
+        if n == 126:
+            n, ext = struct.unpack(">H", rest[2:4])[0], 4
+        payload = rest[ext:ext + n]
+        masked += frame(rest[0] & 0x0f, payload, fin=bool(rest[0] & 0x80), mask=KEY, rsv=(rest[0] >> 4) & 7)
+        rest = rest[ext + n:]
+    write("deflate_connection", name + "_server_bytewise", bytes([0, 1, (7 << 2) | 1]) + masked)

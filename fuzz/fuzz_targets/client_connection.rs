@@ -5,4 +5,4 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| common::drive(ws_proto::Role::Client, data));
+fuzz_target!(|data: &[u8]| common::drive(ws_proto::Role::Client, data, false));

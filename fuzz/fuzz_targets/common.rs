@@ -3,7 +3,7 @@
 
 use ws_proto::internals::{FrameHeader, OpCode, READ_AHEAD_EARN, READ_AHEAD_FREE, apply_mask};
 use ws_proto::{
-    Config, Connection, Event, Message, Role,
+    Config, Connection, DeflateConfig, DeflateParams, Event, Message, Negotiated, Role,
     bytes::{Buf, BytesMut},
 };
 
@@ -12,9 +12,10 @@ pub const MAX_FRAME: usize = 4096;
 pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// Input layout: byte 0 chunk size (0: everything at once), byte 1 flags
-/// (bit 0: drain outgoing after every event, bit 1: EOF at the end), then
-/// the bytes the peer sends.
-pub fn drive(role: Role, data: &[u8]) {
+/// (bit 0: drain outgoing after every event, bit 1: EOF at the end; with
+/// `deflate`, bits 2-4 the peer's window bits minus 8 and bit 5 no context
+/// takeover), then the bytes the peer sends.
+pub fn drive(role: Role, data: &[u8], deflate: bool) {
     let [chunk, flags, wire @ ..] = data else {
         return;
     };
@@ -28,6 +29,15 @@ pub fn drive(role: Role, data: &[u8]) {
         .with_max_frame_size(MAX_FRAME)
         .with_max_message_size(MAX_MESSAGE);
     let mut conn = Connection::with_entropy(role, config, |d: &mut [u8]| d.fill(0x5A));
+    if deflate {
+        // permessage-deflate agreed as a handshake would hand it over.
+        let recv_bits = 8 + ((flags >> 2) & 7);
+        let takeover = flags & 0x20 == 0;
+        let params = DeflateParams::new(&DeflateConfig::default(), 15, recv_bits, true, takeover);
+        let negotiated =
+            Negotiated::new(None, vec!["permessage-deflate".into()]).with_deflate(params);
+        conn = conn.with_negotiated(negotiated);
+    }
     let mut buf = BytesMut::new();
     let mut written = Vec::new();
     let mut fed = 0usize;
@@ -67,6 +77,11 @@ pub fn drive(role: Role, data: &[u8]) {
             }
         }
         assert!(buf.len() <= fed, "the buffer only ever holds fed bytes");
+        // A message in progress (inflated or reassembled) stays within the
+        // limit; the deflate codec holds at most two windows and an
+        // inflater (the peer cannot make it allocate more).
+        assert!(conn.buffered_message_len() <= 2 * MAX_MESSAGE + 4096);
+        assert!(conn.deflate_heap_size() <= 2 * 32 * 1024 + 64 * 1024);
         // Read-ahead advice never exceeds the frame limit, nor what the
         // bytes actually sent have earned.
         let ahead = conn.read_ahead(&buf);
