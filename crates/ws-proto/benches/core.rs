@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! cargo bench -p ws-proto --bench core
+//! cargo bench -p ws-proto --features deflate --bench core -- deflate
 //! ```
 
 use std::{
@@ -334,6 +335,81 @@ fn bytes_echo_alloc_free(c: &mut Criterion) {
     });
 }
 
+/// permessage-deflate: a server sending and receiving ~760-byte chat JSON,
+/// plain and compressed (12-bit windows, with and without context
+/// takeover): the cost of a context set-up per message shows here.
+#[cfg(feature = "deflate")]
+fn deflate(c: &mut Criterion) {
+    use ws_proto::{DeflateConfig, DeflateParams, Negotiated};
+
+    let chat: Vec<String> = (0..64)
+        .map(|i| {
+            format!(
+                "{{\"type\":\"message\",\"id\":\"msg-{i:08x}\",\"channel\":\"#ops\",\
+                 \"user\":{{\"name\":\"user{}\",\"status\":\"online\"}},\"text\":\"{}\"}}",
+                i % 8,
+                "the deploy is done can you check latency on staging ".repeat(1 + i % 20)
+            )
+        })
+        .collect();
+    let bytes: u64 = chat.iter().map(|m| m.len() as u64).sum();
+    let conn = |role: Role, takeover: Option<bool>| {
+        let conn = Connection::with_entropy(role, config(), |d: &mut [u8]| d.fill(1));
+        match takeover {
+            None => conn,
+            Some(takeover) => {
+                let params =
+                    DeflateParams::new(&DeflateConfig::default(), 12, 12, takeover, takeover);
+                conn.with_negotiated(
+                    Negotiated::new(None, vec!["permessage-deflate".into()]).with_deflate(params),
+                )
+            }
+        }
+    };
+    let mut group = c.benchmark_group("deflate/chat-64-messages");
+    group.throughput(Throughput::Bytes(bytes));
+    for (name, takeover) in [
+        ("plain", None),
+        ("takeover", Some(true)),
+        ("no-takeover", Some(false)),
+    ] {
+        group.bench_function(BenchmarkId::new("server send", name), |b| {
+            let mut server = conn(Role::Server, takeover);
+            b.iter(|| {
+                for m in &chat {
+                    server.send(Message::text(m.as_str())).unwrap();
+                }
+                let out = server.outgoing();
+                let n = out.remaining();
+                out.advance(n);
+            });
+        });
+        // What a client sent, received by a fresh server each iteration.
+        let mut client = conn(Role::Client, takeover);
+        for m in &chat {
+            client.send(Message::text(m.as_str())).unwrap();
+        }
+        let out = client.outgoing();
+        let wire = out.copy_to_bytes(out.remaining());
+        group.bench_function(BenchmarkId::new("server receive", name), |b| {
+            b.iter(|| {
+                let mut server = conn(Role::Server, takeover);
+                let mut buf = BytesMut::from(&wire[..]);
+                let mut n = 0;
+                while let Ok(Some(event)) = server.next_event(&mut buf) {
+                    black_box(event);
+                    n += 1;
+                }
+                assert_eq!(n, chat.len());
+            });
+        });
+    }
+    group.finish();
+}
+
+#[cfg(not(feature = "deflate"))]
+fn deflate(_: &mut Criterion) {}
+
 criterion_group!(
     benches,
     decode,
@@ -341,6 +417,7 @@ criterion_group!(
     masking,
     utf8,
     handshake,
-    bytes_echo_alloc_free
+    bytes_echo_alloc_free,
+    deflate
 );
 criterion_main!(benches);
