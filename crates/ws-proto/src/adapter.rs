@@ -20,6 +20,9 @@ pub mod exports {
         ProtocolError, Role, SendError, ServerRequest, Utf8Bytes,
         bytes::{self, Buf, BufMut, Bytes, BytesMut},
     };
+    /// permessage-deflate settings, for [`Options::handshake`]'s `deflate`.
+    #[cfg(feature = "deflate")]
+    pub use crate::{DeflateConfig, DeflateError, DeflateParams, DeflatePolicy};
 }
 
 /// Everything that can go wrong on a WebSocket connection.

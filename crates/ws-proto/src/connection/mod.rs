@@ -1014,6 +1014,10 @@ impl Connection {
             }
         };
         self.close_received = true;
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.codec_mut() {
+            codec.end_receive();
+        }
         self.finished = true;
         if !self.close_sent {
             // Echo the status code (RFC 6455 section 5.5.1).
@@ -1078,6 +1082,11 @@ impl Connection {
     }
 
     fn queue_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        // No data follows a Close: the compression state can go.
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.codec_mut() {
+            codec.end_send();
+        }
         let mut payload = [0u8; 125];
         let len = match code {
             Some(code) => {

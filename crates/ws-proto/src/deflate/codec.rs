@@ -168,8 +168,20 @@ impl Codec {
 
     /// Drops a message in progress (the connection failed).
     pub(crate) fn abandon(&mut self) {
-        self.inflate = None;
+        self.end_send();
+        self.end_receive();
+    }
+
+    /// Nothing more will be sent (our Close is queued): free the send side.
+    pub(crate) fn end_send(&mut self) {
         self.deflate = None;
+        self.send_window = Vec::new();
+    }
+
+    /// Nothing more will be received (the peer's Close arrived).
+    pub(crate) fn end_receive(&mut self) {
+        self.inflate = None;
+        self.recv_window = Vec::new();
     }
 
     fn new_inflate(&self) -> Box<Inflater> {

@@ -768,3 +768,28 @@ fn an_8_bit_receive_window_inflates_what_a_9_bit_compressor_sends() {
         expected
     );
 }
+
+#[test]
+fn the_close_handshake_frees_the_deflate_state() {
+    let p = params(12, true);
+    let mut client = deflate_conn(Role::Client, Config::default(), p);
+    let mut server = deflate_conn(Role::Server, Config::default(), p);
+    let text = "a message long enough to be compressed, a message long enough to be compressed";
+    client.send(Message::text(text)).unwrap();
+    let mut to_server = BytesMut::from(&drain(&mut client)[..]);
+    assert_eq!(ok_events(&mut server, &mut to_server).len(), 1);
+    server.send(Message::text(text)).unwrap();
+    let mut to_client = BytesMut::from(&drain(&mut server)[..]);
+    assert_eq!(ok_events(&mut client, &mut to_client).len(), 1);
+    // With takeover each keeps a 4 KiB window per direction.
+    assert_eq!(client.deflate_heap_size(), 2 * 4096);
+    assert_eq!(server.deflate_heap_size(), 2 * 4096);
+    client.close(ws_proto::CloseCode::NORMAL, "").unwrap();
+    assert_eq!(client.deflate_heap_size(), 4096, "the send side is freed");
+    let mut to_server = BytesMut::from(&drain(&mut client)[..]);
+    ok_events(&mut server, &mut to_server);
+    assert_eq!(server.deflate_heap_size(), 0, "closed both ways");
+    let mut to_client = BytesMut::from(&drain(&mut server)[..]);
+    ok_events(&mut client, &mut to_client);
+    assert_eq!(client.deflate_heap_size(), 0);
+}
