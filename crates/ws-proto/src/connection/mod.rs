@@ -67,12 +67,21 @@ struct InFrame {
     len: usize,
     /// Payload bytes already unmasked (and UTF-8 checked) in the caller's buffer.
     processed: usize,
-    /// Whether the message is text (checked as the payload arrives unless
-    /// it is compressed: then as it is inflated).
-    text: bool,
-    /// Whether the message is compressed (RSV1 on its first frame, RFC 7692
-    /// section 6).
-    compressed: bool,
+    /// How the payload is checked as it arrives and delivered.
+    payload: Payload,
+}
+
+/// The kind of a data frame's payload, in one byte so that `InFrame` stays
+/// as small as it was before compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Payload {
+    /// Binary, or a control frame's payload.
+    Binary,
+    /// Text, UTF-8 checked as it arrives.
+    Text,
+    /// Part of a compressed message (RSV1 on its first frame, RFC 7692
+    /// section 6): checked, if text, as it is inflated.
+    Compressed,
 }
 
 /// A fragmented message being reassembled.
@@ -767,7 +776,7 @@ impl Connection {
             if available > frame.processed {
                 let fresh = &mut buf[frame.processed..available];
                 // Compressed text is checked as it is inflated.
-                match (frame.mask, frame.text && !frame.compressed) {
+                match (frame.mask, frame.payload == Payload::Text) {
                     (Some(key), true) => unmask_text(fresh, key, frame.processed, &mut self.utf8)?,
                     (Some(key), false) => apply_mask(fresh, key, frame.processed),
                     (None, true) => self
@@ -868,8 +877,11 @@ impl Connection {
             // Bounded by max_frame_size (a usize) or 125 above.
             len: usize::try_from(header.payload_len).unwrap_or(usize::MAX),
             processed: 0,
-            text,
-            compressed,
+            payload: match (compressed, text) {
+                (true, _) => Payload::Compressed,
+                (false, true) => Payload::Text,
+                (false, false) => Payload::Binary,
+            },
         })
     }
 
@@ -896,10 +908,10 @@ impl Connection {
             OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => self.on_close(payload.freeze()).map(Some),
             #[cfg(feature = "deflate")]
-            _ if frame.compressed => self.on_compressed(frame, &payload),
+            _ if frame.payload == Payload::Compressed => self.on_compressed(frame, &payload),
             OpCode::Text | OpCode::Binary if frame.fin => self
                 .finish_message(
-                    frame.text,
+                    frame.payload == Payload::Text,
                     unpin_small(payload, buf_capacity),
                     checked_in_this_call,
                 )
@@ -909,7 +921,7 @@ impl Connection {
                 // data moves it into an allocation of its own, but empty
                 // continuations would leave it sharing `buf` for good.
                 self.message = Some(InMessage {
-                    text: frame.text,
+                    text: frame.payload == Payload::Text,
                     data: unpin_small(payload, buf_capacity),
                     checked: checked_in_this_call,
                     compressed: false,
@@ -947,7 +959,8 @@ impl Connection {
         payload: &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
         let mut message = self.message.take().unwrap_or(InMessage {
-            text: frame.text,
+            // A new message: a continuation would have found it in progress.
+            text: frame.opcode == OpCode::Text,
             data: BytesMut::new(),
             checked: true,
             compressed: true,
