@@ -1,11 +1,13 @@
 //! Arbitrary sends through a client/server pair, moved in arbitrary chunk
-//! sizes: every message arrives intact and in order, in both directions.
+//! sizes: every message arrives intact and in order, in both directions,
+//! with or without permessage-deflate (any windows, takeover settings and
+//! threshold).
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ws_proto::{
-    Config, Connection, Event, Message, Role,
+    Config, Connection, DeflateConfig, DeflateParams, Event, Message, Negotiated, Role,
     bytes::{Buf, Bytes, BytesMut},
 };
 
@@ -15,6 +17,8 @@ enum Op {
     Binary(Vec<u8>),
     Fragments(Vec<String>),
     Ping(u8),
+    /// Sent with `send_uncompressed` (plain `send` without deflate).
+    Uncompressed(String),
     /// Move up to this many bytes each way.
     Transfer(u16),
 }
@@ -24,6 +28,18 @@ struct Input {
     frame_size: u8,
     client_ops: Vec<Op>,
     server_ops: Vec<Op>,
+    deflate: Option<Deflate>,
+}
+
+/// permessage-deflate as a handshake would agree it.
+#[derive(Arbitrary, Debug)]
+struct Deflate {
+    client_bits: u8,
+    server_bits: u8,
+    client_takeover: bool,
+    server_takeover: bool,
+    min_size: u8,
+    level: u8,
 }
 
 struct Side {
@@ -34,7 +50,7 @@ struct Side {
 }
 
 impl Side {
-    fn new(role: Role, frame_size: usize) -> Self {
+    fn new(role: Role, frame_size: usize, deflate: Option<&Deflate>) -> Self {
         let config = Config::default().with_max_send_frame_size(frame_size);
         let mut n = 0u8;
         let entropy = move |d: &mut [u8]| {
@@ -43,8 +59,35 @@ impl Side {
                 *b = n;
             }
         };
+        let mut conn = Connection::with_entropy(role, config, entropy);
+        if let Some(d) = deflate {
+            let config = DeflateConfig::default()
+                .with_min_size(usize::from(d.min_size))
+                .with_level(d.level % 10);
+            // Window bits 9..=15 for each direction, seen from this side.
+            let (client, server) = (9 + d.client_bits % 7, 9 + d.server_bits % 7);
+            let params = match role {
+                Role::Client => DeflateParams::new(
+                    &config,
+                    client,
+                    server,
+                    d.client_takeover,
+                    d.server_takeover,
+                ),
+                Role::Server => DeflateParams::new(
+                    &config,
+                    server,
+                    client,
+                    d.server_takeover,
+                    d.client_takeover,
+                ),
+            };
+            conn = conn.with_negotiated(
+                Negotiated::new(None, vec!["permessage-deflate".into()]).with_deflate(params),
+            );
+        }
         Self {
-            conn: Connection::with_entropy(role, config, entropy),
+            conn,
             inbox: BytesMut::new(),
             expected: Vec::new(),
             received: Vec::new(),
@@ -65,6 +108,16 @@ impl Side {
                 peer.expected.push(Message::text(parts.concat()));
             }
             Op::Fragments(_) => {}
+            Op::Uncompressed(text) => {
+                let message = Message::text(text.as_str());
+                let sent = if self.conn.deflate().is_some() {
+                    self.conn.send_uncompressed(message.clone())
+                } else {
+                    self.conn.send(message.clone())
+                };
+                sent.expect("the default buffer is large");
+                peer.expected.push(message);
+            }
             Op::Ping(n) => self
                 .conn
                 .ping(Bytes::from(vec![*n; usize::from(*n % 126)]))
@@ -105,8 +158,9 @@ fn move_bytes(from: &mut Connection, to: &mut BytesMut, mut limit: usize) {
 
 fuzz_target!(|input: Input| {
     let frame_size = usize::from(input.frame_size).max(1);
-    let mut client = Side::new(Role::Client, frame_size);
-    let mut server = Side::new(Role::Server, frame_size);
+    let deflate = input.deflate.as_ref();
+    let mut client = Side::new(Role::Client, frame_size, deflate);
+    let mut server = Side::new(Role::Server, frame_size, deflate);
     let rounds = input.client_ops.len().max(input.server_ops.len());
     for i in 0..rounds {
         if let Some(op) = input.client_ops.get(i) {
