@@ -793,3 +793,101 @@ fn the_close_handshake_frees_the_deflate_state() {
     ok_events(&mut client, &mut to_client);
     assert_eq!(client.deflate_heap_size(), 0);
 }
+
+/// Runs a full handshake between a client and a server configured with
+/// `client` and `server`; returns both connections (or `None` when the
+/// handshake declined deflate).
+fn handshake_pair(client: DeflateConfig, server: DeflateConfig) -> (Connection, Connection) {
+    let request = ClientRequest::new("ws://h/").unwrap();
+    let mut client_hs = ClientHandshake::with_entropy(&request, &mut fixed)
+        .unwrap()
+        .with_config(hs_config(client));
+    let mut to_server = BytesMut::from(client_hs.request());
+    let server_req = ServerHandshake::with_config(hs_config(server))
+        .receive(&mut to_server)
+        .unwrap()
+        .unwrap();
+    let accepted = server_req.accept(&AcceptOptions::new()).unwrap();
+    let mut to_client = BytesMut::from(accepted.response());
+    let response = client_hs
+        .receive(&mut to_client)
+        .unwrap_or_else(|e| panic!("{client:?} / {server:?}: {e}"))
+        .unwrap();
+    (
+        response.connection_with_entropy(Config::default(), counter_entropy()),
+        accepted.connection(Config::default()),
+    )
+}
+
+#[test]
+fn every_pair_of_configurations_agrees_and_interoperates() {
+    let configs: Vec<DeflateConfig> = [9u8, 12, 15]
+        .iter()
+        .flat_map(|&c| [9u8, 12, 15].map(move |s| (c, s)))
+        .flat_map(|(c, s)| {
+            [(false, false), (true, false), (false, true), (true, true)].map(move |(ct, st)| {
+                DeflateConfig::default()
+                    .with_min_size(0)
+                    .with_window_bits(c, s)
+                    .with_no_context_takeover(ct, st)
+            })
+        })
+        .collect();
+    let texts = [
+        "Hello, hello, hello, hello!",
+        "Hello again, hello again, hello!",
+    ];
+    for &client_cfg in &configs {
+        for &server_cfg in &configs {
+            let (mut client, mut server) = handshake_pair(client_cfg, server_cfg);
+            let (c, s) = (*client.deflate().unwrap(), *server.deflate().unwrap());
+            let case = format!("{client_cfg:?} / {server_cfg:?}: {c:?} / {s:?}");
+            // Each compresses with no more than the other accepts, and
+            // keeps its context only if the other keeps the window.
+            assert!(c.send_window_bits() <= s.receive_window_bits(), "{case}");
+            assert!(s.send_window_bits() <= c.receive_window_bits(), "{case}");
+            assert!(
+                !c.send_context_takeover() || s.receive_context_takeover(),
+                "{case}"
+            );
+            assert!(
+                !s.send_context_takeover() || c.receive_context_takeover(),
+                "{case}"
+            );
+            // Each side's own limits hold.
+            assert!(
+                c.send_window_bits() <= client_cfg.client_max_window_bits,
+                "{case}"
+            );
+            assert!(
+                s.send_window_bits() <= server_cfg.server_max_window_bits,
+                "{case}"
+            );
+            // Our client always offers client_max_window_bits and, first,
+            // its server_max_window_bits: our server honours both.
+            assert!(
+                c.receive_window_bits() <= client_cfg.server_max_window_bits,
+                "{case}"
+            );
+            assert!(
+                s.receive_window_bits() <= server_cfg.client_max_window_bits,
+                "{case}"
+            );
+            if client_cfg.client_no_context_takeover {
+                assert!(!c.send_context_takeover(), "{case}");
+            }
+            if client_cfg.server_no_context_takeover || server_cfg.server_no_context_takeover {
+                assert!(!s.send_context_takeover(), "{case}");
+            }
+            for t in texts {
+                client.send(Message::text(t)).unwrap();
+                server.send(Message::text(t)).unwrap();
+            }
+            let expected: Vec<Event> = texts.iter().map(|t| text(t)).collect();
+            let mut to_server = BytesMut::from(&drain(&mut client)[..]);
+            let mut to_client = BytesMut::from(&drain(&mut server)[..]);
+            assert_eq!(ok_events(&mut server, &mut to_server), expected, "{case}");
+            assert_eq!(ok_events(&mut client, &mut to_client), expected, "{case}");
+        }
+    }
+}
