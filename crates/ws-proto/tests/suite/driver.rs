@@ -209,6 +209,54 @@ fn messages_survive_every_read_and_write_chunking() {
     }
 }
 
+/// The Driver runs a permessage-deflate connection unchanged: compressed
+/// messages survive every read and write chunking both ways.
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_messages_survive_every_read_and_write_chunking() {
+    use ws_proto::{DeflateConfig, DeflateParams, Negotiated};
+    let deflate = |role| {
+        let params = DeflateParams::new(&DeflateConfig::default(), 12, 12, true, true);
+        let negotiated =
+            Negotiated::new(None, vec!["permessage-deflate".into()]).with_deflate(params);
+        Driver::new(
+            Connection::with_entropy(role, Config::default(), fixed).with_negotiated(negotiated),
+        )
+    };
+    for chunk in [1, 3, 64, 4096, usize::MAX] {
+        let (mut client, mut server, mut net) =
+            (deflate(Role::Client), deflate(Role::Server), Net::default());
+        net.client.write_chunk = chunk;
+        net.server.read_chunk = chunk;
+        net.server.write_chunk = chunk;
+        net.client.read_chunk = chunk;
+        let text = text_of_len(3000, chunk as u64);
+        for _ in 0..3 {
+            client.send(Message::text(text.clone())).unwrap();
+        }
+        client.send(Message::binary(vec![9u8; 70_000])).unwrap();
+        assert_eq!(
+            net.run(Role::Client, &mut client, Op::WriteOut, false),
+            Outcome::Done(Ok(()))
+        );
+        for _ in 0..3 {
+            let got = message(net.run(Role::Server, &mut server, Op::RecvMessage, false));
+            assert_eq!(got, Message::text(text.clone()), "chunk {chunk}");
+            server.send(got).unwrap();
+        }
+        let big = message(net.run(Role::Server, &mut server, Op::RecvMessage, false));
+        assert_eq!(big, Message::binary(vec![9u8; 70_000]), "chunk {chunk}");
+        assert_eq!(
+            net.run(Role::Server, &mut server, Op::WriteOut, false),
+            Outcome::Done(Ok(()))
+        );
+        for _ in 0..3 {
+            let echo = message(net.run(Role::Client, &mut client, Op::RecvMessage, false));
+            assert_eq!(echo, Message::text(text.clone()), "chunk {chunk}");
+        }
+    }
+}
+
 #[test]
 fn an_echo_round_trip_both_ways() {
     let (mut client, mut server, mut net) = pair();
