@@ -40,6 +40,7 @@ struct Deflate {
     server_takeover: bool,
     min_size: u8,
     level: u8,
+    keep_compressor: bool,
 }
 
 struct Side {
@@ -63,7 +64,8 @@ impl Side {
         if let Some(d) = deflate {
             let config = DeflateConfig::default()
                 .with_min_size(usize::from(d.min_size))
-                .with_level(d.level % 10);
+                .with_level(d.level % 10)
+                .with_keep_compressor(d.keep_compressor);
             // Window bits 9..=15 for each direction, seen from this side.
             let (client, server) = (9 + d.client_bits % 7, 9 + d.server_bits % 7);
             let params = match role {

@@ -93,6 +93,11 @@ fn deflate_memory_per_connection() {
         ("12/12, no takeover", both(12, false)),
         ("15/15, takeover", both(15, true)),
         ("15/15, no takeover", both(15, false)),
+        ("defaults, keep_compressor", {
+            let d = d.with_keep_compressor(true);
+            let p = DeflateParams::new(&d, 12, 12, true, true);
+            Some((p, p))
+        }),
     ];
     let mut results = Vec::new();
     for (name, params) in rows {

@@ -85,6 +85,11 @@ impl Codec {
     /// make it smaller (it is then sent uncompressed, which RFC 7692
     /// section 6 allows, and leaves the window as it was).
     pub(crate) fn compress_message(&mut self, data: &[u8]) -> Option<BytesMut> {
+        if self.params.keep_compressor {
+            // The kept context has seen `data` once compressed: with
+            // takeover it is in the peer's window only if sent compressed.
+            return Some(self.compress_fragment(data, true));
+        }
         let mut deflate = self.new_deflate();
         let mut out = BytesMut::new();
         run_deflate(&mut deflate, data, &mut out);
@@ -107,11 +112,19 @@ impl Codec {
         };
         let mut out = BytesMut::new();
         run_deflate(&mut deflate, data, &mut out);
-        if self.params.send_takeover {
+        let keep = self.params.keep_compressor;
+        if self.params.send_takeover && !keep {
             remember(&mut self.send_window, data, self.params.send_bits);
         }
         if fin {
             strip_tail(&mut out);
+            if keep {
+                if !self.params.send_takeover {
+                    // Section 7.1.1.1 / 7.1.1.2: a fresh LZ77 window per message.
+                    deflate.reset();
+                }
+                self.deflate = Some(deflate);
+            }
         } else {
             self.deflate = Some(deflate);
         }

@@ -53,7 +53,9 @@
 //! peer sees exactly the LZ77 window RFC 7692 section 7.1.1 describes. Idle
 //! cost is therefore `2^client_bits + 2^server_bits` bytes with takeover
 //! (8 KiB at the default 12 bits), and nothing without it. The price is a
-//! context set-up per compressed message.
+//! context set-up per compressed message (measured on chat JSON: 22 µs a
+//! message instead of 15); [`DeflateConfig::keep_compressor`] trades the
+//! memory back for that time.
 //!
 //! ## Window bits 8
 //! zlib (and zlib-rs) cannot compress with an 8-bit window: raw deflate
@@ -134,6 +136,15 @@ pub struct DeflateConfig {
     /// The server does not keep its compression context between messages.
     /// A client asks for it; a server answers it and resets. Default: false.
     pub server_no_context_takeover: bool,
+    /// Keep the compressor for the connection's life instead of setting
+    /// one up per message: faster for small messages (measured on 763-byte
+    /// chat JSON at level 6: 15 µs a message instead of 22), at the cost of
+    /// the compressor's memory held while idle (zlib-rs: 165 KiB at the
+    /// default window and memory level, 380 KiB at 15 bits and memLevel
+    /// 8). With context takeover, every message at or above `min_size` is
+    /// then sent compressed, even one that grew (it is already in the
+    /// window). Local only: nothing is negotiated. Default: false.
+    pub keep_compressor: bool,
 }
 
 impl Default for DeflateConfig {
@@ -147,6 +158,7 @@ impl Default for DeflateConfig {
             server_max_window_bits: 12,
             client_no_context_takeover: false,
             server_no_context_takeover: false,
+            keep_compressor: false,
         }
     }
 }
@@ -162,6 +174,7 @@ impl DeflateConfig {
         server_max_window_bits: 12,
         client_no_context_takeover: false,
         server_no_context_takeover: false,
+        keep_compressor: false,
     };
 
     /// Sets [`policy`](Self::policy).
@@ -208,6 +221,13 @@ impl DeflateConfig {
         self
     }
 
+    /// Sets [`keep_compressor`](Self::keep_compressor).
+    #[must_use]
+    pub const fn with_keep_compressor(mut self, keep: bool) -> Self {
+        self.keep_compressor = keep;
+        self
+    }
+
     /// The window bits as used: fields set out of range by hand are clamped.
     pub(crate) const fn client_bits(&self) -> u8 {
         clamp(self.client_max_window_bits, 9, 15)
@@ -244,6 +264,8 @@ pub struct DeflateParams {
     pub(crate) level: u8,
     pub(crate) mem_level: u8,
     pub(crate) min_size: usize,
+    /// See [`DeflateConfig::keep_compressor`].
+    pub(crate) keep_compressor: bool,
 }
 
 impl DeflateParams {
@@ -285,6 +307,7 @@ impl DeflateParams {
             level: if config.level > 9 { 9 } else { config.level },
             mem_level: clamp(config.mem_level, 1, 9),
             min_size: config.min_size,
+            keep_compressor: config.keep_compressor,
         }
     }
 }

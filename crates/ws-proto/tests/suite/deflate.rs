@@ -677,11 +677,12 @@ proptest! {
         server_bits in 9u8..=15,
         client_takeover: bool,
         server_takeover: bool,
+        keep_compressor: bool,
         frame_size in prop_oneof![Just(usize::MAX), 1usize..300],
         messages in prop::collection::vec((any::<bool>(), payload(), 0usize..4), 1..6),
         cuts in prop::collection::vec(any::<Index>(), 0..4),
     ) {
-        let d = DeflateConfig::default().with_min_size(0);
+        let d = DeflateConfig::default().with_min_size(0).with_keep_compressor(keep_compressor);
         let config = Config::default().with_max_send_frame_size(frame_size);
         for from in [Role::Client, Role::Server] {
             let (send_bits, recv_bits, send_t, recv_t) = match from {

@@ -552,6 +552,65 @@ fn main() {
         println!("| {bits} | {} |", ratios.join(" | "));
     }
 
+    // ws-proto's codec makes a context per message (primed with the kept
+    // window when taking over); what that costs against one kept context.
+    println!("\n| chat corpus, zlib-rs w12 m5 l6 | ns per message |\n|---|---|");
+    {
+        let msgs = &corpora[0].1;
+        let config = zlib_rs::DeflateConfig {
+            level: 6,
+            method: zlib_rs::Method::Deflated,
+            window_bits: -12,
+            mem_level: 5,
+            strategy: zlib_rs::Strategy::Default,
+        };
+        let mut out = vec![0u8; 4096];
+        let per_msg = |f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            for _ in 0..5 {
+                f();
+            }
+            t.elapsed().as_nanos() / (5 * msgs.len() as u128)
+        };
+        let mut kept = zlib_rs::Deflate::new_with_config(config);
+        let keep = per_msg(&mut || {
+            for m in msgs {
+                kept.compress(m, &mut out, zlib_rs::DeflateFlush::SyncFlush)
+                    .unwrap();
+            }
+        });
+        let fresh = per_msg(&mut || {
+            for m in msgs {
+                let mut c = zlib_rs::Deflate::new_with_config(config);
+                c.compress(m, &mut out, zlib_rs::DeflateFlush::SyncFlush)
+                    .unwrap();
+            }
+        });
+        let mut window: Vec<u8> = Vec::new();
+        let primed = per_msg(&mut || {
+            for m in msgs {
+                let mut c = zlib_rs::Deflate::new_with_config(config);
+                if !window.is_empty() {
+                    c.set_dictionary(&window).unwrap();
+                }
+                c.compress(m, &mut out, zlib_rs::DeflateFlush::SyncFlush)
+                    .unwrap();
+                window.extend_from_slice(m);
+                let cut = window.len().saturating_sub(4096);
+                window.drain(..cut);
+            }
+        });
+        let setup = per_msg(&mut || {
+            for _ in msgs {
+                black_box(zlib_rs::Deflate::new_with_config(config));
+            }
+        });
+        println!("| one context kept (takeover, 213 KB held) | {keep} |");
+        println!("| fresh context per message (no takeover) | {fresh} |");
+        println!("| fresh context primed with a 4 KiB window (takeover) | {primed} |");
+        println!("| context set-up alone | {setup} |");
+    }
+
     // Small messages: where compression stops paying off. ws-proto's codec
     // makes a fresh compressor per message, primed (with takeover) with the
     // last 2^bits bytes sent: the same here, with 4 KiB of earlier chat.
