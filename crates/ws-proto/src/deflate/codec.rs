@@ -18,10 +18,11 @@ use crate::{error::ProtocolError, utf8::Utf8Validator};
 /// appended again before inflating it (RFC 7692 sections 7.2.1 and 7.2.2).
 pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// One connection's codec. No zlib state lives here between messages:
-/// a context is created for each message (primed with the kept window when
-/// context takeover is on) and freed at its end, because a zlib-rs
-/// compressor holds 137 KiB or more whatever its window.
+/// One connection's codec. By default no zlib state lives here between
+/// messages: a context is created for each message (primed with the kept
+/// window when context takeover is on) and freed at its end, because a
+/// zlib-rs compressor holds 134 KiB or more whatever its window. With
+/// `keep_compressor` the compressor stays (and no send window is kept).
 pub(crate) struct Codec {
     params: DeflateParams,
     /// The last `2^send_bits` uncompressed bytes of our compressed

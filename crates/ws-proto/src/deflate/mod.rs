@@ -45,9 +45,9 @@
 //! ```
 //!
 //! ## Memory
-//! Compression state is large (zlib-rs: 137 to 380 KiB for a compressor,
-//! 47 KiB for a decompressor, whatever the window), so the codec never keeps
-//! one between messages. With context takeover it keeps only the last
+//! Compression state is large (zlib-rs: 134 to 371 KiB for a compressor,
+//! 46 KiB for a decompressor, whatever the window), so by default the codec
+//! keeps none between messages. With context takeover it keeps only the last
 //! `2^window_bits` bytes of each direction's uncompressed data and primes a
 //! fresh context with them ("set dictionary") for the next message: the
 //! peer sees exactly the LZ77 window RFC 7692 section 7.1.1 describes. Idle
@@ -139,8 +139,8 @@ pub struct DeflateConfig {
     /// Keep the compressor for the connection's life instead of setting
     /// one up per message: faster for small messages (measured on 763-byte
     /// chat JSON at level 6: 15 µs a message instead of 22), at the cost of
-    /// the compressor's memory held while idle (zlib-rs: 165 KiB at the
-    /// default window and memory level, 380 KiB at 15 bits and memLevel
+    /// the compressor's memory held while idle (zlib-rs: 161 KiB at the
+    /// default window and memory level, 371 KiB at 15 bits and memLevel
     /// 8). With context takeover, every message at or above `min_size` is
     /// then sent compressed, even one that grew (it is already in the
     /// window). Local only: nothing is negotiated. Default: false.
