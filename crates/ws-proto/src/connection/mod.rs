@@ -245,7 +245,7 @@ impl Connection {
     ///
     /// This is the seam through which a negotiated extension reaches the
     /// connection: with the `deflate` feature, permessage-deflate (RFC 7692)
-    /// is run with the parameters in [`Negotiated::deflate`]. Its state is
+    /// is run with the parameters in `Negotiated::deflate`. Its state is
     /// allocated lazily, per message.
     #[must_use]
     pub fn with_negotiated(mut self, negotiated: Negotiated) -> Self {

@@ -28,7 +28,9 @@ use crate::{
 pub struct Options {
     /// The connection's limits and timers.
     pub config: Config,
-    /// Limits on the HTTP head of the handshake.
+    /// Limits on the HTTP head of the handshake and, with the `deflate`
+    /// feature, the permessage-deflate offer or acceptance
+    /// (`HandshakeConfig::deflate`).
     pub handshake: HandshakeConfig,
     /// Bounds the whole opening handshake (for an adapter's `connect`, DNS
     /// and TCP connect too); `None` waits forever. Default: 10 s.
@@ -62,6 +64,15 @@ impl Options {
     #[must_use]
     pub fn with_handshake(mut self, handshake: HandshakeConfig) -> Self {
         self.handshake = handshake;
+        self
+    }
+
+    /// Offers (client) or accepts (server) permessage-deflate with `deflate`:
+    /// sets [`handshake`](Self::handshake)'s `deflate`.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub const fn with_deflate(mut self, deflate: crate::deflate::DeflateConfig) -> Self {
+        self.handshake.deflate = deflate;
         self
     }
 

@@ -358,7 +358,7 @@ impl ClientHandshake {
     }
 
     /// Replaces the response size limits and, with the `deflate` feature,
-    /// the permessage-deflate offer ([`HandshakeConfig::deflate`]): the
+    /// the permessage-deflate offer (`HandshakeConfig::deflate`): the
     /// request is encoded again with its offers.
     #[must_use]
     pub fn with_config(mut self, config: HandshakeConfig) -> Self {
