@@ -223,8 +223,27 @@ fn compress(data: &[u8]) -> Vec<u8> {
 #[test]
 fn a_deflate_bomb_stops_at_max_message_size_with_1009() {
     const MIB: usize = 1 << 20;
-    let bomb = compress(&vec![0u8; 100 * MIB]);
+    // 100 MiB of zeros: 1 MiB compressed by a fresh context (a literal 0,
+    // then matches one byte back) and sync-flushed is a valid piece of
+    // stream anywhere after another, so 100 copies inflate to 100 MiB.
+    let mut piece = compress(&vec![0u8; MIB]);
+    piece.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+    let mut bomb = piece.repeat(100);
+    bomb.truncate(bomb.len() - 4);
     assert!(bomb.len() < 200 * 1024, "{}", bomb.len());
+    // The same stream, unbounded, really is 100 MiB.
+    let mut unbounded = deflate_conn(
+        Role::Client,
+        Config::default()
+            .with_max_message_size(usize::MAX)
+            .with_max_frame_size(usize::MAX),
+        params(15, true),
+    );
+    let mut buf = BytesMut::from(&raw_frame(true, 4, 2, None, &bomb)[..]);
+    match unbounded.next_event(&mut buf) {
+        Ok(Some(Event::Message(m))) => assert_eq!(m.len(), 100 * MIB),
+        other => panic!("{other:?}"),
+    }
     let limit = MIB;
     let config = Config::default().with_max_message_size(limit);
     // As one frame, and as many small fragments.
