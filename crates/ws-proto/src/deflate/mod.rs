@@ -323,9 +323,10 @@ pub enum DeflateError {
     /// A parameter's value is missing, malformed or out of range (window
     /// bits are 8 to 15; the takeover flags take no value).
     InvalidValue(String),
-    /// The server's answer has a parameter the accepted offer did not allow
-    /// (`client_max_window_bits` that was not offered, or a window larger
-    /// than offered: RFC 7692 sections 7.1.2.1 and 7.1.2.2).
+    /// The server's answer does not fit our offer: a parameter the offer did
+    /// not allow (a `client_max_window_bits` larger than offered, RFC 7692
+    /// section 7.1.2.2), or without one the offer required (the
+    /// `server_no_context_takeover` we asked for, section 7.1.1.1).
     NotOffered(String),
     /// The server accepted permessage-deflate more than once, or with
     /// another extension that also uses RSV1.
