@@ -120,9 +120,11 @@ pub struct DeflateConfig {
     /// messages are not worth it.
     pub min_size: usize,
     /// The largest LZ77 window the client compresses with, 9 to 15 (8 is
-    /// refused: see the module doc). A client offers it as
-    /// `client_max_window_bits`; a server asks for it in its answer when
-    /// the offer allows. Default: 12 (4 KiB).
+    /// refused: see the module doc). A client offers
+    /// `client_max_window_bits` without a value (it honours whatever limit
+    /// the server answers, and never compresses with more than this); a
+    /// server asks for this value in its answer when the offer allows.
+    /// Default: 12 (4 KiB).
     pub client_max_window_bits: u8,
     /// The largest LZ77 window the server compresses with, 9 to 15. A
     /// client asks for it (`server_max_window_bits`, when below 15); a

@@ -117,13 +117,12 @@ pub(crate) fn offers(config: &DeflateConfig) -> Vec<String> {
         if let Some(bits) = server_bits {
             let _ = write!(offer, "; server_max_window_bits={bits}");
         }
-        // Always sent: it tells the server we honour a window limit.
-        match config.client_bits() {
-            15 => offer.push_str("; client_max_window_bits"),
-            bits => {
-                let _ = write!(offer, "; client_max_window_bits={bits}");
-            }
-        }
+        // Always sent, without a value: we honour any limit the server
+        // answers (section 7.1.2.2) and compress with no more than our own
+        // `client_max_window_bits` anyway. A value here would only be a
+        // hint, and would forbid a server from answering a larger limit,
+        // which some do (Autobahn's 13.4 and 13.6 answer 15 to any offer).
+        offer.push_str("; client_max_window_bits");
         offer
     };
     match config.server_bits() {
@@ -158,15 +157,13 @@ pub(crate) fn check_response(
     // the unlimited offer too whenever we send a limited one, so any valid
     // value answers one of them; without it the server may use 15.
     let recv_bits = params.server_max_window_bits.unwrap_or(15);
-    // Section 7.1.2.2: any value up to the one offered (we always offer the
-    // parameter); the client compresses with no more.
+    // Section 7.1.2.2: we offered the parameter without a value, so any
+    // value 8 to 15 may come back; the client compresses with no more than
+    // it, nor than its own setting.
     let mut send_bits = config.client_bits();
     if let Some(answer) = params.client_max_window_bits {
         let bits =
             answer.ok_or_else(|| DeflateError::InvalidValue("client_max_window_bits".into()))?;
-        if bits > send_bits && send_bits < 15 {
-            return Err(DeflateError::NotOffered("client_max_window_bits".into()));
-        }
         if bits < 9 {
             return Err(DeflateError::UnsupportedWindowBits(bits));
         }

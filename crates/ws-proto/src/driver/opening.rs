@@ -30,7 +30,8 @@ pub struct Options {
     pub config: Config,
     /// Limits on the HTTP head of the handshake and, with the `deflate`
     /// feature, the permessage-deflate offer or acceptance
-    /// (`HandshakeConfig::deflate`).
+    /// (`HandshakeConfig::deflate`; on by default here, unlike in a bare
+    /// `HandshakeConfig`).
     pub handshake: HandshakeConfig,
     /// Bounds the whole opening handshake (for an adapter's `connect`, DNS
     /// and TCP connect too); `None` waits forever. Default: 10 s.
@@ -38,10 +39,19 @@ pub struct Options {
 }
 
 impl Default for Options {
+    /// The defaults; with the `deflate` feature, permessage-deflate is
+    /// offered (client) and accepted (server) with
+    /// `DeflateConfig::default()`.
     fn default() -> Self {
+        #[allow(unused_mut, reason = "set only with the deflate feature")]
+        let mut handshake = HandshakeConfig::default();
+        #[cfg(feature = "deflate")]
+        {
+            handshake.deflate = crate::deflate::DeflateConfig::default();
+        }
         Self {
             config: Config::default(),
-            handshake: HandshakeConfig::default(),
+            handshake,
             handshake_timeout: Some(Duration::from_secs(10)),
         }
     }
