@@ -22,7 +22,13 @@
 //       connection 2: no subprotocol offered (none may be chosen); we send
 //         `close-me` and expect the server's Close 4001 "bye".
 //
-// Compression is off and messages up to 16 MiB are accepted on both sides.
+// Messages up to 16 MiB are accepted on both sides. Compression is off unless
+// PEER_DEFLATE is set, to `default` (ws' own settings), `no-takeover` (both
+// directions reset their context after each message) or `bits-S-C` (server
+// and client max window bits S and C): then permessage-deflate is offered
+// (client) or accepted (server), every message is compressed (threshold 0),
+// and a connection that did not negotiate it fails (client: the scenario;
+// server: closed with 4002).
 'use strict';
 
 const crypto = require('crypto');
@@ -32,13 +38,33 @@ const MAX_PAYLOAD = 16 * 1024 * 1024;
 const SIZES = [0, 125, 126, 65535, 65536, 1048576];
 const UTF8_TEXT = 'h\u00e9llo w\u00f6rld \u2713 \u{1f389}';
 const TIMEOUT_MS = 30000;
+const DEFLATE = process.env.PEER_DEFLATE || '';
+
+// The `perMessageDeflate` option for PEER_DEFLATE.
+function deflateOptions() {
+  if (!DEFLATE) return false;
+  const options = { threshold: 0 };
+  if (DEFLATE === 'no-takeover') {
+    options.serverNoContextTakeover = true;
+    options.clientNoContextTakeover = true;
+  } else if (DEFLATE.startsWith('bits-')) {
+    const [server, client] = DEFLATE.slice(5).split('-').map(Number);
+    options.serverMaxWindowBits = server;
+    options.clientMaxWindowBits = client;
+  }
+  return options;
+}
+
+function negotiatedDeflate(ws) {
+  return ws.extensions.includes('permessage-deflate');
+}
 
 function runServer(port) {
   let lastClose = 'none';
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port,
-    perMessageDeflate: false,
+    perMessageDeflate: deflateOptions(),
     maxPayload: MAX_PAYLOAD,
     handleProtocols: (protocols) => (protocols.has('chat') ? 'chat' : false),
   });
@@ -46,6 +72,10 @@ function runServer(port) {
     process.stdout.write(`PORT ${wss.address().port}\n`);
   });
   wss.on('connection', (ws) => {
+    if (DEFLATE && !negotiatedDeflate(ws)) {
+      ws.close(4002, 'no deflate');
+      return;
+    }
     ws.on('message', (data, isBinary) => {
       if (!isBinary) {
         const text = data.toString();
@@ -94,7 +124,7 @@ function open(url, protocols) {
   return withTimeout(
     new Promise((resolve, reject) => {
       const ws = new WebSocket(url, protocols, {
-        perMessageDeflate: false,
+        perMessageDeflate: deflateOptions(),
         maxPayload: MAX_PAYLOAD,
         handshakeTimeout: TIMEOUT_MS,
       });
@@ -120,7 +150,13 @@ function open(url, protocols) {
           'waiting for a message',
         );
       };
-      ws.once('open', () => resolve(conn));
+      ws.once('open', () => {
+        if (DEFLATE && !negotiatedDeflate(ws)) {
+          reject(new Error(`permessage-deflate not negotiated: "${ws.extensions}"`));
+        } else {
+          resolve(conn);
+        }
+      });
       ws.once('error', reject);
     }),
     `connecting to ${url}`,

@@ -22,7 +22,12 @@ Usage:
           connection 2: no subprotocol offered (none may be chosen); we send
             `close-me` and expect the server's Close 4001 "bye".
 
-Compression is off and messages up to 16 MiB are accepted on both sides.
+Messages up to 16 MiB are accepted on both sides. Compression is off unless
+PEER_DEFLATE is set, to `default` (websockets' own settings), `no-takeover`
+(both directions reset their context after each message) or `bits-S-C` (server
+and client max window bits S and C): then permessage-deflate is offered
+(client) or accepted (server), and a connection that did not negotiate it fails
+(client: the scenario; server: closed with 4002).
 """
 
 import asyncio
@@ -32,6 +37,10 @@ import sys
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
 
 MAX_SIZE = 16 * 1024 * 1024
 SIZES = [0, 125, 126, 65535, 65536, 1048576]
@@ -39,6 +48,26 @@ UTF8_TEXT = "h\u00e9llo w\u00f6rld \u2713 \U0001f389"
 TIMEOUT = 30
 
 LAST_CLOSE = "none"
+DEFLATE = os.environ.get("PEER_DEFLATE", "")
+
+
+def deflate_options(factory):
+    """The connect() / serve() arguments for PEER_DEFLATE."""
+    if not DEFLATE:
+        return dict(compression=None)
+    if DEFLATE == "default":
+        return dict(compression="deflate")
+    params = {}
+    if DEFLATE == "no-takeover":
+        params = dict(server_no_context_takeover=True, client_no_context_takeover=True)
+    elif DEFLATE.startswith("bits-"):
+        server, client = (int(bits) for bits in DEFLATE[5:].split("-"))
+        params = dict(server_max_window_bits=server, client_max_window_bits=client)
+    return dict(compression=None, extensions=[factory(**params)])
+
+
+def negotiated_deflate(ws):
+    return any(e.name == "permessage-deflate" for e in ws.protocol.extensions)
 
 
 def select_chat(_connection, subprotocols):
@@ -47,6 +76,9 @@ def select_chat(_connection, subprotocols):
 
 async def handler(ws):
     global LAST_CLOSE
+    if DEFLATE and not negotiated_deflate(ws):
+        await ws.close(4002, "no deflate")
+        return
     try:
         async for message in ws:
             if message == "close-me":
@@ -72,7 +104,7 @@ async def run_server(port):
         "127.0.0.1",
         port,
         select_subprotocol=select_chat,
-        compression=None,
+        **deflate_options(ServerPerMessageDeflateFactory),
         max_size=MAX_SIZE,
         ping_interval=None,
         close_timeout=TIMEOUT,
@@ -103,7 +135,7 @@ async def recv(ws):
 async def scenario(url):
     options = dict(
         subprotocols=["chat"],
-        compression=None,
+        **deflate_options(ClientPerMessageDeflateFactory),
         max_size=MAX_SIZE,
         ping_interval=None,
         close_timeout=TIMEOUT,
@@ -112,6 +144,7 @@ async def scenario(url):
     # Connection 1: echo, pings, client-initiated close.
     ws = await connect(url, **options)
     check(ws.subprotocol == "chat", f"subprotocol {ws.subprotocol!r}, expected 'chat'")
+    check(not DEFLATE or negotiated_deflate(ws), "permessage-deflate was not negotiated")
     for size in SIZES:
         text = text_of(size)
         await ws.send(text)

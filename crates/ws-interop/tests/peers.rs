@@ -164,8 +164,11 @@ fn wait_bounded(mut guard: ChildGuard, limit: Duration) -> Result<(bool, String,
 }
 
 /// Starts the peer's echo server on an ephemeral port and returns it with the port.
-fn start_peer_server(peer: Peer) -> (ChildGuard, u16) {
+fn start_peer_server(peer: Peer, deflate: Option<&str>) -> (ChildGuard, u16) {
     let mut command = peer.command();
+    if let Some(spec) = deflate {
+        command.env("PEER_DEFLATE", spec);
+    }
     command
         .args(["server", "0"])
         .stdin(Stdio::null())
@@ -201,13 +204,23 @@ fn start_peer_server(peer: Peer) -> (ChildGuard, u16) {
     }
 }
 
-/// A peer's client scenario against one of our servers.
-fn peer_client_against(peer: Peer, server: Adapter) {
+/// The permessage-deflate settings the deflate tests give the peers
+/// (`PEER_DEFLATE`, see `interop/`): the peer's defaults, no context
+/// takeover either way, and the smallest and largest windows each way.
+const DEFLATE_SPECS: [&str; 4] = ["default", "no-takeover", "bits-9-15", "bits-15-9"];
+
+/// A peer's client scenario against one of our servers; with `deflate`,
+/// the peer offers permessage-deflate so (`PEER_DEFLATE`) and checks that
+/// it was negotiated (our servers accept it by default).
+fn peer_client_against(peer: Peer, server: Adapter, deflate: Option<&str>) {
     if !peer.require() {
         return;
     }
     let running = server.start_server(2);
     let mut command = peer.command();
+    if let Some(spec) = deflate {
+        command.env("PEER_DEFLATE", spec);
+    }
     command
         .args(["client", &running.url])
         .stdin(Stdio::null())
@@ -226,18 +239,20 @@ fn peer_client_against(peer: Peer, server: Adapter) {
     check_reports(&running.reports(), ClientKind::Peer);
 }
 
-/// Our client scenario against a peer's server.
-fn our_client_against(client: Adapter, peer: Peer) {
+/// Our client scenario against a peer's server; with `deflate`, the peer
+/// accepts permessage-deflate so (`PEER_DEFLATE`) and closes a connection
+/// that did not negotiate it (our clients offer it by default).
+fn our_client_against(client: Adapter, peer: Peer, deflate: Option<&str>) {
     if !peer.require() {
         return;
     }
-    let (_guard, port) = start_peer_server(peer);
+    let (_guard, port) = start_peer_server(peer, deflate);
     let plan = Plan {
         big: false,
         peer_server: true,
     };
     if let Err(e) = client.run_client(&format!("ws://127.0.0.1:{port}/interop"), plan) {
-        panic!("our {client:?} client against the {peer:?} server: {e}");
+        panic!("our {client:?} client against the {peer:?} server (deflate {deflate:?}): {e}");
     }
 }
 
@@ -246,7 +261,7 @@ macro_rules! peer_clients {
         $(
             #[test]
             fn $name() {
-                peer_client_against(Peer::$peer, Adapter::$server);
+                peer_client_against(Peer::$peer, Adapter::$server, None);
             }
         )*
     };
@@ -257,7 +272,7 @@ macro_rules! peer_servers {
         $(
             #[test]
             fn $name() {
-                our_client_against(Adapter::$client, Peer::$peer);
+                our_client_against(Adapter::$client, Peer::$peer, None);
             }
         )*
     };
@@ -283,4 +298,46 @@ peer_servers! {
     smol_client_node_server: Smol -> Node;
     async_std_client_node_server: AsyncStd -> Node;
     std_client_node_server: Std -> Node;
+}
+
+/// Each pair with permessage-deflate negotiated, once per [`DEFLATE_SPECS`]
+/// setting: messages up to 1 MiB (text compresses, random binary does not),
+/// fragmented ones, both directions.
+macro_rules! deflate_pairs {
+    ($($client:ident: $peer:ident -> $server:ident; $ours:ident: $our_client:ident -> $their_server:ident;)*) => {
+        $(
+            #[test]
+            fn $client() {
+                for spec in DEFLATE_SPECS {
+                    peer_client_against(Peer::$peer, Adapter::$server, Some(spec));
+                }
+            }
+
+            #[test]
+            fn $ours() {
+                for spec in DEFLATE_SPECS {
+                    our_client_against(Adapter::$our_client, Peer::$their_server, Some(spec));
+                }
+            }
+        )*
+    };
+}
+
+deflate_pairs! {
+    deflate_python_client_tokio_server: Python -> Tokio;
+        deflate_tokio_client_python_server: Tokio -> Python;
+    deflate_python_client_smol_server: Python -> Smol;
+        deflate_smol_client_python_server: Smol -> Python;
+    deflate_python_client_async_std_server: Python -> AsyncStd;
+        deflate_async_std_client_python_server: AsyncStd -> Python;
+    deflate_python_client_std_server: Python -> Std;
+        deflate_std_client_python_server: Std -> Python;
+    deflate_node_client_tokio_server: Node -> Tokio;
+        deflate_tokio_client_node_server: Tokio -> Node;
+    deflate_node_client_smol_server: Node -> Smol;
+        deflate_smol_client_node_server: Smol -> Node;
+    deflate_node_client_async_std_server: Node -> AsyncStd;
+        deflate_async_std_client_node_server: AsyncStd -> Node;
+    deflate_node_client_std_server: Node -> Std;
+        deflate_std_client_node_server: Std -> Node;
 }
