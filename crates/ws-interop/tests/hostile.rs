@@ -23,11 +23,11 @@ use std::{
     time::Instant,
 };
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use common::Adapter;
 use ws_proto::{
-    AcceptOptions, ClientRequest, ClientResponse, CloseCode, Config, Event, Message,
-    ServerHandshake,
+    AcceptOptions, ClientHandshake, ClientRequest, ClientResponse, CloseCode, Config, Event,
+    HandshakeConfig, Message, ServerHandshake, deflate::DeflateConfig,
 };
 
 /// Bound for a whole test.
@@ -876,6 +876,53 @@ fn huge_length(adapter: Adapter) {
 
 per_runtime!(huge_length => huge_length_tokio, huge_length_smol, huge_length_async_std,
     huge_length_std);
+
+// ----- 4b. A deflate bomb -----
+
+/// 16 MiB of zeros as one permessage-deflate message (about 16 KiB on the
+/// wire, written by our own sans-IO client) against a 64 KiB message limit:
+/// Close 1009 as soon as the inflated bytes pass the limit, and
+/// `Error::Protocol` on the server. The core's tests check that no more
+/// than the limit is ever inflated.
+fn deflate_bomb(adapter: Adapter) {
+    let mut opts = opts();
+    opts.config = opts.config.with_max_message_size(64 << 10);
+    let server = adapter.serve(opts, recv());
+    let mut stream = raw_socket(server.addr, None, false);
+    let request = ClientRequest::new(&format!("ws://{}/bomb", server.addr)).expect("request");
+    let config = HandshakeConfig::default().with_deflate(DeflateConfig::default());
+    let mut handshake = ClientHandshake::new(&request)
+        .expect("handshake")
+        .with_config(config);
+    stream
+        .write_all(handshake.request())
+        .expect("write request");
+    let head = read_head(&mut stream).expect("read response");
+    let response = handshake
+        .receive(&mut BytesMut::from(head.as_bytes()))
+        .expect("valid response")
+        .expect("complete response");
+    let mut conn = response.connection(Config::default());
+    assert!(conn.deflate().is_some(), "deflate not negotiated: {head}");
+    conn.send(Message::binary(vec![0u8; 16 << 20]))
+        .expect("queue");
+    let out = conn.outgoing();
+    let wire = out.copy_to_bytes(out.remaining());
+    assert!(wire.len() < 64 << 10, "{} bytes on the wire", wire.len());
+    let start = Instant::now();
+    stream.write_all(&wire).expect("bomb");
+    let t = transcript(&mut stream, start);
+    eprintln!("{adapter:?}: raw peer read {t:?}");
+    assert_eq!(t.close, Some(1009), "{t:?}");
+    assert!(t.close_at.is_some_and(|at| at < SLACK), "{t:?}");
+    assert!(t.end.is_gone(), "{t:?}");
+    let out = server.outcome();
+    let error = out.error.as_ref().expect("a protocol error");
+    assert_eq!(error.protocol, Some(1009), "{out:?}");
+}
+
+per_runtime!(deflate_bomb => deflate_bomb_tokio, deflate_bomb_smol, deflate_bomb_async_std,
+    deflate_bomb_std);
 
 // ----- 5. A million 1-byte fragments -----
 
