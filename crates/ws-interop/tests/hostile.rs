@@ -852,6 +852,19 @@ fn ping_flood(adapter: Adapter) {
 per_runtime!(ping_flood => ping_flood_tokio, ping_flood_smol, ping_flood_async_std,
     ping_flood_std);
 
+/// What the raw peer reads after sending too much: Close 1009 within
+/// [`SLACK`], then the end of the stream; and the server's protocol error.
+fn expect_1009_at_once(adapter: Adapter, stream: &mut TcpStream, start: Instant, server: Server) {
+    let t = transcript(stream, start);
+    eprintln!("{adapter:?}: raw peer read {t:?}");
+    assert_eq!(t.close, Some(1009), "{t:?}");
+    assert!(t.close_at.is_some_and(|at| at < SLACK), "{t:?}");
+    assert!(t.end.is_gone(), "{t:?}");
+    let out = server.outcome();
+    let error = out.error.as_ref().expect("a protocol error");
+    assert_eq!(error.protocol, Some(1009), "{out:?}");
+}
+
 // ----- 4. A 2^63-1 length -----
 
 /// A header announcing 2^63-1 payload bytes: Close 1009 at once, and
@@ -864,14 +877,7 @@ fn huge_length(adapter: Adapter) {
     header.extend_from_slice(&MASK);
     let start = Instant::now();
     stream.write_all(&header).expect("header");
-    let t = transcript(&mut stream, start);
-    eprintln!("{adapter:?}: raw peer read {t:?}");
-    assert_eq!(t.close, Some(1009), "{t:?}");
-    assert!(t.close_at.is_some_and(|at| at < SLACK), "{t:?}");
-    assert!(t.end.is_gone(), "{t:?}");
-    let out = server.outcome();
-    let error = out.error.as_ref().expect("a protocol error");
-    assert_eq!(error.protocol, Some(1009), "{out:?}");
+    expect_1009_at_once(adapter, &mut stream, start, server);
 }
 
 per_runtime!(huge_length => huge_length_tokio, huge_length_smol, huge_length_async_std,
@@ -911,14 +917,7 @@ fn deflate_bomb(adapter: Adapter) {
     assert!(wire.len() < 64 << 10, "{} bytes on the wire", wire.len());
     let start = Instant::now();
     stream.write_all(&wire).expect("bomb");
-    let t = transcript(&mut stream, start);
-    eprintln!("{adapter:?}: raw peer read {t:?}");
-    assert_eq!(t.close, Some(1009), "{t:?}");
-    assert!(t.close_at.is_some_and(|at| at < SLACK), "{t:?}");
-    assert!(t.end.is_gone(), "{t:?}");
-    let out = server.outcome();
-    let error = out.error.as_ref().expect("a protocol error");
-    assert_eq!(error.protocol, Some(1009), "{out:?}");
+    expect_1009_at_once(adapter, &mut stream, start, server);
 }
 
 per_runtime!(deflate_bomb => deflate_bomb_tokio, deflate_bomb_smol, deflate_bomb_async_std,

@@ -586,6 +586,20 @@ impl Connection {
     /// (smaller ones are copied next to their header, which is cheaper than
     /// a separate write); a client copies once while masking.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.send_message(message, true)
+    }
+
+    /// Like [`send`](Self::send), but never compressed, whatever was
+    /// negotiated: for data that is already compressed or must not share a
+    /// compression context with other data (RFC 7692 section 10 and the
+    /// CRIME/BREACH class of attacks: secrets next to attacker-chosen text).
+    #[cfg(feature = "deflate")]
+    pub fn send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
+        self.send_message(message, false)
+    }
+
+    #[inline(always)]
+    fn send_message(&mut self, message: Message, compress: bool) -> Result<(), SendError> {
         self.check_send()?;
         if self.sending_fragmented.is_some() {
             return Err(SendError::FragmentInProgress);
@@ -595,31 +609,16 @@ impl Connection {
         }
         let (opcode, data) = split_message(message);
         #[cfg(feature = "deflate")]
-        if let Some(codec) = self.codec_mut()
+        if compress
+            && let Some(codec) = self.codec_mut()
             && data.len() >= codec.params().min_size
             && let Some(packed) = codec.compress_message(&data)
         {
             self.push_data(opcode, packed.freeze(), true, RSV1);
             return Ok(());
         }
-        self.push_data(opcode, data, true, 0);
-        Ok(())
-    }
-
-    /// Like [`send`](Self::send), but never compressed, whatever was
-    /// negotiated: for data that is already compressed or must not share a
-    /// compression context with other data (RFC 7692 section 10 and the
-    /// CRIME/BREACH class of attacks: secrets next to attacker-chosen text).
-    #[cfg(feature = "deflate")]
-    pub fn send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
-        self.check_send()?;
-        if self.sending_fragmented.is_some() {
-            return Err(SendError::FragmentInProgress);
-        }
-        if self.is_write_buffer_full() {
-            return Err(SendError::Full(message));
-        }
-        let (opcode, data) = split_message(message);
+        #[cfg(not(feature = "deflate"))]
+        let _ = compress;
         self.push_data(opcode, data, true, 0);
         Ok(())
     }
