@@ -151,16 +151,10 @@ pub struct DeflateConfig {
 
 impl Default for DeflateConfig {
     fn default() -> Self {
+        // The same settings as `OFF`, offered.
         Self {
             policy: DeflatePolicy::Offer,
-            level: 6,
-            mem_level: 5,
-            min_size: 64,
-            client_max_window_bits: 12,
-            server_max_window_bits: 12,
-            client_no_context_takeover: false,
-            server_no_context_takeover: false,
-            keep_compressor: false,
+            ..Self::OFF
         }
     }
 }
