@@ -9,8 +9,8 @@ use async_io::Timer;
 use async_net::TcpStream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
-use ws_proto::ServerRequest;
 use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
+use ws_proto::{ServerRequest, adapter};
 
 use crate::socket::{Clock, poll_op};
 use crate::{Options, Result, WebSocket};
@@ -41,33 +41,17 @@ pub async fn connect_with(
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
-    let why = "wss:// needs TLS, which ws-futures does not provide";
-    if request.is_secure() {
-        return Err(HandshakeError::InvalidRequest(why).into());
-    }
+    let target = adapter::plain_tcp_target(&request)?;
     let start = Instant::now();
-    // `Timer::after` of a huge duration never fires: no overflow.
     let timer = options
         .handshake_timeout
         .map_or_else(Timer::never, Timer::after);
-    let stream = {
-        let connect = pin!(TcpStream::connect((request.host(), request.port())));
-        match select(connect, timer).await {
-            Either::Left((stream, _)) => stream?,
-            Either::Right(_) => return Err(HandshakeError::TimedOut.into()),
-        }
+    let stream = match select(pin!(TcpStream::connect(target)), timer).await {
+        Either::Left((stream, _)) => stream?,
+        Either::Right(_) => return Err(HandshakeError::TimedOut.into()),
     };
     stream.set_nodelay(true)?;
-    // What is left of the timeout bounds the handshake.
-    let left = options
-        .handshake_timeout
-        .map(|t| t.saturating_sub(start.elapsed()));
-    client(
-        stream,
-        request,
-        &options.clone().with_handshake_timeout(left),
-    )
-    .await
+    client(stream, request, &options.after(start.elapsed())?).await
 }
 
 /// Runs the client handshake over an already-connected stream, within

@@ -275,17 +275,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         })
     }
 
-    /// The protocol state machine.
-    pub fn connection(&self) -> &Connection {
-        self.0.driver.connection()
-    }
-
-    /// The protocol state machine, e.g. for
-    /// [`send_fragment`](Connection::send_fragment); commands only queue
-    /// bytes, so call [`flush`](Self::flush) afterwards.
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        self.0.driver.connection_mut()
-    }
+    ws_proto::driver_accessors!(0.driver);
 
     /// The stream.
     pub const fn get_ref(&self) -> &S {
@@ -342,12 +332,6 @@ impl<L: Receiver> Socket<L> {
     /// Cancel-safe: dropping the future loses no event.
     pub async fn recv_event(&mut self) -> Option<Result<Event>> {
         poll_fn(|cx| self.poll_recv_event(cx)).await
-    }
-
-    /// The Close frame that ended the connection: the peer's, or code
-    /// 1006 when the transport ended or a timeout expired without one.
-    pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.0.close_frame()
     }
 }
 

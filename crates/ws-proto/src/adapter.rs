@@ -59,6 +59,19 @@ impl Error {
     }
 }
 
+/// Where an adapter's `connect` opens its plain TCP connection: `request`'s
+/// host and port. A `wss://` request is refused (before any connection is
+/// made), since the adapters' `connect` speaks no TLS: connect the TLS
+/// stream yourself and pass it to the adapter's `client`.
+pub fn plain_tcp_target(request: &crate::ClientRequest) -> Result<(&str, u16), HandshakeError> {
+    if request.is_secure() {
+        let why =
+            "wss:// needs TLS, which connect() does not speak: run client() over a TLS stream";
+        return Err(HandshakeError::InvalidRequest(why));
+    }
+    Ok((request.host(), request.port()))
+}
+
 /// Whether an I/O error is a deadline passing: `WouldBlock` or `TimedOut`
 /// from a stream with a read or write timeout.
 pub fn is_timeout(error: &io::Error) -> bool {
@@ -130,6 +143,40 @@ impl From<Error> for io::Error {
             other => Self::new(kind, other),
         }
     }
+}
+
+/// The accessors every runtime adapter's socket has over its
+/// [`Driver`](crate::Driver), written once so that they behave, and are
+/// documented, the same in every adapter: `close_frame`, `connection` and
+/// `connection_mut`. `$($driver).+` is the driver's field path from `self`.
+/// For adapters: not a stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! driver_accessors {
+    ($($driver:tt).+) => {
+        /// Why the connection ended: the peer's Close frame, or code 1006
+        /// ([`CloseCode::ABNORMAL`](ws_proto::CloseCode::ABNORMAL)) when it
+        /// ended without one (the transport ended or failed, or a keepalive or
+        /// close timeout gave up on the peer). `None` while the connection is
+        /// open, and after a protocol error, which was returned instead.
+        pub fn close_frame(&self) -> Option<&$crate::CloseFrame> {
+            self.$($driver).+.close_frame()
+        }
+
+        /// The sans-IO connection: state, role, configuration, what was
+        /// negotiated.
+        pub fn connection(&self) -> &$crate::Connection {
+            self.$($driver).+.connection()
+        }
+
+        /// The connection, for commands this adapter does not wrap
+        /// ([`send_fragment`](ws_proto::Connection::send_fragment),
+        /// [`pong`](ws_proto::Connection::pong)). Commands only queue bytes:
+        /// call `flush` afterwards.
+        pub fn connection_mut(&mut self) -> &mut $crate::Connection {
+            self.$($driver).+.connection_mut()
+        }
+    };
 }
 
 #[cfg(test)]

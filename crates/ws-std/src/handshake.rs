@@ -8,8 +8,8 @@ use std::{
     time::Instant,
 };
 
-use ws_proto::ServerRequest;
-use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
+use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, Op};
+use ws_proto::{ServerRequest, adapter};
 
 use crate::{Options, Result, Transport, WebSocket};
 
@@ -34,32 +34,16 @@ pub fn connect_with(
     request: ClientRequest,
     options: &Options,
 ) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
-    if request.is_secure() {
-        let why =
-            "wss:// needs TLS, which ws-std does not provide (use client() over a TLS stream)";
-        return Err(HandshakeError::InvalidRequest(why).into());
-    }
+    let target = adapter::plain_tcp_target(&request)?;
     let start = Instant::now();
-    let left = || {
-        let left = options
-            .handshake_timeout
-            .map(|t| t.saturating_sub(start.elapsed()));
-        match left {
-            Some(left) if left.is_zero() => Err(HandshakeError::TimedOut),
-            left => Ok(left),
-        }
-    };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
-    for addr in (request.host(), request.port()).to_socket_addrs()? {
-        let attempt = match left()? {
+    for addr in target.to_socket_addrs()? {
+        let attempt = match options.after(start.elapsed())?.handshake_timeout {
             Some(left) => TcpStream::connect_timeout(&addr, left),
             None => TcpStream::connect(addr),
         };
         match attempt.and_then(|stream| stream.set_nodelay(true).map(|()| stream)) {
-            Ok(stream) => {
-                let options = options.clone().with_handshake_timeout(left()?);
-                return client(stream, request, &options);
-            }
+            Ok(stream) => return client(stream, request, &options.after(start.elapsed())?),
             Err(e) => last = e,
         }
     }

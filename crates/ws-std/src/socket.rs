@@ -12,7 +12,7 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use ws_proto::{
-    Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op, Outgoing, Role,
+    Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Outgoing, Role,
     adapter::is_timeout,
 };
 
@@ -441,25 +441,7 @@ impl<S: Transport> WebSocket<S> {
         self.run(Op::Close, None).map(drop)
     }
 
-    /// Why the connection ended: the peer's Close frame, or code 1006
-    /// ([`CloseCode::ABNORMAL`]) when it ended without one: the transport
-    /// ended or failed, or a keepalive or close timeout gave up on the peer.
-    /// `None` while the connection is open (and after a protocol error,
-    /// which was returned instead).
-    pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.driver.close_frame()
-    }
-
-    /// The protocol state machine, e.g. for `state()` or `close_received()`.
-    pub const fn connection(&self) -> &Connection {
-        self.driver.connection()
-    }
-
-    /// The protocol state machine, e.g. for `send_fragment` (follow with
-    /// [`flush`](Self::flush)).
-    pub const fn connection_mut(&mut self) -> &mut Connection {
-        self.driver.connection_mut()
-    }
+    ws_proto::driver_accessors!(driver);
 
     /// The underlying stream.
     pub const fn get_ref(&self) -> &S {

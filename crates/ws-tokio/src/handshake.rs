@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
-use ws_proto::{ServerRequest, adapter::exports::Options};
+use ws_proto::{ServerRequest, adapter, adapter::exports::Options};
 
 use crate::socket::{Timer, poll_op};
 use crate::{Result, WebSocket};
@@ -22,6 +22,21 @@ async fn open<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Resul
     Ok(ws.driver.handshake_result()?)
 }
 
+/// Like [`connect`], with a prepared request (subprotocols, headers) and
+/// options. Cancelling abandons the connection attempt.
+pub async fn connect_with(
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    let target = adapter::plain_tcp_target(&request)?;
+    let start = Instant::now();
+    let limit = options.handshake_timeout.unwrap_or(Duration::MAX);
+    let connect = tokio::time::timeout(limit, TcpStream::connect(target));
+    let stream = connect.await.map_err(|_| HandshakeError::TimedOut)??;
+    stream.set_nodelay(true)?;
+    client(stream, request, &options.after(start.elapsed())?).await
+}
+
 /// Connects to a `ws://` URL with the default [`Options`]: DNS, TCP (with
 /// `TCP_NODELAY`) and the handshake, all within the handshake timeout.
 ///
@@ -31,37 +46,6 @@ async fn open<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Resul
 /// Cancelling (dropping the future) abandons the connection attempt.
 pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
     connect_with(ClientRequest::new(url)?, &Options::default()).await
-}
-
-/// Like [`connect`], with a prepared request (subprotocols, headers) and
-/// options. Cancelling abandons the connection attempt.
-pub async fn connect_with(
-    request: ClientRequest,
-    options: &Options,
-) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
-    if request.is_secure() {
-        let why =
-            "wss:// needs TLS, which ws-tokio does not provide: use client() over a TLS stream";
-        return Err(HandshakeError::InvalidRequest(why).into());
-    }
-    let start = Instant::now();
-    let connect = TcpStream::connect((request.host(), request.port()));
-    let limit = options.handshake_timeout.unwrap_or(Duration::MAX);
-    let stream = match tokio::time::timeout(limit, connect).await {
-        Ok(stream) => stream?,
-        Err(_) => return Err(HandshakeError::TimedOut.into()),
-    };
-    stream.set_nodelay(true)?;
-    // What is left of the timeout bounds the handshake.
-    let left = options
-        .handshake_timeout
-        .map(|t| t.saturating_sub(start.elapsed()));
-    client(
-        stream,
-        request,
-        &options.clone().with_handshake_timeout(left),
-    )
-    .await
 }
 
 /// Runs the client handshake over an already connected stream (TLS, a
@@ -109,6 +93,14 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Resul
     read_request_with(stream, &Options::default()).await
 }
 
+/// A valid opening request waiting for the application's answer.
+#[derive(Debug)]
+pub struct Incoming<S> {
+    /// The stream, and the driver holding bytes read past the request.
+    ws: WebSocket<S>,
+    request: ServerRequest,
+}
+
 /// Reads the opening request, within the handshake timeout, for the
 /// application to inspect before it [accepts](Incoming::accept) or
 /// [rejects](Incoming::reject) it (it may await anything in between).
@@ -123,14 +115,6 @@ pub async fn read_request_with<S: AsyncRead + AsyncWrite + Unpin>(
     open(&mut ws).await?;
     let request = ws.driver.take_request()?;
     Ok(Incoming { ws, request })
-}
-
-/// A valid opening request waiting for the application's answer.
-#[derive(Debug)]
-pub struct Incoming<S> {
-    /// The stream, and the driver holding bytes read past the request.
-    ws: WebSocket<S>,
-    request: ServerRequest,
 }
 
 impl<S> Incoming<S> {

@@ -15,7 +15,7 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::io::poll_read_buf;
-use ws_proto::{Action, CloseCode, CloseFrame, Config, Connection, Driver, Event, Message, Op};
+use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op};
 use ws_proto::{Role, SendError};
 
 use crate::{Error, Result};
@@ -447,25 +447,7 @@ impl<S> WebSocket<S> {
         }
     }
 
-    /// Why the connection ended: the peer's Close frame, or code 1006 when
-    /// the transport ended or failed, or a timeout fired, without one. `None`
-    /// while open (and after a protocol error, which [`recv`](Self::recv)
-    /// returned).
-    pub const fn close_frame(&self) -> Option<&CloseFrame> {
-        self.driver.close_frame()
-    }
-
-    /// The sans-IO connection (state, role, configuration).
-    pub const fn connection(&self) -> &Connection {
-        self.driver.connection()
-    }
-
-    /// The connection, for commands this adapter does not wrap
-    /// ([`Connection::send_fragment`], [`Connection::pong`]). Commands only
-    /// queue bytes: call [`flush`](Self::flush) afterwards.
-    pub const fn connection_mut(&mut self) -> &mut Connection {
-        self.driver.connection_mut()
-    }
+    ws_proto::driver_accessors!(driver);
 
     /// The underlying stream.
     pub const fn get_ref(&self) -> &S {

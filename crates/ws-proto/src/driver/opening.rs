@@ -92,6 +92,18 @@ impl Options {
         self.handshake_timeout = timeout;
         self
     }
+
+    /// These options for the rest of a handshake that has already spent
+    /// `elapsed` (an adapter's `connect` resolving and connecting first):
+    /// what is left of [`handshake_timeout`](Self::handshake_timeout)
+    /// bounds the rest. [`HandshakeError::TimedOut`] when nothing is left.
+    pub fn after(&self, elapsed: Duration) -> Result<Self, HandshakeError> {
+        let left = self.handshake_timeout.map(|t| t.saturating_sub(elapsed));
+        if left.is_some_and(|left| left.is_zero()) {
+            return Err(HandshakeError::TimedOut);
+        }
+        Ok(self.clone().with_handshake_timeout(left))
+    }
 }
 
 /// The handshake in progress; boxed in the driver and dropped once the
