@@ -4,6 +4,8 @@
 //! threshold).
 #![no_main]
 
+use std::time::Duration;
+
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ws_proto::{
@@ -21,6 +23,9 @@ enum Op {
     Uncompressed(String),
     /// Move up to this many bytes each way.
     Transfer(u16),
+    /// Time passes: the timer frees idle compression contexts (when the
+    /// deflate settings release them).
+    Idle,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -40,7 +45,7 @@ struct Deflate {
     server_takeover: bool,
     min_size: u8,
     level: u8,
-    keep_compressor: bool,
+    release_contexts: bool,
 }
 
 struct Side {
@@ -65,7 +70,7 @@ impl Side {
             let config = DeflateConfig::default()
                 .with_min_size(usize::from(d.min_size))
                 .with_level(d.level % 10)
-                .with_keep_compressor(d.keep_compressor);
+                .with_release_contexts_after(d.release_contexts.then_some(Duration::ZERO));
             // Window bits 9..=15 for each direction, seen from this side.
             let (client, server) = (9 + d.client_bits % 7, 9 + d.server_bits % 7);
             let params = match role {
@@ -127,6 +132,14 @@ impl Side {
             Op::Transfer(limit) => {
                 move_bytes(&mut self.conn, &mut peer.inbox, usize::from(*limit));
                 peer.drain();
+            }
+            Op::Idle => {
+                // Twice: the first expiry only notes the contexts were used.
+                for _ in 0..2 {
+                    if let Some(deadline) = self.conn.poll_timeout(Duration::ZERO) {
+                        self.conn.handle_timeout(deadline);
+                    }
+                }
             }
         }
     }

@@ -323,6 +323,26 @@ impl Connection {
         self.ext.as_deref_mut().and_then(|ext| ext.deflate.as_mut())
     }
 
+    /// Whether the codec's contexts wait for the timer to free them.
+    fn codec_has_timer(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.codec().is_some_and(crate::deflate::Codec::has_timer);
+        #[cfg(not(feature = "deflate"))]
+        false
+    }
+
+    /// When the codec's idle contexts may be freed.
+    #[cfg_attr(not(feature = "deflate"), allow(clippy::unused_self))]
+    fn codec_release_deadline(&mut self, now: Duration) -> Option<Duration> {
+        #[cfg(feature = "deflate")]
+        return self.codec_mut().and_then(|codec| codec.poll_timeout(now));
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = now;
+            None
+        }
+    }
+
     /// Where the close handshake stands.
     #[inline]
     pub fn state(&self) -> State {
@@ -371,6 +391,7 @@ impl Connection {
     pub fn has_timers(&self) -> bool {
         matches!(self.timer, Timer::Pending | Timer::Armed(_))
             || (self.config.ping_interval.is_some() && !self.close_sent && !self.finished)
+            || self.codec_has_timer()
     }
 
     /// Whether bytes wait in [`outgoing`](Self::outgoing).
@@ -537,6 +558,10 @@ impl Connection {
     ///   queued, `next_event` yields `Event::Close` with code 1006, and the
     ///   transport should be closed at once.
     pub fn handle_timeout(&mut self, now: Duration) {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.codec_mut() {
+            codec.on_timeout(now);
+        }
         if let Timer::Armed(deadline) = self.timer
             && now >= deadline
         {
@@ -730,6 +755,8 @@ impl Connection {
             Timer::Armed(deadline) => Some(deadline),
             _ => None,
         };
+        let release = self.codec_release_deadline(now);
+        let close_deadline = close_deadline.into_iter().chain(release).min();
         if self.close_sent || self.finished {
             return close_deadline;
         }

@@ -3,7 +3,7 @@
 //! and restored on the way in; context takeover through a kept window.
 
 use alloc::{boxed::Box, vec::Vec};
-use core::fmt;
+use core::{fmt, time::Duration};
 
 use bytes::BytesMut;
 use zlib_rs::{
@@ -18,11 +18,10 @@ use crate::{error::ProtocolError, utf8::Utf8Validator};
 /// appended again before inflating it (RFC 7692 sections 7.2.1 and 7.2.2).
 pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// One connection's codec. By default no zlib state lives here between
-/// messages: a context is created for each message (primed with the kept
-/// window when context takeover is on) and freed at its end, because a
-/// zlib-rs compressor holds 134 KiB or more whatever its window. With
-/// `keep_compressor` the compressor stays (and no send window is kept).
+/// One connection's codec. Its zlib contexts live while messages flow and
+/// are freed after [`DeflateParams::release_after`] without one (a zlib-rs
+/// compressor holds 134 KiB or more whatever its window); with context
+/// takeover the kept windows prime the next fresh context.
 pub(crate) struct Codec {
     params: DeflateParams,
     /// The last `2^send_bits` uncompressed bytes of our compressed
@@ -31,16 +30,25 @@ pub(crate) struct Codec {
     /// The last `2^recv_bits` bytes the peer's compressed messages
     /// inflated to (takeover only).
     recv_window: Vec<u8>,
-    /// The compressor of a fragmented message being sent.
+    /// Our compressor, while in use.
     deflate: Option<Box<Deflate>>,
-    /// The decompressor of a compressed message being received.
+    /// The peer's decompressor, while in use.
     inflate: Option<Box<Inflater>>,
+    /// A fragmented message is being compressed.
+    sending: bool,
+    /// A compressed message is being inflated.
+    receiving: bool,
+    /// A context was used since the release timer was armed.
+    used: bool,
+    /// When to free idle contexts, on the connection's clock.
+    release_at: Option<Duration>,
 }
 
 struct Inflater {
     inner: Inflate,
     /// The peer ended the deflate stream (a block with BFINAL): what
-    /// follows in this message is ignored (RFC 7692 section 7.2.3.3).
+    /// follows in this message is ignored (RFC 7692 section 7.2.3.3), and
+    /// the next message starts a new stream.
     ended: bool,
 }
 
@@ -50,9 +58,10 @@ impl fmt::Debug for Codec {
             .field("params", &self.params)
             .field("send_window", &self.send_window.len())
             .field("recv_window", &self.recv_window.len())
-            .field("compressing", &self.deflate.is_some())
-            .field("inflating", &self.inflate.is_some())
-            .finish()
+            .field("compressor", &self.deflate.is_some())
+            .field("decompressor", &self.inflate.is_some())
+            .field("release_at", &self.release_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,6 +73,10 @@ impl Codec {
             recv_window: Vec::new(),
             deflate: None,
             inflate: None,
+            sending: false,
+            receiving: false,
+            used: false,
+            release_at: None,
         }
     }
 
@@ -82,26 +95,13 @@ impl Codec {
         self.send_window.capacity() + self.recv_window.capacity() + deflate + inflate
     }
 
-    /// Compresses a whole message, or returns `None` when that would not
-    /// make it smaller (it is then sent uncompressed, which RFC 7692
-    /// section 6 allows, and leaves the window as it was).
+    /// Compresses a whole message. `None` when that would not make it
+    /// smaller and it may go out uncompressed instead (RFC 7692 section 6):
+    /// only without takeover, since with it the message is already in our
+    /// compressor's window, and so must reach the peer's.
     pub(crate) fn compress_message(&mut self, data: &[u8]) -> Option<BytesMut> {
-        if self.params.keep_compressor {
-            // The kept context has seen `data` once compressed: with
-            // takeover it is in the peer's window only if sent compressed.
-            return Some(self.compress_fragment(data, true));
-        }
-        let mut deflate = self.new_deflate();
-        let mut out = BytesMut::new();
-        run_deflate(&mut deflate, data, &mut out);
-        strip_tail(&mut out);
-        if out.len() >= data.len() {
-            return None;
-        }
-        if self.params.send_takeover {
-            remember(&mut self.send_window, data, self.params.send_bits);
-        }
-        Some(out)
+        let out = self.compress_fragment(data, true);
+        (self.params.send_takeover || out.len() < data.len()).then_some(out)
     }
 
     /// Compresses one fragment of a message; `fin` ends it. Fragments are
@@ -113,22 +113,19 @@ impl Codec {
         };
         let mut out = BytesMut::new();
         run_deflate(&mut deflate, data, &mut out);
-        let keep = self.params.keep_compressor;
-        if self.params.send_takeover && !keep {
+        if self.params.send_takeover {
             remember(&mut self.send_window, data, self.params.send_bits);
         }
+        self.sending = !fin;
         if fin {
             strip_tail(&mut out);
-            if keep {
-                if !self.params.send_takeover {
-                    // Section 7.1.1.1 / 7.1.1.2: a fresh LZ77 window per message.
-                    deflate.reset();
-                }
-                self.deflate = Some(deflate);
+            if !self.params.send_takeover {
+                // Section 7.1.1.1 / 7.1.1.2: a fresh LZ77 window per message.
+                deflate.reset();
             }
-        } else {
-            self.deflate = Some(deflate);
         }
+        self.deflate = Some(deflate);
+        self.used = true;
         out
     }
 
@@ -151,8 +148,8 @@ impl Codec {
         deflate
     }
 
-    /// Inflates one frame's payload of a compressed message onto `out`:
-    /// `first` starts the message, `fin` ends it (the tail is restored).
+    /// Inflates one frame's payload of a compressed message onto `out`;
+    /// `fin` ends the message (the tail is restored).
     /// Text is UTF-8 checked as it is inflated (`utf8`), and `out` never
     /// grows beyond `limit` + 1 bytes: more fails with 1009 (RFC 6455
     /// section 10.4), so a deflate bomb costs at most `limit`.
@@ -169,6 +166,8 @@ impl Codec {
             None => self.new_inflate(),
         };
         run_inflate(&mut inflater, input, out, limit, utf8.as_deref_mut())?;
+        self.receiving = !fin;
+        self.used = true;
         if !fin {
             self.inflate = Some(inflater);
             return Ok(());
@@ -176,6 +175,12 @@ impl Codec {
         run_inflate(&mut inflater, &TAIL, out, limit, utf8)?;
         if self.params.recv_takeover {
             remember(&mut self.recv_window, out, self.params.recv_bits);
+        }
+        // Without takeover (section 7.1.1.1 / 7.1.1.2), or after the peer
+        // ended its stream, the next message starts afresh: a new context,
+        // since zlib-rs' reset forgets the negotiated window size.
+        if self.params.recv_takeover && !inflater.ended {
+            self.inflate = Some(inflater);
         }
         Ok(())
     }
@@ -189,13 +194,50 @@ impl Codec {
     /// Nothing more will be sent (our Close is queued): free the send side.
     pub(crate) fn end_send(&mut self) {
         self.deflate = None;
+        self.sending = false;
         self.send_window = Vec::new();
     }
 
     /// Nothing more will be received (the peer's Close arrived).
     pub(crate) fn end_receive(&mut self) {
         self.inflate = None;
+        self.receiving = false;
         self.recv_window = Vec::new();
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) may free idle contexts, arming
+    /// that deadline if contexts are live (see [`Connection::poll_timeout`](crate::Connection::poll_timeout)).
+    pub(crate) fn poll_timeout(&mut self, now: Duration) -> Option<Duration> {
+        if self.has_timer() {
+            let after = self.params.release_after?;
+            return Some(
+                *self
+                    .release_at
+                    .get_or_insert_with(|| now.saturating_add(after)),
+            );
+        }
+        self.release_at = None;
+        None
+    }
+
+    /// Whether contexts wait to be freed by the timer.
+    pub(crate) fn has_timer(&self) -> bool {
+        self.params.release_after.is_some() && (self.deflate.is_some() || self.inflate.is_some())
+    }
+
+    /// Frees the contexts if none was used since the deadline was armed;
+    /// otherwise the next [`poll_timeout`](Self::poll_timeout) re-arms it. So
+    /// a busy connection meets the timer once per interval, not per message.
+    pub(crate) fn on_timeout(&mut self, now: Duration) {
+        if self.release_at.is_none_or(|at| now < at) {
+            return;
+        }
+        self.release_at = None;
+        if core::mem::take(&mut self.used) || self.sending || self.receiving {
+            return;
+        }
+        self.deflate = None;
+        self.inflate = None;
     }
 
     fn new_inflate(&self) -> Box<Inflater> {

@@ -2,6 +2,8 @@
 //! negotiation tables for both roles, round trips under every parameter
 //! combination, and hostile input (RSV1 misuse, corrupt data, bombs).
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use proptest::{prelude::*, sample::Index};
 use ws_proto::{
@@ -99,36 +101,45 @@ fn rfc7692_7_2_3_5_a_fragmented_compressed_message() {
 
 #[test]
 fn our_compressor_writes_the_rfc_bytes_for_hello() {
-    // A whole "Hello" compresses to 7 bytes, more than its 5: `send` sends
-    // it uncompressed (RFC 7692 allows either). `send_fragment` always
-    // compresses, which shows the compressor's output.
-    let mut server = deflate_conn(
-        Role::Server,
-        Config::default(),
-        DeflateParams::new(
-            &DeflateConfig::default().with_min_size(0),
-            15,
-            15,
-            true,
-            true,
-        ),
-    );
+    // Context takeover: the first "Hello" is the 7.2.3.1 bytes, the second
+    // refers back to it (7.2.3.2). With takeover every message at or above
+    // the threshold goes out compressed, even one that grew: it is already
+    // in the compressor's window, so it must be in the peer's too.
+    let server_with = |takeover: bool| {
+        let d = DeflateConfig::default().with_min_size(0);
+        deflate_conn(
+            Role::Server,
+            Config::default(),
+            DeflateParams::new(&d, 15, 15, takeover, takeover),
+        )
+    };
+    let mut server = server_with(true);
     server.send(Message::text("Hello")).unwrap();
-    assert_eq!(
-        drain(&mut server),
-        [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
-    );
-    server.send_fragment(Message::text("Hello"), true).unwrap();
     assert_eq!(
         drain(&mut server),
         [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
     );
-    // Context takeover: the second refers back to the first (7.2.3.2).
     server.send_fragment(Message::text("Hello"), true).unwrap();
     assert_eq!(
         drain(&mut server),
         [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
     );
+    // Without takeover, a whole "Hello" that compresses to 7 bytes, more
+    // than its 5, is sent uncompressed (RFC 7692 allows either);
+    // `send_fragment` always compresses.
+    let mut server = server_with(false);
+    server.send(Message::text("Hello")).unwrap();
+    assert_eq!(
+        drain(&mut server),
+        [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
+    );
+    for _ in 0..2 {
+        server.send_fragment(Message::text("Hello"), true).unwrap();
+        assert_eq!(
+            drain(&mut server),
+            [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+    }
 }
 
 // ----- RSV1 rules and hostile data (RFC 7692 section 6) -----
@@ -698,12 +709,15 @@ proptest! {
         server_bits in 9u8..=15,
         client_takeover: bool,
         server_takeover: bool,
-        keep_compressor: bool,
+        release_contexts: bool,
         frame_size in prop_oneof![Just(usize::MAX), 1usize..300],
         messages in prop::collection::vec((any::<bool>(), payload(), 0usize..4), 1..6),
         cuts in prop::collection::vec(any::<Index>(), 0..4),
     ) {
-        let d = DeflateConfig::default().with_min_size(0).with_keep_compressor(keep_compressor);
+        // Contexts kept for the connection's life, or freed after every
+        // message and chunk (then rebuilt from the kept windows).
+        let release = release_contexts.then_some(Duration::ZERO);
+        let d = DeflateConfig::default().with_min_size(0).with_release_contexts_after(release);
         let config = Config::default().with_max_send_frame_size(frame_size);
         for from in [Role::Client, Role::Server] {
             let (send_bits, recv_bits, send_t, recv_t) = match from {
@@ -736,6 +750,7 @@ proptest! {
                     }
                 }
                 expected.push(Event::Message(m));
+                if release_contexts { go_idle(&mut sender); }
             }
             let wire = drain(&mut sender);
             let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
@@ -748,6 +763,7 @@ proptest! {
                 buf.extend_from_slice(&wire[at..p]);
                 at = p;
                 got.extend(ok_events(&mut receiver, &mut buf));
+                if release_contexts { go_idle(&mut receiver); }
             }
             prop_assert_eq!(got, expected);
         }
@@ -803,7 +819,11 @@ fn the_close_handshake_frees_the_deflate_state() {
     server.send(Message::text(text)).unwrap();
     let mut to_client = BytesMut::from(&drain(&mut server)[..]);
     assert_eq!(ok_events(&mut client, &mut to_client).len(), 1);
-    // With takeover each keeps a 4 KiB window per direction.
+    // With takeover each keeps a 4 KiB window per direction, and its
+    // contexts until the connection goes idle or closes.
+    assert!(client.deflate_heap_size() > 100 << 10);
+    go_idle(&mut client);
+    go_idle(&mut server);
     assert_eq!(client.deflate_heap_size(), 2 * 4096);
     assert_eq!(server.deflate_heap_size(), 2 * 4096);
     client.close(ws_proto::CloseCode::NORMAL, "").unwrap();
@@ -912,4 +932,97 @@ fn every_pair_of_configurations_agrees_and_interoperates() {
             assert_eq!(ok_events(&mut client, &mut to_client), expected, "{case}");
         }
     }
+}
+
+/// Lets the connection's timer run as if the clock moved on with no
+/// traffic: idle compression contexts are freed (twice, because the first
+/// expiry only notes that they were used).
+fn go_idle(conn: &mut Connection) {
+    let mut now = Duration::ZERO;
+    for _ in 0..2 {
+        if let Some(deadline) = conn.poll_timeout(now) {
+            now = now.max(deadline);
+            conn.handle_timeout(now);
+        }
+    }
+}
+
+#[test]
+fn contexts_live_while_busy_and_are_freed_once_idle() {
+    const SECOND: Duration = Duration::from_secs(1);
+    let d = DeflateConfig::default()
+        .with_min_size(0)
+        .with_release_contexts_after(Some(SECOND));
+    let p = DeflateParams::new(&d, 12, 12, true, true);
+    let mut server = deflate_conn(Role::Server, Config::default(), p);
+    let mut client = deflate_conn(Role::Client, Config::default(), p);
+    assert!(!server.has_timers(), "no context yet, so no timer");
+    let text = "the deploy is done, can you check latency on staging? ".repeat(8);
+    let echo = |server: &mut Connection, client: &mut Connection| {
+        client.send(Message::text(text.as_str())).unwrap();
+        let mut wire = BytesMut::from(&drain(client)[..]);
+        assert_eq!(
+            ok_events(server, &mut wire),
+            [Event::Message(Message::text(text.as_str()))]
+        );
+        server.send(Message::text(text.as_str())).unwrap();
+        let mut wire = BytesMut::from(&drain(server)[..]);
+        assert_eq!(
+            ok_events(client, &mut wire),
+            [Event::Message(Message::text(text.as_str()))]
+        );
+    };
+    echo(&mut server, &mut client);
+    let busy = server.deflate_heap_size();
+    assert!(
+        busy > 100 << 10,
+        "a compressor and a decompressor: {busy} B"
+    );
+    assert!(server.has_timers());
+    // Armed at 0 for 1 s; a message in the meantime keeps the contexts
+    // through the first expiry, and the timer re-arms once, not per message.
+    assert_eq!(server.poll_timeout(Duration::ZERO), Some(SECOND));
+    echo(&mut server, &mut client);
+    assert_eq!(server.poll_timeout(SECOND / 2), Some(SECOND));
+    server.handle_timeout(SECOND);
+    assert_eq!(server.deflate_heap_size(), busy, "used since armed: kept");
+    assert_eq!(server.poll_timeout(SECOND), Some(2 * SECOND));
+    server.handle_timeout(2 * SECOND);
+    let idle = server.deflate_heap_size();
+    assert_eq!(idle, 2 * 4096, "only the two 12-bit windows: {idle} B");
+    assert!(!server.has_timers());
+    assert_eq!(server.poll_timeout(2 * SECOND), None);
+    // Fresh contexts primed with the windows: the peers still agree.
+    for _ in 0..3 {
+        echo(&mut server, &mut client);
+        go_idle(&mut server);
+        echo(&mut server, &mut client);
+    }
+}
+
+#[test]
+fn a_fragmented_message_keeps_its_contexts_through_the_timer() {
+    let d = DeflateConfig::default()
+        .with_min_size(0)
+        .with_release_contexts_after(Some(Duration::ZERO));
+    let p = DeflateParams::new(&d, 12, 12, true, true);
+    let mut server = deflate_conn(Role::Server, Config::default(), p);
+    let mut client = deflate_conn(Role::Client, Config::default(), p);
+    client
+        .send_fragment(Message::text("first half, "), false)
+        .unwrap();
+    let mut wire = BytesMut::from(&drain(&mut client)[..]);
+    assert_eq!(ok_events(&mut server, &mut wire), []);
+    for _ in 0..3 {
+        go_idle(&mut client);
+        go_idle(&mut server);
+    }
+    client
+        .send_fragment(Message::text("second half"), true)
+        .unwrap();
+    let mut wire = BytesMut::from(&drain(&mut client)[..]);
+    assert_eq!(
+        ok_events(&mut server, &mut wire),
+        [text("first half, second half")]
+    );
 }
