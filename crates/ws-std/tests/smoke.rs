@@ -368,3 +368,29 @@ fn split_reader_keeps_receiving_while_the_writer_is_blocked() {
         assert_eq!(pongs.last(), Some(&9), "the latest ping's pong: {pongs:?}");
     });
 }
+
+/// permessage-deflate is negotiated by default; while the server waits for
+/// the next message, the run loop's timer frees its compression contexts
+/// once it has been idle for `release_contexts_after` (1 s by default).
+#[test]
+fn idle_deflate_connections_free_their_compression_contexts() {
+    bounded(20, || {
+        let (url, server) = serve(|stream| {
+            let mut ws = ws_std::accept(stream).unwrap();
+            let message = ws.recv().unwrap().unwrap();
+            ws.send(message).unwrap();
+            let busy = ws.connection().deflate_heap_size();
+            let waited = ws.recv_timeout(Duration::from_millis(2500));
+            assert!(waited.unwrap().unwrap_err().is_timeout());
+            (busy, ws.connection().deflate_heap_size())
+        });
+        let (mut ws, _) = ws_std::connect(&url).unwrap();
+        assert!(ws.connection().deflate().is_some(), "deflate agreed");
+        let text = "{\"user\":\"ann\",\"text\":\"the deploy is done\"} ".repeat(20);
+        ws.send(Message::text(text.as_str())).unwrap();
+        assert_eq!(ws.recv().unwrap().unwrap(), Message::text(text));
+        let (busy, idle) = server.join().unwrap();
+        assert!(busy > 100 << 10, "contexts live while busy: {busy} B");
+        assert!(idle <= 8 << 10, "only the windows once idle: {idle} B");
+    });
+}

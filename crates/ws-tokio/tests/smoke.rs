@@ -428,3 +428,32 @@ async fn recv_is_cancel_safe() {
     })
     .await;
 }
+
+/// permessage-deflate is negotiated by default; a busy connection keeps its
+/// compression contexts, and the run loop's timer frees them once the
+/// connection has been idle for `release_contexts_after` (1 s by default).
+#[tokio::test]
+async fn idle_deflate_connections_free_their_compression_contexts() {
+    timed(async {
+        let (mut client, server) = pair(&Options::default()).await;
+        assert!(client.connection().deflate().is_some(), "deflate agreed");
+        let echo = tokio::spawn(async move {
+            let mut server = server;
+            let message = server.recv().await.unwrap().unwrap();
+            server.send(message).await.unwrap();
+            let busy = server.connection().deflate_heap_size();
+            // Waiting for the next message, the timer fires meanwhile.
+            let waited = tokio::time::timeout(Duration::from_millis(2500), server.recv()).await;
+            assert!(waited.is_err(), "nothing was sent");
+            (busy, server.connection().deflate_heap_size())
+        });
+        let text = "{\"user\":\"ann\",\"text\":\"the deploy is done\"} ".repeat(20);
+        client.send(Message::text(text.as_str())).await.unwrap();
+        let echoed = client.recv().await.unwrap().unwrap();
+        assert_eq!(echoed, Message::text(text));
+        let (busy, idle) = echo.await.unwrap();
+        assert!(busy > 100 << 10, "contexts live while busy: {busy} B");
+        assert!(idle <= 8 << 10, "only the windows once idle: {idle} B");
+    })
+    .await;
+}
