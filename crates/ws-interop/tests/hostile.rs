@@ -409,7 +409,7 @@ mod std_rt {
 
     use super::*;
 
-    type Stream = TcpStream;
+    type Stream = adapter::MaybeTlsStream;
 
     fn connect(
         request: ClientRequest,
@@ -418,7 +418,7 @@ mod std_rt {
         let (ws, response) = adapter::connect_with(request, options)?;
         // Bounds a write to a peer that never reads (the read side is
         // bounded by the adapter's own timers).
-        ws.get_ref().set_write_timeout(Some(WAIT))?;
+        ws.get_ref().get_ref().set_write_timeout(Some(WAIT))?;
         Ok((ws, response))
     }
 
@@ -431,7 +431,7 @@ mod std_rt {
             let _ = addr_tx.send(listener.local_addr().expect("addr"));
             let (stream, _) = listener.accept().expect("accept");
             stream.set_write_timeout(Some(WAIT)).expect("write timeout");
-            serve_stream(stream, &opts, &mode)
+            serve_stream(adapter::MaybeTlsStream::Plain(stream), &opts, &mode)
         })
     }
 

@@ -11,7 +11,7 @@ use std::{
 use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, Op};
 use ws_proto::{ServerRequest, adapter};
 
-use crate::{Options, Result, Transport, WebSocket};
+use crate::{MaybeTlsStream, Options, Result, Transport, WebSocket};
 
 /// Runs the opening handshake of `ws`'s driver ([`Op::Open`]) to the
 /// application's turn.
@@ -20,30 +20,67 @@ fn open<S: Transport>(ws: &mut WebSocket<S>) -> Result<()> {
     Ok(ws.driver.handshake_result()?)
 }
 
-/// Connects to a `ws://` URL with the default [`Options`]: name resolution,
-/// TCP connect and handshake, bounded by the 10 s handshake timeout.
-pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+/// Connects to a `ws://` (or, with the `rustls` feature, `wss://`) URL with
+/// the default [`Options`]: name resolution, TCP connect, TLS and handshake,
+/// bounded by the 10 s handshake timeout.
+pub fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
     connect_with(ClientRequest::new(url)?, &Options::default())
 }
 
 /// Connects with a prepared request (subprotocols, headers) and options.
 /// Each resolved address is tried in turn; connecting and the handshake
-/// together take at most `handshake_timeout`. `wss://` is refused (no TLS
-/// here: connect a TLS stream yourself and use [`client`]).
+/// together take at most `handshake_timeout`. `wss://` needs the `rustls`
+/// feature (then it verifies the server against Mozilla's roots; see
+/// `connect_with_tls` for other roots or settings); without it, connect
+/// a TLS stream yourself and use [`client`].
 pub fn connect_with(
     request: ClientRequest,
     options: &Options,
-) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
-    let target = adapter::plain_tcp_target(&request)?;
+) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
+    #[cfg(feature = "rustls")]
+    if request.is_secure() {
+        return connect_with_tls(request, options, crate::tls::default_client_config()?);
+    }
+    adapter::plain_tcp_target(&request)?;
     let start = Instant::now();
+    let stream = tcp_connect(&request, options, start)?;
+    client(
+        MaybeTlsStream::Plain(stream),
+        request,
+        &options.after(start.elapsed())?,
+    )
+}
+
+/// [`connect_with`] over TLS with the client configuration given (roots,
+/// client certificates, ALPN: keep `http/1.1` or none), whatever the URL's
+/// scheme. [`client_config`](crate::client_config) builds the usual ones.
+#[cfg(feature = "rustls")]
+pub fn connect_with_tls(
+    request: ClientRequest,
+    options: &Options,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
+    let start = Instant::now();
+    let stream = tcp_connect(&request, options, start)?;
+    let stream = crate::TlsStream::client(stream, config, request.host())?;
+    client(
+        MaybeTlsStream::Rustls(Box::new(stream)),
+        request,
+        &options.after(start.elapsed())?,
+    )
+}
+
+/// A TCP connection to the request's host and port, trying each address in
+/// turn within what is left of the handshake timeout.
+fn tcp_connect(request: &ClientRequest, options: &Options, start: Instant) -> Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
-    for addr in target.to_socket_addrs()? {
+    for addr in (request.host(), request.port()).to_socket_addrs()? {
         let attempt = match options.after(start.elapsed())?.handshake_timeout {
             Some(left) => TcpStream::connect_timeout(&addr, left),
             None => TcpStream::connect(addr),
         };
         match attempt.and_then(|stream| stream.set_nodelay(true).map(|()| stream)) {
-            Ok(stream) => return client(stream, request, &options.after(start.elapsed())?),
+            Ok(stream) => return Ok(stream),
             Err(e) => last = e,
         }
     }

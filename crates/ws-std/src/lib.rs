@@ -24,8 +24,15 @@
 //! stall the receiving thread.
 //!
 //! - Client: [`connect`] (DNS + TCP + handshake, bounded by
-//!   [`Options::handshake_timeout`]), [`connect_with`], or [`client`] over a
-//!   stream you connected yourself (TLS included).
+//!   [`Options::handshake_timeout`]; with the `rustls` feature `wss://` too,
+//!   verified against Mozilla's roots), [`connect_with`], or [`client`] over
+//!   a stream you connected yourself. `connect` returns a
+//!   [`MaybeTlsStream`]: plain TCP, or TLS.
+//! - TLS server (feature `rustls`): wrap the accepted `TcpStream` in
+//!   `TlsStream::server(tcp, server_config)` and [`accept`] it. A
+//!   `TlsStream` keeps what plain TCP has: read timeouts (so keepalive and
+//!   the close timeout), and [`split`](WebSocket::split) halves that read
+//!   and write at once.
 //! - Server: [`accept`], [`accept_with`], or [`read_request`] then
 //!   [`Incoming::accept`] / [`Incoming::reject`] to decide in between.
 //! - Then [`WebSocket::recv`] / [`WebSocket::send`] / [`WebSocket::close`],
@@ -82,17 +89,23 @@
 mod handshake;
 mod socket;
 mod split;
+#[cfg(feature = "rustls")]
+mod tls;
 
 use core::time::Duration;
 use std::{io, net::Shutdown};
 
 pub use ws_proto::{self, adapter::exports::*};
 
+#[cfg(feature = "rustls")]
+pub use crate::tls::{Roots, TlsStream, client_config, tls_error_of};
 pub use crate::{
     handshake::*,
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
 };
+#[cfg(feature = "rustls")]
+pub use rustls;
 
 /// A blocking byte stream with the few socket controls the adapter uses.
 ///
@@ -236,3 +249,135 @@ impl<S: io::Write> io::Write for Plain<S> {
 }
 
 impl<S: io::Read + io::Write> Transport for Plain<S> {}
+
+/// What [`connect`] returns: the TCP stream for `ws://`, a `TlsStream`
+/// over it for `wss://` (feature `rustls`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MaybeTlsStream {
+    /// `ws://`.
+    Plain(std::net::TcpStream),
+    /// `wss://`.
+    #[cfg(feature = "rustls")]
+    Rustls(Box<TlsStream>),
+}
+
+/// `$body` with `$s` bound to the stream inside a [`MaybeTlsStream`]
+/// (methods reach a boxed `TlsStream` by auto-deref).
+macro_rules! each_stream {
+    ($stream:expr, $s:ident => $body:expr) => {
+        match $stream {
+            MaybeTlsStream::Plain($s) => $body,
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::Rustls($s) => $body,
+        }
+    };
+}
+
+impl MaybeTlsStream {
+    /// The stream as one that reads and writes through a shared reference.
+    fn shared(&self) -> &dyn SharedIo {
+        match self {
+            Self::Plain(s) => s,
+            #[cfg(feature = "rustls")]
+            Self::Rustls(s) => &**s,
+        }
+    }
+}
+
+/// Read and write through `&Self`, as the split halves do.
+trait SharedIo {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
+    fn flush(&self) -> io::Result<()>;
+}
+
+impl<T> SharedIo for T
+where
+    for<'a> &'a T: io::Read + io::Write,
+{
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut &*self, buf)
+    }
+
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        io::Write::write_vectored(&mut &*self, bufs)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        io::Write::flush(&mut &*self)
+    }
+}
+
+impl MaybeTlsStream {
+    /// The TCP socket underneath.
+    pub const fn get_ref(&self) -> &std::net::TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            #[cfg(feature = "rustls")]
+            Self::Rustls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl io::Read for &MaybeTlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.shared().read(buf)
+    }
+}
+
+impl io::Write for &MaybeTlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.shared().write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.shared().write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.shared().flush()
+    }
+}
+
+impl io::Read for MaybeTlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.shared().read(buf)
+    }
+}
+
+impl io::Write for MaybeTlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.shared().write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.shared().write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.shared().flush()
+    }
+}
+
+impl Transport for MaybeTlsStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        each_stream!(self, s => s.set_read_timeout(timeout))
+    }
+
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        each_stream!(self, s => s.read_timeout())
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        each_stream!(self, s => s.shutdown(how))
+    }
+
+    fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        each_stream!(self, s => s.read_nonblocking(buf))
+    }
+
+    fn write_nonblocking(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
+        each_stream!(self, s => s.write_nonblocking(bufs))
+    }
+}

@@ -663,7 +663,7 @@ mod std_rt {
 
     use super::*;
 
-    type Stream = TcpStream;
+    type Stream = adapter::MaybeTlsStream;
 
     fn connect(
         request: ClientRequest,
@@ -685,7 +685,7 @@ mod std_rt {
     /// Bounds every blocking read and write of an open connection.
     fn prepare(ws: &mut adapter::WebSocket<Stream>) -> std::io::Result<()> {
         ws.set_read_timeout(Some(TIMEOUT))?;
-        ws.get_ref().set_write_timeout(Some(TIMEOUT))
+        ws.get_ref().get_ref().set_write_timeout(Some(TIMEOUT))
     }
 
     /// Bounds the handshake's reads and writes.
@@ -708,7 +708,10 @@ mod std_rt {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).map_err(|e| e.to_string())?;
                         set_timeouts(&stream).map_err(|e| e.to_string())?;
-                        reports.push(serve_stream(stream, reports.len()));
+                        reports.push(serve_stream(
+                            adapter::MaybeTlsStream::Plain(stream),
+                            reports.len(),
+                        ));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if Instant::now() > deadline {

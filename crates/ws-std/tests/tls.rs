@@ -1,0 +1,308 @@
+//! `wss://` over rustls (feature `rustls`): our client against our server
+//! with certificates made at test time, messages up to 16 MiB, both close
+//! directions, the split halves and the timers over TLS, and the typed
+//! failures (wrong host, untrusted CA, a peer that does not speak TLS, a
+//! TLS peer on a plaintext URL). Every test binds 127.0.0.1:0 and is
+//! bounded in time.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    sync::{Arc, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use ws_std::{
+    ClientRequest, CloseCode, Config, Error, Message, Options, TlsStream, WebSocket,
+    rustls::{self, ClientConfig, ServerConfig},
+};
+
+/// Runs `f` on its own thread; fails the test past `secs`.
+fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = thread::spawn(move || tx.send(f()).unwrap());
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!(),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not done within {secs} s"),
+    }
+}
+
+/// A CA, a certificate for `localhost` signed by it, and the client (trusting
+/// the CA) and server configurations.
+fn pki() -> (Arc<ClientConfig>, Arc<ServerConfig>) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "ws-std test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let mut client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key.into())
+        .unwrap();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (Arc::new(client), Arc::new(server))
+}
+
+fn big() -> Options {
+    let config = Config::default()
+        .with_max_frame_size(32 << 20)
+        .with_max_message_size(32 << 20);
+    Options::default().with_config(config)
+}
+
+/// Serves one TLS WebSocket connection with `serve`; returns the port.
+fn tls_server<T: Send + 'static>(
+    config: Arc<ServerConfig>,
+    serve: impl FnOnce(WebSocket<TlsStream>) -> T + Send + 'static,
+) -> (u16, thread::JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        let tcp = listener.accept().unwrap().0;
+        let tls = TlsStream::server(tcp, config).unwrap();
+        serve(ws_std::accept_with(tls, &big()).unwrap())
+    });
+    (port, handle)
+}
+
+/// Echoes until the connection ends; returns the close code it saw.
+fn echo(mut ws: WebSocket<TlsStream>) -> Option<u16> {
+    while let Some(Ok(message)) = ws.recv() {
+        ws.send(message).unwrap();
+    }
+    ws.close_frame().map(|f| f.code.0)
+}
+
+fn connect(
+    port: u16,
+    client: Arc<ClientConfig>,
+) -> ws_std::Result<WebSocket<ws_std::MaybeTlsStream>> {
+    let request = ClientRequest::new(&format!("wss://localhost:{port}/"))?;
+    Ok(ws_std::connect_with_tls(request, &big(), client)?.0)
+}
+
+#[test]
+fn echo_up_to_16_mib_over_tls_and_the_client_closes() {
+    bounded(60, || {
+        let (client, server) = pki();
+        let (port, handle) = tls_server(server, echo);
+        let mut ws = connect(port, client).unwrap();
+        let alpn = match ws.get_ref() {
+            ws_std::MaybeTlsStream::Rustls(tls) => {
+                tls.with_connection(|c| c.alpn_protocol().map(<[u8]>::to_vec))
+            }
+            other => panic!("not TLS: {other:?}"),
+        };
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        let messages = [
+            Message::text("hello over TLS"),
+            Message::binary(vec![0xa5; 100_000]),
+            Message::text("é".repeat(8 << 20)), // 16 MiB of text
+        ];
+        for message in messages {
+            ws.send(message.clone()).unwrap();
+            assert_eq!(ws.recv().unwrap().unwrap(), message);
+        }
+        ws.close(CloseCode::NORMAL, "bye").unwrap();
+        assert_eq!(ws.close_frame().unwrap().code, CloseCode::NORMAL);
+        assert_eq!(handle.join().unwrap(), Some(1000));
+    });
+}
+
+#[test]
+fn the_server_closes_over_tls() {
+    bounded(20, || {
+        let (client, server) = pki();
+        let (port, handle) = tls_server(server, |mut ws| {
+            ws.send(Message::text("last words")).unwrap();
+            ws.close(CloseCode::GOING_AWAY, "going away").unwrap();
+            ws.close_frame().map(|f| f.code)
+        });
+        let mut ws = connect(port, client).unwrap();
+        assert_eq!(ws.recv().unwrap().unwrap(), Message::text("last words"));
+        assert!(ws.recv().is_none());
+        assert_eq!(ws.close_frame().unwrap().code, CloseCode::GOING_AWAY);
+        assert_eq!(handle.join().unwrap(), Some(CloseCode::GOING_AWAY));
+    });
+}
+
+#[test]
+fn split_halves_over_tls() {
+    bounded(30, || {
+        let (client, server) = pki();
+        let (port, handle) = tls_server(server, echo);
+        let ws = connect(port, client).unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let sender = thread::spawn(move || {
+            for i in 0..200 {
+                writer
+                    .send(Message::text(format!("message {i} {}", "x".repeat(i * 50))))
+                    .unwrap();
+            }
+            writer
+        });
+        for i in 0..200 {
+            let expected = Message::text(format!("message {i} {}", "x".repeat(i * 50)));
+            assert_eq!(reader.recv().unwrap().unwrap(), expected);
+        }
+        let mut writer = sender.join().unwrap();
+        writer.close(CloseCode::NORMAL, "").unwrap();
+        assert!(reader.recv().is_none(), "the reader completes the close");
+        assert_eq!(reader.close_frame().unwrap().code, CloseCode::NORMAL);
+        assert_eq!(handle.join().unwrap(), Some(1000));
+    });
+}
+
+#[test]
+fn keepalive_gives_up_on_a_silent_tls_peer() {
+    bounded(20, || {
+        let (client, server) = pki();
+        let (port, handle) = tls_server(server, |ws| {
+            thread::sleep(Duration::from_secs(3)); // handshake done, then silence
+            drop(ws);
+        });
+        let config = Config::default().with_keepalive(
+            Some(Duration::from_millis(100)),
+            Some(Duration::from_millis(200)),
+        );
+        let request = ClientRequest::new(&format!("wss://localhost:{port}/")).unwrap();
+        let options = Options::default().with_config(config);
+        let (mut ws, _) = ws_std::connect_with_tls(request, &options, client).unwrap();
+        let start = Instant::now();
+        assert!(!matches!(ws.recv(), Some(Ok(_))));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(ws.close_frame().unwrap().code, CloseCode::ABNORMAL);
+        handle.join().unwrap();
+    });
+}
+
+/// The error a client gets connecting to `url` with `client`, and the
+/// server thread's outcome.
+fn client_error(result: ws_std::Result<WebSocket<ws_std::MaybeTlsStream>>) -> Error {
+    match result {
+        Ok(_) => panic!("the connection succeeded"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused_with_a_typed_error() {
+    bounded(20, || {
+        let (client, server) = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let tls = TlsStream::server(listener.accept().unwrap().0, server).unwrap();
+            ws_std::accept(tls).is_err()
+        });
+        // 127.0.0.1 is not the certificate's name (localhost).
+        let request = ClientRequest::new(&format!("wss://127.0.0.1:{port}/")).unwrap();
+        let error = client_error(
+            ws_std::connect_with_tls(request, &Options::default(), client).map(|r| r.0),
+        );
+        assert!(
+            matches!(
+                ws_std::tls_error_of(&error),
+                Some(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForNameContext { .. }
+                ))
+            ),
+            "{error:?}"
+        );
+        assert!(handle.join().unwrap(), "the server saw the handshake fail");
+    });
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_by_default() {
+    bounded(20, || {
+        let (_, server) = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let tls = TlsStream::server(listener.accept().unwrap().0, server).unwrap();
+            ws_std::accept(tls).is_err()
+        });
+        // `connect` trusts Mozilla's roots, not the test CA.
+        let error = client_error(ws_std::connect(&format!("wss://localhost:{port}/")).map(|r| r.0));
+        assert!(
+            matches!(
+                ws_std::tls_error_of(&error),
+                Some(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer
+                ))
+            ),
+            "{error:?}"
+        );
+        assert!(handle.join().unwrap());
+    });
+}
+
+#[test]
+fn a_plaintext_server_on_a_wss_url_is_a_tls_error() {
+    bounded(20, || {
+        let (client, _) = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || ws_std::accept(listener.accept().unwrap().0).is_err());
+        let error = client_error(connect(port, client));
+        assert!(ws_std::tls_error_of(&error).is_some(), "{error:?}");
+        assert!(
+            handle.join().unwrap(),
+            "the plaintext server refused the ClientHello"
+        );
+    });
+}
+
+#[test]
+fn a_tls_server_on_a_ws_url_fails_the_handshake() {
+    bounded(20, || {
+        let (_, server) = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let tcp: TcpStream = listener.accept().unwrap().0;
+            let tls = TlsStream::server(tcp, server).unwrap();
+            ws_std::accept(tls)
+                .err()
+                .map(|e| ws_std::tls_error_of(&e).is_some())
+        });
+        let error = client_error(ws_std::connect(&format!("ws://127.0.0.1:{port}/")).map(|r| r.0));
+        assert!(
+            matches!(error, Error::Handshake(_) | Error::Io(_)),
+            "{error:?}"
+        );
+        assert_eq!(
+            handle.join().unwrap(),
+            Some(true),
+            "the TLS server saw no ClientHello"
+        );
+    });
+}
