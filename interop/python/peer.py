@@ -28,10 +28,14 @@ PEER_DEFLATE is set, to `default` (websockets' own settings), `no-takeover`
 and client max window bits S and C): then permessage-deflate is offered
 (client) or accepted (server), and a connection that did not negotiate it fails
 (client: the scenario; server: closed with 4002).
+
+TLS: with PEER_TLS_CERT and PEER_TLS_KEY (PEM files) the server serves wss://;
+with PEER_TLS_CA the client trusts that CA (for a wss:// URL).
 """
 
 import asyncio
 import os
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
@@ -64,6 +68,17 @@ def deflate_options(factory):
         server, client = (int(bits) for bits in DEFLATE[5:].split("-"))
         params = dict(server_max_window_bits=server, client_max_window_bits=client)
     return dict(compression=None, extensions=[factory(**params)])
+
+
+def tls_options(side):
+    """The ssl argument of serve() / connect() from PEER_TLS_*."""
+    if side == "server" and os.environ.get("PEER_TLS_CERT"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.environ["PEER_TLS_CERT"], os.environ["PEER_TLS_KEY"])
+        return dict(ssl=context)
+    if side == "client" and os.environ.get("PEER_TLS_CA"):
+        return dict(ssl=ssl.create_default_context(cafile=os.environ["PEER_TLS_CA"]))
+    return {}
 
 
 def negotiated_deflate(ws):
@@ -105,6 +120,7 @@ async def run_server(port):
         port,
         select_subprotocol=select_chat,
         **deflate_options(ServerPerMessageDeflateFactory),
+        **tls_options("server"),
         max_size=MAX_SIZE,
         ping_interval=None,
         close_timeout=TIMEOUT,
@@ -136,6 +152,7 @@ async def scenario(url):
     options = dict(
         subprotocols=["chat"],
         **deflate_options(ClientPerMessageDeflateFactory),
+        **tls_options("client"),
         max_size=MAX_SIZE,
         ping_interval=None,
         close_timeout=TIMEOUT,

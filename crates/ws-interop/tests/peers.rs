@@ -169,6 +169,11 @@ fn start_peer_server(peer: Peer, deflate: Option<&str>) -> (ChildGuard, u16) {
     if let Some(spec) = deflate {
         command.env("PEER_DEFLATE", spec);
     }
+    start_peer_server_with(peer, command)
+}
+
+/// Starts the peer's echo server from `command` (the peer, environment set).
+fn start_peer_server_with(peer: Peer, mut command: Command) -> (ChildGuard, u16) {
     command
         .args(["server", "0"])
         .stdin(Stdio::null())
@@ -221,6 +226,13 @@ fn peer_client_against(peer: Peer, server: Adapter, deflate: Option<&str>) {
     if let Some(spec) = deflate {
         command.env("PEER_DEFLATE", spec);
     }
+    run_peer_client(peer, command, running);
+}
+
+/// Runs the peer's client scenario (`command`: the peer, environment set)
+/// against `running`, one of our servers, and checks both sides.
+fn run_peer_client(peer: Peer, mut command: Command, running: common::Server) {
+    let server = running.url.clone();
     command
         .args(["client", &running.url])
         .stdin(Stdio::null())
@@ -232,9 +244,9 @@ fn peer_client_against(peer: Peer, server: Adapter, deflate: Option<&str>) {
     match wait_bounded(ChildGuard(child), 2 * TIMEOUT) {
         Ok((true, stdout, _)) if stdout.lines().any(|l| l == "OK") => {}
         Ok((_, stdout, stderr)) => {
-            panic!("{peer:?} client against our {server:?} server failed:\n{stdout}{stderr}")
+            panic!("{peer:?} client against our server at {server} failed:\n{stdout}{stderr}")
         }
-        Err(e) => panic!("{peer:?} client against our {server:?} server: {e}"),
+        Err(e) => panic!("{peer:?} client against our server at {server}: {e}"),
     }
     check_reports(&running.reports(), ClientKind::Peer);
 }
@@ -340,4 +352,39 @@ deflate_pairs! {
         deflate_async_std_client_node_server: AsyncStd -> Node;
     deflate_node_client_std_server: Node -> Std;
         deflate_std_client_node_server: Std -> Node;
+}
+
+/// Python `websockets` over TLS (its `ssl` support) against ws-std's
+/// `rustls` feature: the peer's client scenario against our `wss://`
+/// server, and our client scenario against the peer's `wss://` server, with
+/// the test CA ([`common::tls`]).
+#[test]
+fn tls_python_client_std_server() {
+    if !Peer::Python.require() {
+        return;
+    }
+    let mut command = Peer::Python.command();
+    command.env("PEER_TLS_CA", &common::tls::pki().ca_pem);
+    run_peer_client(Peer::Python, command, Adapter::Std.start_tls_server(2));
+}
+
+#[test]
+fn tls_std_client_python_server() {
+    if !Peer::Python.require() {
+        return;
+    }
+    let pki = common::tls::pki();
+    let mut command = Peer::Python.command();
+    command
+        .env("PEER_TLS_CERT", &pki.cert_pem)
+        .env("PEER_TLS_KEY", &pki.key_pem);
+    let (_guard, port) = start_peer_server_with(Peer::Python, command);
+    let plan = Plan {
+        big: false,
+        peer_server: true,
+    };
+    let url = format!("wss://localhost:{port}/interop");
+    if let Err(e) = Adapter::Std.run_client(&url, plan) {
+        panic!("our std client against the Python wss:// server: {e}");
+    }
 }

@@ -57,6 +57,15 @@ impl Adapter {
         }
     }
 
+    /// [`start_server`](Self::start_server) over TLS (`wss://localhost`);
+    /// ws-std only so far.
+    pub(crate) fn start_tls_server(self, connections: usize) -> Server {
+        match self {
+            Self::Std => std_rt::start_tls_server(connections),
+            other => panic!("no TLS server for {other:?} yet"),
+        }
+    }
+
     /// Runs our client scenario against `url`, bounded by [`TIMEOUT`].
     pub(crate) fn run_client(self, url: &str, plan: Plan) -> Result<(), String> {
         let url = url.to_owned();
@@ -665,11 +674,15 @@ mod std_rt {
 
     type Stream = adapter::MaybeTlsStream;
 
+    /// `wss://` requests trust the test CA ([`tls::pki`]).
     fn connect(
         request: ClientRequest,
         options: &adapter::Options,
     ) -> Result<(adapter::WebSocket<Stream>, ClientResponse), adapter::Error> {
-        let (mut ws, response) = adapter::connect_with(request, options)?;
+        let (mut ws, response) = match request.is_secure() {
+            true => adapter::connect_with_tls(request, options, tls::pki().client.clone())?,
+            false => adapter::connect_with(request, options)?,
+        };
         prepare(&mut ws)?;
         Ok((ws, response))
     }
@@ -677,9 +690,7 @@ mod std_rt {
     fn connect_url(
         url: &str,
     ) -> Result<(adapter::WebSocket<Stream>, ClientResponse), adapter::Error> {
-        let (mut ws, response) = adapter::connect(url)?;
-        prepare(&mut ws)?;
-        Ok((ws, response))
+        connect(ClientRequest::new(url)?, &adapter::Options::default())
     }
 
     /// Bounds every blocking read and write of an open connection.
@@ -697,6 +708,31 @@ mod std_rt {
     scenario!();
 
     pub(crate) fn start_server(connections: usize) -> Server {
+        start_server_with(connections, |stream| {
+            Ok(adapter::MaybeTlsStream::Plain(stream))
+        })
+    }
+
+    /// The server over TLS with the test certificate for `localhost`; its
+    /// URL is `wss://localhost:<port>/interop`.
+    pub(crate) fn start_tls_server(connections: usize) -> Server {
+        let mut server = start_server_with(connections, |stream| {
+            let tls = adapter::TlsStream::server(stream, tls::pki().server.clone())?;
+            Ok(adapter::MaybeTlsStream::Rustls(Box::new(tls)))
+        });
+        let port = server
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next());
+        server.url = format!("wss://localhost:{}/interop", port.unwrap_or_default());
+        server
+    }
+
+    fn start_server_with(
+        connections: usize,
+        wrap: fn(TcpStream) -> std::io::Result<Stream>,
+    ) -> Server {
         spawn_server(move |addr_tx| {
             let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
             let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string())?);
@@ -708,10 +744,8 @@ mod std_rt {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).map_err(|e| e.to_string())?;
                         set_timeouts(&stream).map_err(|e| e.to_string())?;
-                        reports.push(serve_stream(
-                            adapter::MaybeTlsStream::Plain(stream),
-                            reports.len(),
-                        ));
+                        let stream = wrap(stream).map_err(|e| format!("tls: {e}"))?;
+                        reports.push(serve_stream(stream, reports.len()));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if Instant::now() > deadline {
@@ -788,6 +822,80 @@ pub(crate) fn check_reports(reports: &[ConnReport], client: ClientKind) {
             // Both peers echo code and reason.
             let echo = Some((SERVER_CLOSE.0, SERVER_CLOSE.1.to_owned()));
             assert_eq!(second.close, echo, "the peer's close echo: {reports:#?}");
+        }
+    }
+}
+
+/// The certificates of the TLS tests: a CA made once per process, a
+/// certificate for `localhost` signed by it, the rustls configurations of a
+/// client trusting the CA and of the server, and PEM files for the peers.
+pub(crate) mod tls {
+    use std::{
+        path::PathBuf,
+        sync::{Arc, OnceLock},
+    };
+
+    use ws_std::rustls::{self, ClientConfig, ServerConfig};
+
+    /// See the module doc.
+    pub(crate) struct Pki {
+        pub(crate) client: Arc<ClientConfig>,
+        pub(crate) server: Arc<ServerConfig>,
+        /// The CA, the certificate and its key, as PEM files.
+        pub(crate) ca_pem: PathBuf,
+        pub(crate) cert_pem: PathBuf,
+        pub(crate) key_pem: PathBuf,
+    }
+
+    /// The process's test PKI, made on first use.
+    pub(crate) fn pki() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(make)
+    }
+
+    fn make() -> Pki {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "ws-interop test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("ws-interop-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let mut client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+        let mut server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der.into())
+            .unwrap();
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Pki {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            ca_pem: write("ca.pem", ca_cert.pem()),
+            cert_pem: write("cert.pem", cert.pem()),
+            key_pem: write("key.pem", key.serialize_pem()),
         }
     }
 }
