@@ -320,45 +320,33 @@ impl MaybeTlsStream {
     }
 }
 
-impl io::Read for &MaybeTlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.shared().read(buf)
-    }
+/// `Read` and `Write` for the stream and for a shared reference to it (as
+/// the split halves use it), through [`MaybeTlsStream::shared`].
+macro_rules! shared_io {
+    ($($ty:ty),*) => {$(
+        impl io::Read for $ty {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.shared().read(buf)
+            }
+        }
+
+        impl io::Write for $ty {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.shared().write_vectored(&[io::IoSlice::new(buf)])
+            }
+
+            fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                self.shared().write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                self.shared().flush()
+            }
+        }
+    )*};
 }
 
-impl io::Write for &MaybeTlsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.shared().write_vectored(&[io::IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.shared().write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.shared().flush()
-    }
-}
-
-impl io::Read for MaybeTlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.shared().read(buf)
-    }
-}
-
-impl io::Write for MaybeTlsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.shared().write_vectored(&[io::IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.shared().write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.shared().flush()
-    }
-}
+shared_io!(MaybeTlsStream, &MaybeTlsStream);
 
 impl Transport for MaybeTlsStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

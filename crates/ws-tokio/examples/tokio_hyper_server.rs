@@ -3,7 +3,8 @@
 //! writes the answer's headers; hyper sends the `101` and hands over the
 //! upgraded stream, which ws-tokio then drives. What was negotiated (the
 //! subprotocol, permessage-deflate) reaches the connection through
-//! `Accepted::connection`.
+//! `Accepted::connection`. [`upgrade`] is all of it, and serves axum as is
+//! (`tokio_axum_server.rs`).
 //!
 //! ```text
 //! cargo run -p ws-tokio --example tokio_hyper_server                    # demo on loopback, then exits
@@ -13,7 +14,12 @@
 use std::convert::Infallible;
 
 use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
+use hyper::{
+    Request, Response, StatusCode,
+    body::Bytes,
+    header::{HeaderName, HeaderValue},
+    service::service_fn,
+};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use ws_tokio::{
@@ -21,64 +27,33 @@ use ws_tokio::{
     WebSocket,
 };
 
-/// Serves hyper connections from `listener`: `/ws` is a WebSocket echo
-/// endpoint speaking the `echo.v1` subprotocol when offered; everything
-/// else is a plain HTTP answer.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let service = service_fn(handle);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = connection.await {
-                eprintln!("http connection: {e}");
-            }
-        });
-    }
-}
-
-/// The subprotocol this endpoint speaks, and permessage-deflate (a request
-/// built from parts has it off unless the accept options say so).
-fn accept_options() -> AcceptOptions {
-    AcceptOptions::new()
-        .protocols(["echo.v1"])
-        .deflate(DeflateConfig::default())
-}
-
-async fn handle(
-    mut request: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() != "/ws" {
-        return Ok(Response::new(Full::new(Bytes::from_static(b"try /ws\n"))));
-    }
-    // The request hyper already parsed, checked as a WebSocket upgrade.
+/// Checks `request` as a WebSocket upgrade (subprotocol `echo.v1` when
+/// offered, permessage-deflate) and spawns an echo on the upgraded stream.
+/// Returns the `101` to answer with (headers only), or why the request is
+/// no acceptable upgrade (answer `400`).
+pub fn upgrade<B>(request: &mut Request<B>) -> Result<Response<()>, String> {
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let headers = request
         .headers()
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_bytes()));
-    let accepted = match ServerRequest::from_parts(request.method().as_str(), target, headers)
-        .and_then(|ws| ws.accept(&accept_options()))
-    {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            let mut response = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
-            *response.status_mut() = StatusCode::BAD_REQUEST;
-            return Ok(response);
-        }
-    };
-    let mut response = Response::new(Full::default());
+    // A request built from parts has deflate off unless the options say so.
+    let options = AcceptOptions::new()
+        .protocols(["echo.v1"])
+        .deflate(DeflateConfig::default());
+    let accepted = ServerRequest::from_parts(request.method().as_str(), target, headers)
+        .and_then(|ws| ws.accept(&options))
+        .map_err(|e| e.to_string())?;
+    let mut response = Response::new(());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     for (name, value) in accepted.headers() {
-        if let (Ok(name), Ok(value)) = (name.parse::<hyper::header::HeaderName>(), value.parse()) {
-            response.headers_mut().insert(name, value);
-        }
+        let name = HeaderName::try_from(name.as_str()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::try_from(value.as_str()).map_err(|e| e.to_string())?;
+        response.headers_mut().insert(name, value);
     }
-    let upgrade = hyper::upgrade::on(&mut request);
+    let upgraded = hyper::upgrade::on(request);
     tokio::spawn(async move {
-        let Ok(upgraded) = upgrade.await else { return };
+        let Ok(upgraded) = upgraded.await else { return };
         let driver = Driver::new(accepted.connection(Config::default()));
         let mut ws = WebSocket::from_driver(TokioIo::new(upgraded), driver);
         while let Some(Ok(message)) = ws.recv().await {
@@ -88,6 +63,38 @@ async fn handle(
         }
     });
     Ok(response)
+}
+
+/// Serves hyper connections from `listener`: `/ws` upgrades, everything
+/// else gets a plain answer.
+pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(handle))
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                eprintln!("http connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(
+    mut request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() != "/ws" {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"try /ws\n"))));
+    }
+    Ok(match upgrade(&mut request) {
+        Ok(switching) => switching.map(|()| Full::default()),
+        Err(why) => {
+            let mut response = Response::new(Full::new(Bytes::from(why + "\n")));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response
+        }
+    })
 }
 
 #[tokio::main]
@@ -100,17 +107,20 @@ async fn main() -> ws_tokio::Result<()> {
     if listen.is_some() {
         return Ok(server.await.map_err(std::io::Error::other)??);
     }
-    // Demo: one client, one echo, then exit.
+    demo(&addr.to_string(), "hyper").await
+}
+
+/// The demo client: one echo through the server at `addr`, then a close.
+pub async fn demo(addr: &str, through: &str) -> ws_tokio::Result<()> {
     let request = ClientRequest::new(&format!("ws://{addr}/ws"))?.protocol("echo.v1");
     let (mut ws, response) = ws_tokio::connect_with(request, &Options::default()).await?;
-    ws.send(Message::text("hello through hyper")).await?;
+    ws.send(Message::text(format!("hello through {through}")))
+        .await?;
     let echoed = ws.recv().await.transpose()?;
     let deflate = ws.connection().deflate().is_some();
     println!(
         "subprotocol {:?}, deflate {deflate}, echo {echoed:?}",
         response.protocol
     );
-    ws.close(ws_tokio::CloseCode::NORMAL, "").await?;
-    server.abort();
-    Ok(())
+    ws.close(ws_tokio::CloseCode::NORMAL, "").await
 }

@@ -10,10 +10,7 @@ use tokio::{
 };
 use ws_tokio::{ClientRequest, CloseCode, Message, Options};
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../examples/tokio_hyper_server.rs"]
-mod hyper_example;
-
+// The axum example includes the hyper one (`axum_example::hyper_server`).
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/tokio_axum_server.rs"]
 mod axum_example;
@@ -76,7 +73,7 @@ async fn client_checks(addr: &str) {
 #[tokio::test]
 async fn hyper_upgrade_to_a_websocket() {
     let check = async {
-        let addr = start(hyper_example::serve).await;
+        let addr = start(axum_example::hyper_server::serve).await;
         client_checks(&addr).await;
     };
     tokio::time::timeout(Duration::from_secs(30), check)

@@ -1,13 +1,15 @@
-//! `wss://` over rustls (feature `rustls`): our client against our server
-//! with certificates made at test time, messages up to 16 MiB, both close
-//! directions, the split halves and the timers over TLS, and the typed
-//! failures (wrong host, untrusted CA, a peer that does not speak TLS, a
-//! TLS peer on a plaintext URL). Every test binds 127.0.0.1:0 and is
-//! bounded in time.
+//! `wss://` over rustls (ws-std's `rustls` feature): our client against our
+//! server with certificates made at test time ([`common::tls`]), messages up
+//! to 16 MiB, both close directions, the split halves and the timers over
+//! TLS, and the typed failures (wrong host, untrusted CA, a peer that does
+//! not speak TLS, a TLS peer on a plaintext URL). Every test binds
+//! 127.0.0.1:0 and is bounded in time.
+
+mod common;
 
 use std::{
     net::{TcpListener, TcpStream},
-    sync::{Arc, mpsc},
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -17,53 +19,15 @@ use ws_std::{
     rustls::{self, ClientConfig, ServerConfig},
 };
 
-/// Runs `f` on its own thread; fails the test past `secs`.
-fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || tx.send(f()).unwrap());
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!(),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not done within {secs} s"),
-    }
+/// Runs `f` on its own thread, bounded by [`common::TIMEOUT`]; fails the
+/// test if it panics or runs out of time.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    common::bounded("tls test", move || Ok(f())).unwrap()
 }
 
-/// A CA, a certificate for `localhost` signed by it, and the client (trusting
-/// the CA) and server configurations.
 fn pki() -> (Arc<ClientConfig>, Arc<ServerConfig>) {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "ws-std test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca_cert.der().clone()).unwrap();
-    let mut client = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
-    let mut server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key.into())
-        .unwrap();
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (Arc::new(client), Arc::new(server))
+    let pki = common::tls::pki();
+    (Arc::clone(&pki.client), Arc::clone(&pki.server))
 }
 
 fn big() -> Options {
@@ -106,7 +70,7 @@ fn connect(
 
 #[test]
 fn echo_up_to_16_mib_over_tls_and_the_client_closes() {
-    bounded(60, || {
+    bounded(|| {
         let (client, server) = pki();
         let (port, handle) = tls_server(server, echo);
         let mut ws = connect(port, client).unwrap();
@@ -134,7 +98,7 @@ fn echo_up_to_16_mib_over_tls_and_the_client_closes() {
 
 #[test]
 fn the_server_closes_over_tls() {
-    bounded(20, || {
+    bounded(|| {
         let (client, server) = pki();
         let (port, handle) = tls_server(server, |mut ws| {
             ws.send(Message::text("last words")).unwrap();
@@ -151,7 +115,7 @@ fn the_server_closes_over_tls() {
 
 #[test]
 fn split_halves_over_tls() {
-    bounded(30, || {
+    bounded(|| {
         let (client, server) = pki();
         let (port, handle) = tls_server(server, echo);
         let ws = connect(port, client).unwrap();
@@ -178,7 +142,7 @@ fn split_halves_over_tls() {
 
 #[test]
 fn keepalive_gives_up_on_a_silent_tls_peer() {
-    bounded(20, || {
+    bounded(|| {
         let (client, server) = pki();
         let (port, handle) = tls_server(server, |ws| {
             thread::sleep(Duration::from_secs(3)); // handshake done, then silence
@@ -212,16 +176,23 @@ fn client_error(result: ws_std::Result<WebSocket<ws_std::MaybeTlsStream>>) -> Er
     }
 }
 
+/// A TLS server for one connection whose handshake is expected to fail;
+/// the thread returns whether it did.
+fn failing_tls_server(config: Arc<ServerConfig>) -> (u16, thread::JoinHandle<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        let tls = TlsStream::server(listener.accept().unwrap().0, config).unwrap();
+        ws_std::accept(tls).is_err()
+    });
+    (port, handle)
+}
+
 #[test]
 fn a_certificate_for_another_name_is_refused_with_a_typed_error() {
-    bounded(20, || {
+    bounded(|| {
         let (client, server) = pki();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let handle = thread::spawn(move || {
-            let tls = TlsStream::server(listener.accept().unwrap().0, server).unwrap();
-            ws_std::accept(tls).is_err()
-        });
+        let (port, handle) = failing_tls_server(server);
         // 127.0.0.1 is not the certificate's name (localhost).
         let request = ClientRequest::new(&format!("wss://127.0.0.1:{port}/")).unwrap();
         let error = client_error(
@@ -242,14 +213,9 @@ fn a_certificate_for_another_name_is_refused_with_a_typed_error() {
 
 #[test]
 fn an_untrusted_certificate_is_refused_by_default() {
-    bounded(20, || {
+    bounded(|| {
         let (_, server) = pki();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let handle = thread::spawn(move || {
-            let tls = TlsStream::server(listener.accept().unwrap().0, server).unwrap();
-            ws_std::accept(tls).is_err()
-        });
+        let (port, handle) = failing_tls_server(server);
         // `connect` trusts Mozilla's roots, not the test CA.
         let error = client_error(ws_std::connect(&format!("wss://localhost:{port}/")).map(|r| r.0));
         assert!(
@@ -267,7 +233,7 @@ fn an_untrusted_certificate_is_refused_by_default() {
 
 #[test]
 fn a_plaintext_server_on_a_wss_url_is_a_tls_error() {
-    bounded(20, || {
+    bounded(|| {
         let (client, _) = pki();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -283,7 +249,7 @@ fn a_plaintext_server_on_a_wss_url_is_a_tls_error() {
 
 #[test]
 fn a_tls_server_on_a_ws_url_fails_the_handshake() {
-    bounded(20, || {
+    bounded(|| {
         let (_, server) = pki();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
