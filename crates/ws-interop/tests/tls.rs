@@ -200,7 +200,7 @@ fn a_certificate_for_another_name_is_refused_with_a_typed_error() {
         );
         assert!(
             matches!(
-                ws_std::tls_error_of(&error),
+                error.tls(),
                 Some(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::NotValidForNameContext { .. }
                 ))
@@ -220,7 +220,7 @@ fn an_untrusted_certificate_is_refused_by_default() {
         let error = client_error(ws_std::connect(&format!("wss://localhost:{port}/")).map(|r| r.0));
         assert!(
             matches!(
-                ws_std::tls_error_of(&error),
+                error.tls(),
                 Some(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::UnknownIssuer
                 ))
@@ -239,7 +239,7 @@ fn a_plaintext_server_on_a_wss_url_is_a_tls_error() {
         let port = listener.local_addr().unwrap().port();
         let handle = thread::spawn(move || ws_std::accept(listener.accept().unwrap().0).is_err());
         let error = client_error(connect(port, client));
-        assert!(ws_std::tls_error_of(&error).is_some(), "{error:?}");
+        assert!(error.tls().is_some(), "{error:?}");
         assert!(
             handle.join().unwrap(),
             "the plaintext server refused the ClientHello"
@@ -256,9 +256,7 @@ fn a_tls_server_on_a_ws_url_fails_the_handshake() {
         let handle = thread::spawn(move || {
             let tcp: TcpStream = listener.accept().unwrap().0;
             let tls = TlsStream::server(tcp, server).unwrap();
-            ws_std::accept(tls)
-                .err()
-                .map(|e| ws_std::tls_error_of(&e).is_some())
+            ws_std::accept(tls).err().map(|e| e.tls().is_some())
         });
         let error = client_error(ws_std::connect(&format!("ws://127.0.0.1:{port}/")).map(|r| r.0));
         assert!(

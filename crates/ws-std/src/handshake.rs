@@ -39,7 +39,7 @@ pub fn connect_with(
 ) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
     #[cfg(feature = "rustls")]
     if request.is_secure() {
-        return connect_with_tls(request, options, crate::tls::default_client_config()?);
+        return connect_with_tls(request, options, adapter::tls::default_client_config()?);
     }
     adapter::plain_tcp_target(&request)?;
     let start = Instant::now();
@@ -53,7 +53,7 @@ pub fn connect_with(
 
 /// [`connect_with`] over TLS with the client configuration given (roots,
 /// client certificates, ALPN: keep `http/1.1` or none), whatever the URL's
-/// scheme. [`client_config`](crate::client_config) builds the usual ones.
+/// scheme. `client_config` builds the usual ones.
 #[cfg(feature = "rustls")]
 pub fn connect_with_tls(
     request: ClientRequest,

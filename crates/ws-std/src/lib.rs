@@ -98,7 +98,7 @@ use std::{io, net::Shutdown};
 pub use ws_proto::{self, adapter::exports::*};
 
 #[cfg(feature = "rustls")]
-pub use crate::tls::{Roots, TlsStream, client_config, tls_error_of};
+pub use crate::tls::TlsStream;
 pub use crate::{
     handshake::*,
     socket::WebSocket,
@@ -106,6 +106,8 @@ pub use crate::{
 };
 #[cfg(feature = "rustls")]
 pub use rustls;
+#[cfg(feature = "rustls")]
+pub use ws_proto::adapter::tls::{Roots, client_config};
 
 /// A blocking byte stream with the few socket controls the adapter uses.
 ///

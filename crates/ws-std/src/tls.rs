@@ -11,84 +11,18 @@
 use std::{
     io::{self, IoSlice, Read, Write},
     net::{Shutdown, TcpStream},
-    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
 use rustls::{
-    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+    ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection,
     pki_types::ServerName,
 };
 
+use ws_proto::adapter::tls::to_io as tls_error;
+
 use crate::{Transport, unblock};
-
-/// Where a client's trusted root certificates come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Roots {
-    /// Mozilla's root program, compiled in (`webpki-roots`).
-    #[default]
-    WebPki,
-    /// The operating system's store (`rustls-native-certs`), read when the
-    /// configuration is built.
-    Platform,
-}
-
-/// A client configuration: rustls' default crypto provider (aws-lc-rs),
-/// the `roots` given, ALPN `http/1.1`. [`connect`](crate::connect) uses one
-/// with [`Roots::WebPki`], built once.
-pub fn client_config(roots: Roots) -> io::Result<Arc<ClientConfig>> {
-    let mut store = RootCertStore::empty();
-    match roots {
-        Roots::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Roots::Platform => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = store.add(cert); // one unusable certificate is not fatal
-            }
-        }
-    }
-    if store.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no trusted root certificates",
-        ));
-    }
-    // An explicit provider: no process-wide default needs installing.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(tls_error)?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The configuration [`connect`](crate::connect) uses for `wss://`.
-pub(crate) fn default_client_config() -> io::Result<Arc<ClientConfig>> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    if let Some(config) = CONFIG.get() {
-        return Ok(Arc::clone(config));
-    }
-    let config = client_config(Roots::WebPki)?;
-    Ok(Arc::clone(CONFIG.get_or_init(|| config)))
-}
-
-/// rustls' failures (a bad certificate, a wrong host name, a peer that does
-/// not speak TLS) as `io::Error`s of kind `InvalidData` that carry the
-/// [`rustls::Error`]: see [`tls_error_of`].
-fn tls_error(e: impl Into<rustls::Error>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.into())
-}
-
-/// The TLS failure behind an error of this crate, if it was one: e.g.
-/// `rustls::Error::InvalidCertificate(CertificateError::NotValidForName)`.
-pub fn tls_error_of(error: &crate::Error) -> Option<&rustls::Error> {
-    match error {
-        crate::Error::Io(e) => e.get_ref()?.downcast_ref(),
-        _ => None,
-    }
-}
 
 /// A TLS stream over a `TcpStream` (client or server side), which the
 /// [`WebSocket`](crate::WebSocket) drives like the socket itself: read

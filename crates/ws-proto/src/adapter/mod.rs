@@ -9,6 +9,9 @@ use std::io;
 pub use crate::driver::Options;
 use crate::error::{HandshakeError, ProtocolError, SendError};
 
+#[cfg(feature = "rustls")]
+pub mod tls;
+
 /// What every runtime adapter re-exports from the core (`pub use
 /// ws_proto::adapter::exports::*`), so that an application finds the same
 /// names, `bytes` types included, under whichever adapter it uses.
