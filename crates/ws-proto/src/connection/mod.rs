@@ -823,6 +823,18 @@ impl Connection {
             // What the payload pins if shared: see `PIN_RATIO`.
             let buf_capacity = buf.capacity();
             let payload = buf.split_to(frame.len);
+            // Compressed frames leave here, so that the plain path below
+            // stays as it is without deflate.
+            #[cfg(feature = "deflate")]
+            if frame.payload == Payload::Compressed {
+                match self.on_compressed(frame, &payload)? {
+                    Some(event) => return Ok(Some(event)),
+                    None => {
+                        resumed = false;
+                        continue;
+                    }
+                }
+            }
             if let Some(event) = self.on_frame(frame, payload, !resumed, buf_capacity)? {
                 return Ok(Some(event));
             }
@@ -933,8 +945,6 @@ impl Connection {
             }
             OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => self.on_close(payload.freeze()).map(Some),
-            #[cfg(feature = "deflate")]
-            _ if frame.payload == Payload::Compressed => self.on_compressed(frame, &payload),
             OpCode::Text | OpCode::Binary if frame.fin => self
                 .finish_message(
                     frame.payload == Payload::Text,
@@ -979,6 +989,8 @@ impl Connection {
     /// `max_message_size`, text checked on the inflated bytes) onto the
     /// message, which ends with the frame that has FIN.
     #[cfg(feature = "deflate")]
+    #[cold]
+    #[inline(never)]
     fn on_compressed(
         &mut self,
         frame: InFrame,
