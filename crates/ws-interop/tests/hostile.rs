@@ -302,7 +302,7 @@ mod tokio_rt {
 
     use super::*;
 
-    type Stream = tokio::net::TcpStream;
+    type Stream = adapter::MaybeTlsStream;
 
     async fn connect(
         request: ClientRequest,
@@ -327,7 +327,7 @@ mod tokio_rt {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let _ = addr_tx.send(listener.local_addr().expect("addr"));
                 let (stream, _) = listener.accept().await.expect("accept");
-                serve_stream(stream, &opts, &mode).await
+                serve_stream(adapter::MaybeTlsStream::Plain(stream), &opts, &mode).await
             })
         })
     }

@@ -354,22 +354,20 @@ deflate_pairs! {
         deflate_std_client_node_server: Std -> Node;
 }
 
-/// Python `websockets` over TLS (its `ssl` support) against ws-std's
-/// `rustls` feature: the peer's client scenario against our `wss://`
+/// Python `websockets` over TLS (its `ssl` support) against the adapters'
+/// `rustls` features: the peer's client scenario against our `wss://`
 /// server, and our client scenario against the peer's `wss://` server, with
 /// the test CA ([`common::tls`]).
-#[test]
-fn tls_python_client_std_server() {
+fn tls_python_client_against(server: Adapter) {
     if !Peer::Python.require() {
         return;
     }
     let mut command = Peer::Python.command();
     command.env("PEER_TLS_CA", &common::tls::pki().ca_pem);
-    run_peer_client(Peer::Python, command, Adapter::Std.start_tls_server(2));
+    run_peer_client(Peer::Python, command, server.start_tls_server(2));
 }
 
-#[test]
-fn tls_std_client_python_server() {
+fn tls_client_against_python(client: Adapter) {
     if !Peer::Python.require() {
         return;
     }
@@ -384,7 +382,27 @@ fn tls_std_client_python_server() {
         peer_server: true,
     };
     let url = format!("wss://localhost:{port}/interop");
-    if let Err(e) = Adapter::Std.run_client(&url, plan) {
-        panic!("our std client against the Python wss:// server: {e}");
+    if let Err(e) = client.run_client(&url, plan) {
+        panic!("our {client:?} client against the Python wss:// server: {e}");
     }
+}
+
+#[test]
+fn tls_python_client_std_server() {
+    tls_python_client_against(Adapter::Std);
+}
+
+#[test]
+fn tls_std_client_python_server() {
+    tls_client_against_python(Adapter::Std);
+}
+
+#[test]
+fn tls_python_client_tokio_server() {
+    tls_python_client_against(Adapter::Tokio);
+}
+
+#[test]
+fn tls_tokio_client_python_server() {
+    tls_client_against_python(Adapter::Tokio);
 }

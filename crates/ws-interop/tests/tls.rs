@@ -1,9 +1,10 @@
-//! `wss://` over rustls (ws-std's `rustls` feature): our client against our
-//! server with certificates made at test time ([`common::tls`]), messages up
-//! to 16 MiB, both close directions, the split halves and the timers over
-//! TLS, and the typed failures (wrong host, untrusted CA, a peer that does
-//! not speak TLS, a TLS peer on a plaintext URL). Every test binds
-//! 127.0.0.1:0 and is bounded in time.
+//! `wss://` over rustls (the adapters' `rustls` features): our clients
+//! against our servers with certificates made at test time
+//! ([`common::tls`]), ws-std with itself and ws-tokio across to ws-std both
+//! ways: messages up to 16 MiB, both close directions, the split halves and
+//! the timers over TLS, and the typed failures (wrong host, untrusted CA, a
+//! peer that does not speak TLS, a TLS peer on a plaintext URL). Every test
+//! binds 127.0.0.1:0 and is bounded in time.
 
 mod common;
 
@@ -269,4 +270,203 @@ fn a_tls_server_on_a_ws_url_fails_the_handshake() {
             "the TLS server saw no ClientHello"
         );
     });
+}
+
+// ----- ws-tokio (`rustls` feature, tokio-rustls), across to ws-std -----
+
+/// Runs `f` on a current-thread tokio runtime, bounded like the rest.
+fn tokio_bounded<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
+    bounded(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        runtime.unwrap().block_on(f())
+    })
+}
+
+/// ws-tokio's `wss://` server (`accept_tls`) on a loopback port, serving
+/// one connection with `serve`; returns the port.
+fn tokio_tls_server<T: Send + 'static>(
+    serve: impl AsyncFnOnce(ws_tokio::WebSocket<ws_tokio::MaybeTlsStream>) -> T + Send + 'static,
+) -> (u16, thread::JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        runtime.unwrap().block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let tcp = listener.accept().await.unwrap().0;
+            let options = Options::default().with_config(big().config);
+            serve(ws_tokio::accept_tls(tcp, pki().1, &options).await.unwrap()).await
+        })
+    });
+    (port, handle)
+}
+
+/// ws-tokio's client with the test CA.
+async fn tokio_connect(
+    url: &str,
+    config: Config,
+) -> ws_std::Result<ws_tokio::WebSocket<ws_tokio::MaybeTlsStream>> {
+    let options = Options::default().with_config(config);
+    let request = ClientRequest::new(url)?;
+    Ok(ws_tokio::connect_with_tls(request, &options, pki().0)
+        .await?
+        .0)
+}
+
+#[test]
+fn tokio_client_std_tls_server_echo_up_to_16_mib() {
+    let (port, handle) = tls_server(pki().1, echo);
+    tokio_bounded(async move || {
+        let mut ws = tokio_connect(&format!("wss://localhost:{port}/"), big().config)
+            .await
+            .unwrap();
+        for message in [
+            Message::binary(vec![3; 70_000]),
+            Message::text("ü".repeat(8 << 20)),
+        ] {
+            ws.send(message.clone()).await.unwrap();
+            assert_eq!(ws.recv().await.unwrap().unwrap(), message);
+        }
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    });
+    assert_eq!(handle.join().unwrap(), Some(1000));
+}
+
+#[test]
+fn std_client_tokio_tls_server_which_closes() {
+    let (port, handle) = tokio_tls_server(async |mut ws| {
+        ws.send(Message::text("from tokio over TLS")).await.unwrap();
+        ws.close(CloseCode::GOING_AWAY, "").await.unwrap();
+        ws.close_frame().map(|f| f.code)
+    });
+    bounded(move || {
+        let mut ws = connect(port, pki().0).unwrap();
+        assert_eq!(
+            ws.recv().unwrap().unwrap(),
+            Message::text("from tokio over TLS")
+        );
+        assert!(ws.recv().is_none());
+        assert_eq!(ws.close_frame().unwrap().code, CloseCode::GOING_AWAY);
+    });
+    assert_eq!(handle.join().unwrap(), Some(CloseCode::GOING_AWAY));
+}
+
+#[test]
+fn tokio_split_halves_and_keepalive_over_tls() {
+    let (port, handle) = tls_server(pki().1, echo);
+    tokio_bounded(async move || {
+        let ws = tokio_connect(&format!("wss://localhost:{port}/"), big().config)
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let sender = tokio::spawn(async move {
+            for i in 0..100 {
+                writer
+                    .send(Message::binary(vec![i; 1000 * usize::from(i)]))
+                    .await
+                    .unwrap();
+            }
+            writer
+        });
+        for i in 0..100 {
+            assert_eq!(reader.recv().await.unwrap().unwrap().len(), 1000 * i);
+        }
+        let mut writer = sender.await.unwrap();
+        writer.close(CloseCode::NORMAL, "").await.unwrap();
+        assert!(reader.recv().await.is_none());
+    });
+    assert_eq!(handle.join().unwrap(), Some(1000));
+
+    // A TLS peer that goes silent after the handshake: keepalive gives up.
+    let (port, handle) = tls_server(pki().1, |ws| {
+        thread::sleep(Duration::from_secs(3)); // handshake done, then silence
+        drop(ws);
+    });
+    tokio_bounded(async move || {
+        let ping = Some(Duration::from_millis(100));
+        let config = Config::default().with_keepalive(ping, Some(Duration::from_millis(200)));
+        let mut ws = tokio_connect(&format!("wss://localhost:{port}/"), config)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        assert!(!matches!(ws.recv().await, Some(Ok(_))));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(ws.close_frame().unwrap().code, CloseCode::ABNORMAL);
+    });
+    handle.join().unwrap();
+}
+
+#[test]
+fn tokio_refuses_a_wrong_name_an_untrusted_ca_and_a_plaintext_server() {
+    // 127.0.0.1 is not the certificate's name.
+    let (port, handle) = failing_tls_server(pki().1);
+    let error = tokio_bounded(async move || {
+        tokio_connect(&format!("wss://127.0.0.1:{port}/"), Config::default())
+            .await
+            .err()
+    });
+    let tls = error.as_ref().and_then(Error::tls);
+    assert!(
+        matches!(
+            tls,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{error:?}"
+    );
+    assert!(handle.join().unwrap());
+
+    // `connect` trusts Mozilla's roots, not the test CA.
+    let (port, handle) = failing_tls_server(pki().1);
+    let error = tokio_bounded(async move || {
+        ws_tokio::connect(&format!("wss://localhost:{port}/"))
+            .await
+            .err()
+    });
+    let tls = error.as_ref().and_then(Error::tls);
+    assert!(
+        matches!(
+            tls,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ),
+        "{error:?}"
+    );
+    assert!(handle.join().unwrap());
+
+    // A plaintext WebSocket server on a wss:// URL.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || ws_std::accept(listener.accept().unwrap().0).is_err());
+    let error = tokio_bounded(async move || {
+        tokio_connect(&format!("wss://localhost:{port}/"), Config::default())
+            .await
+            .err()
+    });
+    assert!(error.as_ref().and_then(Error::tls).is_some(), "{error:?}");
+    assert!(handle.join().unwrap());
+
+    // A TLS server on a ws:// URL.
+    let (port, handle) = failing_tls_server(pki().1);
+    let error = tokio_bounded(async move || {
+        ws_tokio::connect(&format!("ws://127.0.0.1:{port}/"))
+            .await
+            .err()
+    });
+    assert!(
+        matches!(error, Some(Error::Handshake(_) | Error::Io(_))),
+        "{error:?}"
+    );
+    assert!(handle.join().unwrap());
 }

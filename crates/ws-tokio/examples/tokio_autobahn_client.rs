@@ -43,7 +43,7 @@ async fn main() -> ws_tokio::Result<()> {
     Ok(())
 }
 
-async fn echo(ws: &mut ws_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), Error> {
+async fn echo(ws: &mut ws_tokio::WebSocket<ws_tokio::MaybeTlsStream>) -> Result<(), Error> {
     while let Some(message) = ws.recv().await {
         ws.send(message?).await?;
     }

@@ -11,7 +11,7 @@ use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeEr
 use ws_proto::{ServerRequest, adapter, adapter::exports::Options};
 
 use crate::socket::{Timer, poll_op};
-use crate::{Result, WebSocket};
+use crate::{MaybeTlsStream, Result, WebSocket};
 
 /// Runs the opening handshake of `ws`'s driver ([`Op::Open`]) to the
 /// application's turn.
@@ -27,24 +27,42 @@ async fn open<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Resul
 pub async fn connect_with(
     request: ClientRequest,
     options: &Options,
-) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
-    let target = adapter::plain_tcp_target(&request)?;
+) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
+    #[cfg(feature = "rustls")]
+    if request.is_secure() {
+        let config = adapter::tls::default_client_config()?;
+        return crate::tls::connect_with_tls(request, options, config).await;
+    }
+    adapter::plain_tcp_target(&request)?;
+    let (stream, start) = tcp_connect(&request, options).await?;
+    let options = options.after(start.elapsed())?;
+    client(MaybeTlsStream::Plain(stream), request, &options).await
+}
+
+/// A TCP connection (with `TCP_NODELAY`) to the request's host and port,
+/// within the handshake timeout; and when the attempt started.
+pub(crate) async fn tcp_connect(
+    request: &ClientRequest,
+    options: &Options,
+) -> Result<(TcpStream, Instant)> {
     let start = Instant::now();
     let limit = options.handshake_timeout.unwrap_or(Duration::MAX);
+    let target = (request.host(), request.port());
     let connect = tokio::time::timeout(limit, TcpStream::connect(target));
     let stream = connect.await.map_err(|_| HandshakeError::TimedOut)??;
     stream.set_nodelay(true)?;
-    client(stream, request, &options.after(start.elapsed())?).await
+    Ok((stream, start))
 }
 
-/// Connects to a `ws://` URL with the default [`Options`]: DNS, TCP (with
-/// `TCP_NODELAY`) and the handshake, all within the handshake timeout.
-///
-/// `wss://` fails with [`HandshakeError::InvalidRequest`]: there is no TLS
-/// yet; connect a TLS stream yourself and use [`client`].
+/// Connects to a `ws://` URL (with the `rustls` feature, `wss://` too,
+/// verified against Mozilla's roots) with the default [`Options`]: DNS,
+/// TCP (with `TCP_NODELAY`), TLS and the handshake, all within the
+/// handshake timeout. Without the feature, `wss://` fails with
+/// [`HandshakeError::InvalidRequest`]: connect a TLS stream yourself and
+/// use [`client`].
 ///
 /// Cancelling (dropping the future) abandons the connection attempt.
-pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
     connect_with(ClientRequest::new(url)?, &Options::default()).await
 }
 

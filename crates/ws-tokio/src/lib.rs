@@ -58,11 +58,20 @@ extern crate alloc;
 mod handshake;
 mod socket;
 mod split;
+mod tls;
 
 pub use ws_proto::{self, adapter::exports::*};
 
+#[cfg(feature = "rustls")]
+pub use crate::tls::{accept_tls, connect_with_tls};
 pub use crate::{
     handshake::*,
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
+    tls::MaybeTlsStream,
+};
+#[cfg(feature = "rustls")]
+pub use {
+    rustls, tokio_rustls,
+    ws_proto::adapter::tls::{Roots, client_config},
 };

@@ -11,8 +11,8 @@ use tokio::{
     net::{TcpListener, TcpSocket, TcpStream},
 };
 use ws_tokio::{
-    AcceptOptions, Bytes, ClientRequest, CloseCode, Config, Error, Event, HandshakeError, Message,
-    Options, ProtocolError, Role, WebSocket,
+    AcceptOptions, Bytes, ClientRequest, CloseCode, Config, Error, Event, HandshakeError,
+    MaybeTlsStream, Message, Options, ProtocolError, Role, WebSocket,
 };
 
 async fn timed<T>(future: impl Future<Output = T>) -> T {
@@ -35,18 +35,21 @@ async fn listener() -> (TcpListener, String) {
 }
 
 /// A connected client and server.
-async fn pair(options: &Options) -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+async fn pair(options: &Options) -> (WebSocket<MaybeTlsStream>, WebSocket<MaybeTlsStream>) {
     let (listener, url) = listener().await;
     let request = ClientRequest::new(&url).unwrap();
     let (client, server) = tokio::join!(ws_tokio::connect_with(request, options), async {
-        ws_tokio::accept_with(listener.accept().await.unwrap().0, options).await
+        let stream = MaybeTlsStream::Plain(listener.accept().await.unwrap().0);
+        ws_tokio::accept_with(stream, options).await
     });
     (client.unwrap().0, server.unwrap())
 }
 
 /// Echoes data messages until the connection ends, with a ping after every
 /// tenth; returns the socket.
-fn spawn_echo(mut ws: WebSocket<TcpStream>) -> tokio::task::JoinHandle<WebSocket<TcpStream>> {
+fn spawn_echo(
+    mut ws: WebSocket<MaybeTlsStream>,
+) -> tokio::task::JoinHandle<WebSocket<MaybeTlsStream>> {
     tokio::spawn(async move {
         let mut count = 0u32;
         while let Some(Ok(message)) = ws.recv().await {
