@@ -36,11 +36,16 @@
 //! # }
 //! ```
 //!
-//! - Client: [`connect`], [`connect_with`], or [`client`] over a stream you
-//!   connected (TLS).
+//! - Client: [`connect`], [`connect_with`] (`ws://`, and with the `rustls`
+//!   feature `wss://`, verified against Mozilla's roots; `connect_with_tls`
+//!   takes your own rustls `ClientConfig`), or [`client`] over a stream you
+//!   connected. `connect` returns a [`MaybeTlsStream`].
 //! - Server: [`accept`], [`accept_with`], or [`read_request`] then
-//!   [`Incoming::accept`] / [`Incoming::reject`] to decide asynchronously.
-//! - A stream upgraded elsewhere (hyper, axum): [`WebSocket::from_raw`].
+//!   [`Incoming::accept`] / [`Incoming::reject`] to decide asynchronously;
+//!   `accept_tls` (feature `rustls`) with your rustls `ServerConfig`.
+//! - A stream upgraded elsewhere (hyper, axum): [`WebSocket::from_raw`], or
+//!   [`WebSocket::from_driver`] with the connection the handshake negotiated
+//!   (the `tokio_hyper_server` and `tokio_axum_server` examples).
 //! - Two tasks: [`WebSocket::split`]; the read half keeps receiving (and
 //!   answering pings) even while the write half is blocked on a slow peer.
 //! - Cancellation: `recv`, `recv_event`, `flush` and `close` are
