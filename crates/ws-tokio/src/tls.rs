@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 /// What [`connect`](crate::connect) returns: the TCP stream for `ws://`, a
 /// tokio-rustls stream over it for `wss://` (feature `rustls`; the server
-/// side of [`accept_tls`](crate::accept_tls) too).
+/// side of `accept_tls` too).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MaybeTlsStream {
