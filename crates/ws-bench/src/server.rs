@@ -6,6 +6,12 @@
 //! frames and messages of at least 16 MiB by default (ws-tokio 16 MiB
 //! frames / 64 MiB messages, tungstenite 16 / 64 MiB, fastwebsockets
 //! 64 MiB, tokio-websockets 64 MiB), so no limit is changed.
+//!
+//! The permessage-deflate servers (RFC 7692) accept a client's offer:
+//! ws-tokio with a [`DeflateConfig`](ws_tokio::DeflateConfig) per
+//! [`Library`] variant, yawc with its default `DeflateOptions` (level 6,
+//! context takeover both ways, windows as negotiated; see the README). yawc
+//! limits frames to 1 MiB by default, which the deflate scenarios stay under.
 
 use std::{
     io::{self, Write},
@@ -50,15 +56,41 @@ pub enum Library {
     Fastwebsockets,
     /// `tokio-websockets` 0.13.
     TokioWebsockets,
+    /// ws-tokio accepting permessage-deflate with the default
+    /// `DeflateConfig`: level 6, memLevel 5, window bits 12 / 12, context
+    /// takeover both ways (kept as windows, a context set up per message),
+    /// messages under 64 bytes sent uncompressed.
+    WsTokioDeflate,
+    /// ws-tokio configured like yawc's defaults: level 6, memLevel 8, the
+    /// client's window 9 bits (what yawc answers to a bare
+    /// `client_max_window_bits`), its own 15 bits, context takeover both
+    /// ways, and the compressor kept for the connection's life, as yawc
+    /// keeps its own.
+    WsTokioDeflateYawcLike,
+    /// ws-tokio with the default `DeflateConfig` but no context takeover
+    /// either way (`server_no_context_takeover` and
+    /// `client_no_context_takeover` in its answer).
+    WsTokioDeflateNct,
+    /// `yawc` 0.5 (feature `zlib`: flate2 on zlib-rs), permessage-deflate
+    /// with its default `DeflateOptions`.
+    Yawc,
 }
 
 impl Library {
-    /// Every library, ws-tokio first.
+    /// The four libraries of the uncompressed scenarios, ws-tokio first.
     pub const ALL: [Self; 4] = [
         Self::WsTokio,
         Self::TokioTungstenite,
         Self::Fastwebsockets,
         Self::TokioWebsockets,
+    ];
+
+    /// The permessage-deflate servers: the ws-tokio variants, then yawc.
+    pub const DEFLATE: [Self; 4] = [
+        Self::WsTokioDeflate,
+        Self::WsTokioDeflateYawcLike,
+        Self::WsTokioDeflateNct,
+        Self::Yawc,
     ];
 
     /// The command-line name.
@@ -68,12 +100,59 @@ impl Library {
             Self::TokioTungstenite => "tokio-tungstenite",
             Self::Fastwebsockets => "fastwebsockets",
             Self::TokioWebsockets => "tokio-websockets",
+            Self::WsTokioDeflate => "ws-tokio-deflate",
+            Self::WsTokioDeflateYawcLike => "ws-tokio-deflate-yawclike",
+            Self::WsTokioDeflateNct => "ws-tokio-deflate-nct",
+            Self::Yawc => "yawc",
         }
     }
 
     /// The library called `name`.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain(Self::DEFLATE)
+            .find(|l| l.name() == name)
+    }
+
+    /// Whether this server negotiates permessage-deflate (the load
+    /// generator must then be run with `--deflate`).
+    pub const fn deflate(self) -> bool {
+        matches!(
+            self,
+            Self::WsTokioDeflate
+                | Self::WsTokioDeflateYawcLike
+                | Self::WsTokioDeflateNct
+                | Self::Yawc
+        )
+    }
+
+    /// Whether this is one of ws-tokio's servers.
+    pub const fn is_ws_tokio(self) -> bool {
+        matches!(
+            self,
+            Self::WsTokio
+                | Self::WsTokioDeflate
+                | Self::WsTokioDeflateYawcLike
+                | Self::WsTokioDeflateNct
+        )
+    }
+
+    /// The deflate configuration of a ws-tokio deflate variant.
+    fn deflate_config(self) -> Option<ws_tokio::DeflateConfig> {
+        let default = ws_tokio::DeflateConfig::default();
+        match self {
+            Self::WsTokioDeflate => Some(default),
+            Self::WsTokioDeflateYawcLike => Some(
+                default
+                    .with_level(6)
+                    .with_mem_level(8)
+                    .with_window_bits(9, 15)
+                    .with_keep_compressor(true),
+            ),
+            Self::WsTokioDeflateNct => Some(default.with_no_context_takeover(true, true)),
+            _ => None,
+        }
     }
 }
 
@@ -125,6 +204,89 @@ async fn serve(library: Library, stream: TcpStream) -> Result<(), BoxError> {
         Library::TokioTungstenite => Box::pin(tokio_tungstenite_echo(stream)).await,
         Library::Fastwebsockets => Box::pin(fastwebsockets_echo(stream)).await,
         Library::TokioWebsockets => Box::pin(tokio_websockets_echo(stream)).await,
+        Library::WsTokioDeflate | Library::WsTokioDeflateYawcLike | Library::WsTokioDeflateNct => {
+            let config = library.deflate_config().unwrap_or_default();
+            Box::pin(ws_tokio_deflate_echo(stream, config)).await
+        }
+        Library::Yawc => Box::pin(yawc_echo(stream)).await,
+    }
+}
+
+async fn ws_tokio_deflate_echo(
+    stream: TcpStream,
+    config: ws_tokio::DeflateConfig,
+) -> Result<(), BoxError> {
+    let options = ws_tokio::Options::default().with_deflate(config);
+    let mut ws = ws_tokio::accept_with(stream, &options).await?;
+    while let Some(message) = ws.recv().await {
+        ws.send(message?).await?;
+        echoed();
+    }
+    Ok(())
+}
+
+/// yawc's options: compression on with its defaults (`DeflateOptions::default()`:
+/// level 6, context takeover both ways, no window preference, every message
+/// compressed, no pool); everything else default too (no UTF-8 validation).
+fn yawc_options() -> yawc::Options {
+    yawc::Options {
+        compression: Some(yawc::DeflateOptions::default()),
+        ..yawc::Options::default()
+    }
+}
+
+async fn yawc_echo(mut stream: TcpStream) -> Result<(), BoxError> {
+    use yawc::{OpCode, Role, WebSocket};
+    // yawc's server side is hyper's `upgrade`; as for fastwebsockets, hyper
+    // stays out of the data path: the request head is read by hand, yawc's
+    // own `upgrade_with_options` negotiates and builds the answer (its
+    // upgrade future is dropped unused), and the stream goes to
+    // `from_stream_with_extensions` with what was agreed.
+    let options = yawc_options();
+    let (key, extensions) = read_request_head(&mut stream).await?;
+    let mut builder = yawc::HttpRequest::builder()
+        .uri("/")
+        .header("host", "127.0.0.1")
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", key);
+    if let Some(offer) = &extensions {
+        builder = builder.header("sec-websocket-extensions", offer.as_str());
+    }
+    let mut request = builder.body(())?;
+    let (response, _unused) =
+        yawc::HttpWebSocket::upgrade_with_options(&mut request, options.clone())?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let accept = header("sec-websocket-accept").ok_or("yawc gave no Sec-WebSocket-Accept")?;
+    let agreed = header("sec-websocket-extensions");
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(agreed) = &agreed {
+        head += &format!("Sec-WebSocket-Extensions: {agreed}\r\n");
+    }
+    head += "\r\n";
+    stream.write_all(head.as_bytes()).await?;
+    let mut ws =
+        WebSocket::from_stream_with_extensions(stream, Role::Server, agreed.as_deref(), options)?;
+    loop {
+        let frame = ws.next_frame().await?;
+        match frame.opcode() {
+            OpCode::Close => return Ok(()),
+            OpCode::Text | OpCode::Binary => {
+                ws.send(frame).await?;
+                echoed();
+            }
+            _ => {}
+        }
     }
 }
 
@@ -190,6 +352,20 @@ async fn accept_by_hand(stream: &mut TcpStream) -> Result<(), BoxError> {
     use sha1::{Digest, Sha1};
 
     const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let (key, _) = read_request_head(stream).await?;
+    let digest = Sha1::new().chain_update(&key).chain_update(GUID).finalize();
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).await?;
+    Ok(())
+}
+
+/// Reads a request head (nothing past it: the load generator waits for the
+/// 101); returns its `Sec-WebSocket-Key` and `Sec-WebSocket-Extensions`.
+async fn read_request_head(stream: &mut TcpStream) -> Result<(String, Option<String>), BoxError> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         let mut chunk = [0; 1024];
@@ -206,19 +382,14 @@ async fn accept_by_hand(stream: &mut TcpStream) -> Result<(), BoxError> {
         if len != buf.len() {
             return Err("bytes after the request head".into());
         }
-        let key = request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
-            .ok_or("no Sec-WebSocket-Key")?
-            .value;
-        let digest = Sha1::new().chain_update(key).chain_update(GUID).finalize();
-        let accept = base64::engine::general_purpose::STANDARD.encode(digest);
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
-        stream.write_all(response.as_bytes()).await?;
-        return Ok(());
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        let key = header("sec-websocket-key").ok_or("no Sec-WebSocket-Key")?;
+        return Ok((key, header("sec-websocket-extensions")));
     }
 }
