@@ -864,12 +864,15 @@ fn short(lib: Library) -> &'static str {
     }
 }
 
+/// One throughput row: the scenario's label and each library's runs.
+type Row = (String, HashMap<Library, Vec<Measurement>>);
+
 /// Runs every library in every scenario, `repeats` times, interleaved.
 fn throughput_rows(
     runner: &mut Runner,
     scenarios: &[Scenario],
     libs: &[Library],
-) -> Result<Vec<(String, HashMap<Library, Vec<Measurement>>)>, BoxError> {
+) -> Result<Vec<Row>, BoxError> {
     let mut rows = Vec::new();
     for s in scenarios {
         eprintln!("{}", s.label());
@@ -889,12 +892,7 @@ fn throughput_rows(
 
 /// The throughput table of `rows` (nothing without rows); for the deflate
 /// servers, followed by the bytes per message on the wire.
-fn throughput_table(
-    opts: &Options,
-    rows: &[(String, HashMap<Library, Vec<Measurement>>)],
-    libs: &[Library],
-    deflate: bool,
-) -> String {
+fn throughput_table(opts: &Options, rows: &[Row], libs: &[Library], deflate: bool) -> String {
     let mut out = String::new();
     let Some((_, first)) = rows.first() else {
         return out;
