@@ -393,3 +393,115 @@ async fn read_request_head(stream: &mut TcpStream) -> Result<(String, Option<Str
         return Ok((key, header("sec-websocket-extensions")));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        frame::{TEXT, masked},
+        payload::{self, Text},
+    };
+    use zlib_rs::{Inflate, InflateFlush};
+
+    const REQUEST_DEFLATE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+
+    /// Reads one unmasked server frame: (first byte, payload).
+    async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0; 2];
+        stream.read_exact(&mut head).await.unwrap();
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0; 2];
+                stream.read_exact(&mut b).await.unwrap();
+                usize::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0; 8];
+                stream.read_exact(&mut b).await.unwrap();
+                usize::try_from(u64::from_be_bytes(b)).unwrap()
+            }
+            n => usize::from(n),
+        };
+        let mut payload = vec![0; len];
+        stream.read_exact(&mut payload).await.unwrap();
+        (head[0], payload)
+    }
+
+    /// Runs `library`'s server for one connection, offers permessage-deflate
+    /// as the load generator does, sends independently compressed JSON and
+    /// checks each echo inflates (with the context kept across messages,
+    /// as takeover requires) to what was sent. Returns the agreed extension.
+    fn echo_compressed(library: Library) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let _ = serve(library, stream).await;
+            });
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            stream.write_all(REQUEST_DEFLATE).await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                stream.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            let agreed = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "))
+                .unwrap_or_else(|| panic!("no extension agreed: {head}"))
+                .to_owned();
+            let mut inflate = Inflate::new(false, 15);
+            for text in payload::texts(Text::Json, 1024, 5) {
+                let frame = masked(TEXT, true, &payload::compress(text.as_bytes()));
+                stream.write_all(&frame).await.unwrap();
+                let (b0, mut data) = read_frame(&mut stream).await;
+                assert_eq!(b0 & 0x8f, 0x81, "a final text frame");
+                assert_eq!(b0 & 0x40, 0x40, "compressed");
+                data.extend_from_slice(&[0, 0, 0xff, 0xff]);
+                let mut out = vec![0; 8192];
+                let before = inflate.total_out();
+                inflate
+                    .decompress(&data, &mut out, InflateFlush::SyncFlush)
+                    .unwrap();
+                out.truncate((inflate.total_out() - before) as usize);
+                assert_eq!(out, text.as_bytes());
+            }
+            agreed
+        })
+    }
+
+    #[test]
+    fn yawc_negotiates_its_defaults_and_echoes_compressed() {
+        // yawc answers a bare client_max_window_bits with 9 and keeps
+        // context takeover (no *_no_context_takeover in its answer).
+        let agreed = echo_compressed(Library::Yawc);
+        assert!(agreed.starts_with("permessage-deflate"), "{agreed}");
+        assert!(agreed.contains("client_max_window_bits=9"), "{agreed}");
+        assert!(!agreed.contains("no_context_takeover"), "{agreed}");
+    }
+
+    #[test]
+    fn ws_tokio_deflate_variants_echo_compressed() {
+        let agreed = echo_compressed(Library::WsTokioDeflate);
+        assert!(agreed.contains("client_max_window_bits=12"), "{agreed}");
+        let agreed = echo_compressed(Library::WsTokioDeflateYawcLike);
+        assert!(agreed.contains("client_max_window_bits=9"), "{agreed}");
+        let agreed = echo_compressed(Library::WsTokioDeflateNct);
+        assert!(
+            agreed.contains("server_no_context_takeover")
+                && agreed.contains("client_no_context_takeover"),
+            "{agreed}"
+        );
+    }
+}
