@@ -12,8 +12,16 @@ pub const BINARY: u8 = 0x2;
 /// One masked, final frame with opcode `opcode` and a `size`-byte payload
 /// (ASCII letters: valid UTF-8 for text frames).
 pub fn masked_frame(opcode: u8, size: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    masked(opcode, false, &payload)
+}
+
+/// One masked, final frame with opcode `opcode` carrying `payload`, with
+/// RSV1 set when `rsv1` (a permessage-deflate compressed message).
+pub fn masked(opcode: u8, rsv1: bool, payload: &[u8]) -> Vec<u8> {
+    let size = payload.len();
     let mut frame = Vec::with_capacity(size + 14);
-    frame.push(0x80 | opcode);
+    frame.push(0x80 | if rsv1 { 0x40 } else { 0 } | opcode);
     match size {
         0..=125 => frame.push(0x80 | size as u8),
         126..=0xffff => {
@@ -26,7 +34,7 @@ pub fn masked_frame(opcode: u8, size: usize) -> Vec<u8> {
         }
     }
     frame.extend_from_slice(&MASK);
-    frame.extend((0..size).map(|i| (b'a' + (i % 26) as u8) ^ MASK[i % 4]));
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
     frame
 }
 
@@ -40,9 +48,12 @@ pub enum ParseError {
 }
 
 /// Counts complete data messages in the server's frames, reading headers
-/// only.
+/// only: a message is a final text, binary or continuation frame, whatever
+/// its length (compressed echoes differ in size from what was sent).
 #[derive(Debug, Default)]
 pub struct EchoCounter {
+    /// RSV1 (permessage-deflate's "compressed") is allowed.
+    rsv1: bool,
     header: [u8; 14],
     have: usize,
     /// Payload bytes of the current frame still to skip.
@@ -55,6 +66,15 @@ impl EchoCounter {
     /// A counter at a frame boundary.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A counter for a connection with permessage-deflate negotiated: RSV1
+    /// is allowed on the first frame of a message.
+    pub fn deflate() -> Self {
+        Self {
+            rsv1: true,
+            ..Self::default()
+        }
     }
 
     /// The header length once its first two bytes are known.
@@ -109,7 +129,8 @@ impl EchoCounter {
             }
             let (b0, b1) = (self.header[0], self.header[1]);
             let opcode = b0 & 0x0f;
-            if b0 & 0x70 != 0 {
+            let reserved = if self.rsv1 { 0x30 } else { 0x70 };
+            if b0 & reserved != 0 || (b0 & 0x40 != 0 && !matches!(opcode, 0x1 | 0x2)) {
                 return Err(ParseError::Invalid);
             }
             match opcode {
@@ -188,6 +209,46 @@ mod tests {
         assert_eq!(counter.feed(&frame[60100..frame.len() - 1]).unwrap(), 0);
         assert_eq!(counter.discard(5), 1);
         assert_eq!(counter.payload_left(), 0);
+    }
+
+    #[test]
+    fn compressed_echoes_of_any_size_across_any_split() {
+        let mut stream = Vec::new();
+        for size in [5, 125, 126, 700, 9000, 70000] {
+            let mut f = unmasked(TEXT, true, size);
+            f[0] |= 0x40;
+            stream.extend(f);
+            // A fragmented compressed message: RSV1 on its first frame only.
+            let mut first = unmasked(TEXT, false, size / 2);
+            first[0] |= 0x40;
+            stream.extend(first);
+            stream.extend(unmasked(0x0, true, size - size / 2));
+        }
+        for chunk in [1, 2, 3, 5, 13, 100, 4096, stream.len()] {
+            let mut counter = EchoCounter::deflate();
+            let total: u64 = stream.chunks(chunk).map(|c| counter.feed(c).unwrap()).sum();
+            assert_eq!(total, 12, "chunk {chunk}");
+        }
+        assert_eq!(
+            EchoCounter::new().feed(&stream[..2]),
+            Err(ParseError::Invalid)
+        );
+        assert_eq!(
+            EchoCounter::deflate().feed(&[0xc9, 0x00]),
+            Err(ParseError::Invalid)
+        );
+    }
+
+    #[test]
+    fn masked_carries_rsv1_and_payload() {
+        let f = masked(TEXT, true, b"abcdef");
+        assert_eq!(&f[..2], &[0xc1, 0x86]);
+        let payload: Vec<u8> = f[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ MASK[i % 4])
+            .collect();
+        assert_eq!(payload, b"abcdef");
     }
 
     #[test]

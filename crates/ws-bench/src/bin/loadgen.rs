@@ -5,14 +5,23 @@
 //!
 //! ```text
 //! loadgen bench --port P --conns C --size S --in-flight F [--kind text|binary]
-//!               [--warmup 1] [--secs 3] [--server-pid PID] [--stats-port Q]
+//!               [--warmup 1] [--secs 3] [--server-pid PID] [--stats-port Q] [--deflate]
 //! loadgen count --port P --conns C --size S --in-flight F --messages M
-//!               [--kind text|binary] [--timeout 600]
-//! loadgen idle  --port P --conns C
+//!               [--kind text|binary] [--timeout 600] [--deflate]
+//! loadgen idle  --port P --conns C [--deflate]
 //! ```
 //!
+//! `--deflate` offers permessage-deflate (`permessage-deflate;
+//! client_max_window_bits`), fails unless the 101 agrees to it, and sends
+//! text messages from a rotating set of 64 distinct ones, each compressed
+//! independently (see `ws_bench::payload`): chat-like JSON when `--size` is
+//! under 16 KiB, log lines otherwise, of about `--size` bytes. Echoes are
+//! still counted from frame headers (final data frames, any length).
+//!
 //! `bench` prints one line: `RESULT key=value ...` with `msgs_per_sec`
-//! (echoes received per second after the warm-up), `loadgen_cpu` (this
+//! (echoes received per second after the warm-up), `wire_in` and
+//! `wire_out` (bytes per message on the wire, headers included, sent and
+//! echoed: with `--deflate`, what each side's compression achieved), `loadgen_cpu` (this
 //! process's CPU time / wall time: 1.0 is a full core), `server_cpu` (the
 //! same for `--server-pid`), `other_cpu` (busy time of the whole machine
 //! not spent in these two processes, in cores), and with `--stats-port`
@@ -25,7 +34,8 @@
 //! echoes do not all arrive within `--timeout` seconds.
 //!
 //! `idle` opens the connections, prints `CONNECTED <n>`, waits for a line
-//! on stdin, sends one 16-byte text message on each connection and waits
+//! on stdin, sends one 16-byte text message on each connection (with
+//! `--deflate`: four compressed JSON messages of about 1 KiB) and waits
 //! for every echo, prints `ECHOED`, then waits for end of input.
 
 use std::{
@@ -52,18 +62,32 @@ use tokio::{
 };
 use ws_bench::{
     BoxError,
-    frame::{BINARY, EchoCounter, TEXT, masked_frame},
+    frame::{BINARY, EchoCounter, TEXT, masked, masked_frame},
+    payload::{self, Text},
     procfs, tune,
 };
 
 /// Echoes received on all connections.
 static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Bytes received (read or discarded) on all connections.
+static RECEIVED_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Frames written on all connections, and their bytes.
+static SENT: AtomicU64 = AtomicU64::new(0);
+static SENT_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Connections that failed.
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\n\r\n";
+/// The same request offering permessage-deflate: any server window, and
+/// `client_max_window_bits` so the server may also limit ours.
+const REQUEST_DEFLATE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+/// Distinct messages in a deflate rotation.
+const ROTATION: usize = 64;
 
 /// Frames up to this many bytes (all in flight together) go out in one
 /// write from a pre-built batch.
@@ -82,6 +106,10 @@ impl Args {
             let key = key
                 .strip_prefix("--")
                 .ok_or_else(|| format!("unexpected {key}"))?;
+            if key == "deflate" {
+                map.insert(key.to_owned(), "true".to_owned());
+                continue;
+            }
             let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
             map.insert(key.to_owned(), value.clone());
         }
@@ -93,6 +121,10 @@ impl Args {
             Some(v) => v.parse().map_err(|_| format!("bad --{key} {v}").into()),
             None => default.ok_or_else(|| format!("--{key} is required").into()),
         }
+    }
+
+    fn deflate(&self) -> bool {
+        self.0.contains_key("deflate")
     }
 }
 
@@ -127,11 +159,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Connects and does the client handshake; returns bytes read past the 101.
-async fn connect(port: u16) -> Result<(TcpStream, Vec<u8>), BoxError> {
+/// Connects and does the client handshake (offering permessage-deflate
+/// with `deflate`); returns bytes read past the 101.
+async fn connect(port: u16, deflate: bool) -> Result<(TcpStream, Vec<u8>), BoxError> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     tune::tune(&stream)?;
-    stream.write_all(REQUEST).await?;
+    stream
+        .write_all(if deflate { REQUEST_DEFLATE } else { REQUEST })
+        .await?;
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0; 1024];
     loop {
@@ -146,6 +181,9 @@ async fn connect(port: u16) -> Result<(TcpStream, Vec<u8>), BoxError> {
                     format!("handshake refused: {}", String::from_utf8_lossy(&head)).into(),
                 );
             }
+            if deflate {
+                check_deflate(&head[..end])?;
+            }
             return Ok((stream, head[end + 4..].to_vec()));
         }
         if head.len() > 16 * 1024 {
@@ -154,24 +192,100 @@ async fn connect(port: u16) -> Result<(TcpStream, Vec<u8>), BoxError> {
     }
 }
 
-async fn connect_all(port: u16, conns: usize) -> Result<Vec<(TcpStream, Vec<u8>)>, BoxError> {
+/// The response head must agree to permessage-deflate, and allow the
+/// client a window of at least 8 bits: the load generator compresses with
+/// zlib's 9 bits, whose longest distance (250 bytes) fits any allowed window.
+fn check_deflate(head: &[u8]) -> Result<(), BoxError> {
+    let head = String::from_utf8_lossy(head);
+    let agreed = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, value)| value.trim().to_ascii_lowercase())
+        .filter(|v| v.starts_with("permessage-deflate"))
+        .ok_or_else(|| format!("the server did not agree to permessage-deflate:\n{head}"))?;
+    for param in agreed.split(';').skip(1) {
+        if let Some((name, value)) = param.split_once('=')
+            && name.trim() == "client_max_window_bits"
+            && value
+                .trim()
+                .trim_matches('"')
+                .parse::<u8>()
+                .is_ok_and(|b| b < 8)
+        {
+            return Err(format!("client window too small: {agreed}").into());
+        }
+    }
+    Ok(())
+}
+
+async fn connect_all(
+    port: u16,
+    conns: usize,
+    deflate: bool,
+) -> Result<Vec<(TcpStream, Vec<u8>)>, BoxError> {
     let mut all = Vec::with_capacity(conns);
     for _ in 0..conns {
-        all.push(connect(port).await?);
+        all.push(connect(port, deflate).await?);
     }
     Ok(all)
 }
 
+/// What the writers send: `count` distinct frames back to back in `ring`,
+/// then the first `max_batch - 1` of them again, so that any `k <=
+/// max_batch` consecutive frames, from any start, are one slice: a burst
+/// is one write, and frames are never copied.
+#[derive(Clone)]
+struct Frames {
+    ring: Bytes,
+    /// Where frame `i` of the ring starts (and, at `i + 1`, ends).
+    offsets: Arc<[usize]>,
+    count: usize,
+    max_batch: usize,
+}
+
+impl Frames {
+    /// Small frames: all in flight may go out in one write. Large ones:
+    /// one frame per write.
+    fn new(frames: &[Vec<u8>], in_flight: usize) -> Self {
+        let longest = frames.iter().map(Vec::len).max().unwrap_or(0);
+        let max_batch = if longest * in_flight <= BATCH_LIMIT {
+            in_flight
+        } else {
+            1
+        };
+        let mut ring = Vec::new();
+        let mut offsets = vec![0];
+        for i in 0..frames.len() + max_batch - 1 {
+            ring.extend_from_slice(&frames[i % frames.len()]);
+            offsets.push(ring.len());
+        }
+        Self {
+            ring: Bytes::from(ring),
+            offsets: offsets.into(),
+            count: frames.len(),
+            max_batch,
+        }
+    }
+
+    /// `k` frames from frame `start` (below `count`).
+    fn slice(&self, start: usize, k: usize) -> &[u8] {
+        &self.ring[self.offsets[start]..self.offsets[start + k]]
+    }
+}
+
 /// Keeps the semaphore's permits' worth of frames in flight until `total`
-/// frames are sent (`u64::MAX`: forever); returns the write half.
+/// frames are sent (`u64::MAX`: forever); returns the write half. Starts
+/// at frame `first` of the rotation.
 async fn writer(
     mut w: OwnedWriteHalf,
     in_flight: Arc<Semaphore>,
-    frame_len: usize,
-    batch: Bytes,
+    frames: Frames,
+    first: usize,
     total: u64,
 ) -> Result<OwnedWriteHalf, BoxError> {
-    let max_batch = batch.len() / frame_len;
+    let max_batch = frames.max_batch;
+    let mut next = first % frames.count;
     let mut sent = 0;
     while sent < total {
         in_flight.acquire().await?.forget();
@@ -184,7 +298,11 @@ async fn writer(
             permits.forget();
             k += extra;
         }
-        w.write_all(&batch[..k * frame_len]).await?;
+        let burst = frames.slice(next, k);
+        w.write_all(burst).await?;
+        SENT.fetch_add(k as u64, Ordering::Relaxed);
+        SENT_BYTES.fetch_add(burst.len() as u64, Ordering::Relaxed);
+        next = (next + k) % frames.count;
         sent += k as u64;
     }
     Ok(w)
@@ -199,15 +317,21 @@ async fn reader(
     in_flight: Arc<Semaphore>,
     leftover: Vec<u8>,
     until: u64,
+    deflate: bool,
 ) -> Result<(), BoxError> {
     let mut got = 0;
-    let mut counter = EchoCounter::new();
+    let mut counter = if deflate {
+        EchoCounter::deflate()
+    } else {
+        EchoCounter::new()
+    };
     let mut buf = vec![0; READ_SIZE];
     // Only its length matters: MSG_TRUNC writes nothing into it.
     let mut discard = vec![MaybeUninit::<u8>::uninit(); READ_SIZE];
     let mut n = leftover.len();
     buf[..n].copy_from_slice(&leftover);
     loop {
+        RECEIVED_BYTES.fetch_add(n as u64, Ordering::Relaxed);
         let done = if n > 0 {
             counter
                 .feed(&buf[..n])
@@ -241,6 +365,7 @@ async fn reader(
             if dropped == 0 {
                 return Err("the server closed the connection".into());
             }
+            RECEIVED_BYTES.fetch_add(dropped as u64, Ordering::Relaxed);
             if counter.discard(dropped as u64) > 0 {
                 RECEIVED.fetch_add(1, Ordering::Relaxed);
                 in_flight.add_permits(1);
@@ -279,6 +404,9 @@ async fn query_stats(port: u16) -> Result<[u64; 3], BoxError> {
 struct Snapshot {
     at: Instant,
     received: u64,
+    received_bytes: u64,
+    sent: u64,
+    sent_bytes: u64,
     own_cpu: f64,
     server_cpu: f64,
     machine_busy: f64,
@@ -293,6 +421,9 @@ async fn snapshot(server_pid: Option<u32>, stats_port: Option<u16>) -> Result<Sn
     Ok(Snapshot {
         at: Instant::now(),
         received: RECEIVED.load(Ordering::Relaxed),
+        received_bytes: RECEIVED_BYTES.load(Ordering::Relaxed),
+        sent: SENT.load(Ordering::Relaxed),
+        sent_bytes: SENT_BYTES.load(Ordering::Relaxed),
         own_cpu: procfs::cpu_seconds(std::process::id())?,
         server_cpu: match server_pid {
             Some(pid) => procfs::cpu_seconds(pid)?,
@@ -311,18 +442,30 @@ fn opcode(args: &Args) -> Result<u8, BoxError> {
     }
 }
 
-/// The frame length and the batch the writers send from.
-fn frames(opcode: u8, size: usize, in_flight: usize) -> (usize, Bytes) {
-    let frame = masked_frame(opcode, size);
-    let frame_len = frame.len();
-    // Small frames: all in flight pre-concatenated, so a burst is one write.
-    // Large ones: the same bytes written again, never copied.
-    let copies = if frame_len * in_flight <= BATCH_LIMIT {
-        in_flight
+/// The frames the writers send from: one frame of `size` letters, or with
+/// `--deflate`, the rotation of independently compressed text messages.
+fn frames(args: &Args, size: usize, in_flight: usize) -> Result<Frames, BoxError> {
+    if !args.deflate() {
+        return Ok(Frames::new(&[masked_frame(opcode(args)?, size)], in_flight));
+    }
+    if opcode(args)? != TEXT {
+        return Err("--deflate sends text messages (leave out --kind)".into());
+    }
+    Ok(Frames::new(&compressed_frames(size, ROTATION), in_flight))
+}
+
+/// `count` masked frames of independently compressed text of about `size`
+/// bytes (chat JSON under 16 KiB, log lines from there).
+fn compressed_frames(size: usize, count: usize) -> Vec<Vec<u8>> {
+    let kind = if size < 16 << 10 {
+        Text::Json
     } else {
-        1
+        Text::Log
     };
-    (frame_len, Bytes::from(frame.repeat(copies)))
+    payload::texts(kind, size, count)
+        .iter()
+        .map(|t| masked(TEXT, true, &payload::compress(t.as_bytes())))
+        .collect()
 }
 
 /// `count`: exactly `--messages` echoes per connection, then Close.
@@ -333,27 +476,31 @@ async fn count(args: &Args) -> Result<(), BoxError> {
     let in_flight: usize = args.get("in-flight", None)?;
     let messages: u64 = args.get("messages", None)?;
     let timeout: f64 = args.get("timeout", Some(600.0))?;
-    let opcode = opcode(args)?;
+    let deflate = args.deflate();
     if in_flight == 0 || conns == 0 || messages == 0 {
         return Err("--conns, --in-flight and --messages must be positive".into());
     }
-    let (frame_len, batch) = frames(opcode, size, in_flight);
+    let frames = frames(args, size, in_flight)?;
     let started = Instant::now();
     let all = async {
         let mut writers = Vec::with_capacity(conns);
         let mut readers = Vec::with_capacity(conns);
-        for (stream, leftover) in connect_all(port, conns).await? {
+        for (i, (stream, leftover)) in connect_all(port, conns, deflate)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
             let (r, w) = stream.into_split();
             let slots = Arc::new(Semaphore::new(in_flight));
             let slots2 = Arc::clone(&slots);
             writers.push(tokio::spawn(writer(
                 w,
                 slots2,
-                frame_len,
-                batch.clone(),
+                frames.clone(),
+                i * 7,
                 messages,
             )));
-            readers.push(tokio::spawn(reader(r, slots, leftover, messages)));
+            readers.push(tokio::spawn(reader(r, slots, leftover, messages, deflate)));
         }
         for r in readers {
             r.await??;
@@ -372,10 +519,12 @@ async fn count(args: &Args) -> Result<(), BoxError> {
                 RECEIVED.load(Ordering::Relaxed)
             )
         })??;
+    let echoes = RECEIVED.load(Ordering::Relaxed);
     println!(
-        "RESULT echoes={} secs={:.3}",
-        RECEIVED.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64()
+        "RESULT echoes={echoes} secs={:.3} wire_in={:.1} wire_out={:.1}",
+        started.elapsed().as_secs_f64(),
+        SENT_BYTES.load(Ordering::Relaxed) as f64 / SENT.load(Ordering::Relaxed).max(1) as f64,
+        RECEIVED_BYTES.load(Ordering::Relaxed) as f64 / echoes.max(1) as f64,
     );
     io::stdout().flush()?;
     // Only now, so that a server exiting after its last echo never sees a
@@ -393,7 +542,7 @@ async fn bench(args: &Args) -> Result<(), BoxError> {
     let conns: usize = args.get("conns", None)?;
     let size: usize = args.get("size", None)?;
     let in_flight: usize = args.get("in-flight", None)?;
-    let opcode = opcode(args)?;
+    let deflate = args.deflate();
     let warmup: f64 = args.get("warmup", Some(1.0))?;
     let secs: f64 = args.get("secs", Some(3.0))?;
     let server_pid: Option<u32> = args.0.get("server-pid").and_then(|p| p.parse().ok());
@@ -402,18 +551,23 @@ async fn bench(args: &Args) -> Result<(), BoxError> {
         return Err("--conns and --in-flight must be positive".into());
     }
 
-    let (frame_len, batch) = frames(opcode, size, in_flight);
-    for (stream, leftover) in connect_all(port, conns).await? {
+    let frames = frames(args, size, in_flight)?;
+    for (i, (stream, leftover)) in connect_all(port, conns, deflate)
+        .await?
+        .into_iter()
+        .enumerate()
+    {
         let (r, w) = stream.into_split();
         let slots = Arc::new(Semaphore::new(in_flight));
-        let (slots2, batch) = (Arc::clone(&slots), batch.clone());
+        let (slots2, frames) = (Arc::clone(&slots), frames.clone());
+        // Connections start at different points of the rotation.
         tokio::spawn(async move {
-            if let Err(e) = writer(w, slots2, frame_len, batch, u64::MAX).await {
+            if let Err(e) = writer(w, slots2, frames, i * 7, u64::MAX).await {
                 failed(&e);
             }
         });
         tokio::spawn(async move {
-            if let Err(e) = reader(r, slots, leftover, u64::MAX).await {
+            if let Err(e) = reader(r, slots, leftover, u64::MAX, deflate).await {
                 failed(&e);
             }
         });
@@ -430,9 +584,11 @@ async fn bench(args: &Args) -> Result<(), BoxError> {
     let other =
         (end.machine_busy - start.machine_busy) - own - if server.is_nan() { 0.0 } else { server };
     let mut line = format!(
-        "RESULT msgs_per_sec={:.0} echoes={echoes} secs={wall:.3} loadgen_cpu={:.3} \
-         server_cpu={:.3} other_cpu={:.3} errors={}",
+        "RESULT msgs_per_sec={:.0} echoes={echoes} secs={wall:.3} wire_in={:.1} wire_out={:.1} \
+         loadgen_cpu={:.3} server_cpu={:.3} other_cpu={:.3} errors={}",
         echoes as f64 / wall,
+        (end.sent_bytes - start.sent_bytes) as f64 / (end.sent - start.sent).max(1) as f64,
+        (end.received_bytes - start.received_bytes) as f64 / echoes.max(1) as f64,
         own / wall,
         server / wall,
         (other / wall).max(0.0),
@@ -457,29 +613,44 @@ async fn bench(args: &Args) -> Result<(), BoxError> {
 fn idle(runtime: &tokio::runtime::Runtime, args: &Args) -> Result<(), BoxError> {
     let port: u16 = args.get("port", None)?;
     let conns: usize = args.get("conns", None)?;
-    let mut all = runtime.block_on(connect_all(port, conns))?;
+    let deflate = args.deflate();
+    let mut all = runtime.block_on(connect_all(port, conns, deflate))?;
     println!("CONNECTED {}", all.len());
     io::stdout().flush()?;
     let stdin = io::stdin();
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
-    let frame = masked_frame(TEXT, 16);
+    // Plain: one 16-byte text each. Deflate: four 1 KiB JSON messages each,
+    // one at a time, from a rotation of 64.
+    let (frames, each) = if deflate {
+        (compressed_frames(1024, ROTATION), 4)
+    } else {
+        (vec![masked_frame(TEXT, 16)], 1)
+    };
     runtime.block_on(async {
         let mut buf = vec![0; 4096];
-        for (stream, _) in &mut all {
-            stream.write_all(&frame).await?;
-            let mut counter = EchoCounter::new();
-            loop {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    return Err::<(), BoxError>("the server closed a connection".into());
-                }
-                if counter
-                    .feed(&buf[..n])
-                    .map_err(|e| format!("bad echo: {e:?}"))?
-                    > 0
-                {
-                    break;
+        for (i, (stream, _)) in all.iter_mut().enumerate() {
+            let mut counter = if deflate {
+                EchoCounter::deflate()
+            } else {
+                EchoCounter::new()
+            };
+            for m in 0..each {
+                stream
+                    .write_all(&frames[(i * each + m) % frames.len()])
+                    .await?;
+                loop {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        return Err::<(), BoxError>("the server closed a connection".into());
+                    }
+                    if counter
+                        .feed(&buf[..n])
+                        .map_err(|e| format!("bad echo: {e:?}"))?
+                        > 0
+                    {
+                        break;
+                    }
                 }
             }
         }

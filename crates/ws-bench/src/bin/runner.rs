@@ -5,8 +5,14 @@
 //! ```text
 //! runner [--repeats 3] [--secs 3] [--warmup 1] [--scenarios abcdefghi]
 //!        [--libs ws-tokio,tokio-tungstenite,fastwebsockets,tokio-websockets]
-//!        [--idle-conns 10000] [--busy 0.25] [--retries 8] [--port 20000]
+//!        [--deflate-libs ws-tokio-deflate,ws-tokio-deflate-yawclike,yawc]
+//!        [--deflate-mem-libs ws-tokio-deflate,ws-tokio-deflate-yawclike,ws-tokio-deflate-nct,yawc]
+//!        [--idle-conns 10000] [--deflate-idle-conns 1000]
+//!        [--busy 0.25] [--retries 8] [--port 20000]
 //! ```
+//!
+//! Scenarios j to m (permessage-deflate: throughput j and k, instructions
+//! l, memory m) are opt-in: `--scenarios jklm`.
 
 use std::{
     collections::HashMap,
@@ -21,12 +27,16 @@ use std::{
 use ws_bench::{BoxError, procfs, server::Library};
 
 /// One throughput scenario.
+#[derive(Clone, Copy)]
 struct Scenario {
     id: char,
     conns: usize,
     size: usize,
     in_flight: usize,
     kind: &'static str,
+    /// The load generator negotiates permessage-deflate and sends
+    /// compressed text (`loadgen --deflate`).
+    deflate: bool,
 }
 
 const SCENARIOS: [Scenario; 6] = [
@@ -36,6 +46,7 @@ const SCENARIOS: [Scenario; 6] = [
         size: 16,
         in_flight: 1,
         kind: "text",
+        deflate: false,
     },
     Scenario {
         id: 'b',
@@ -43,6 +54,7 @@ const SCENARIOS: [Scenario; 6] = [
         size: 16,
         in_flight: 8,
         kind: "text",
+        deflate: false,
     },
     Scenario {
         id: 'c',
@@ -50,6 +62,7 @@ const SCENARIOS: [Scenario; 6] = [
         size: 1024,
         in_flight: 16,
         kind: "text",
+        deflate: false,
     },
     Scenario {
         id: 'd',
@@ -57,6 +70,7 @@ const SCENARIOS: [Scenario; 6] = [
         size: 1024,
         in_flight: 4,
         kind: "text",
+        deflate: false,
     },
     Scenario {
         id: 'e',
@@ -64,6 +78,7 @@ const SCENARIOS: [Scenario; 6] = [
         size: 64 << 10,
         in_flight: 4,
         kind: "binary",
+        deflate: false,
     },
     Scenario {
         id: 'f',
@@ -71,6 +86,42 @@ const SCENARIOS: [Scenario; 6] = [
         size: 1 << 20,
         in_flight: 2,
         kind: "text",
+        deflate: false,
+    },
+];
+
+/// The permessage-deflate throughput scenarios (text of about `size` bytes:
+/// chat JSON for (j), log lines for (k); see `ws_bench::payload`).
+const DEFLATE_SCENARIOS: [Scenario; 2] = [
+    Scenario {
+        id: 'j',
+        conns: 16,
+        size: 1 << 10,
+        in_flight: 4,
+        kind: "text",
+        deflate: true,
+    },
+    Scenario {
+        id: 'k',
+        conns: 4,
+        size: 64 << 10,
+        in_flight: 2,
+        kind: "text",
+        deflate: true,
+    },
+];
+
+/// (l): instructions per echo in (j) and (k).
+const DEFLATE_IR_CASES: [IrCase; 2] = [
+    IrCase {
+        s: DEFLATE_SCENARIOS[0],
+        n1: 1_600,
+        n2: 8_000,
+    },
+    IrCase {
+        s: DEFLATE_SCENARIOS[1],
+        n1: 40,
+        n2: 200,
     },
 ];
 
@@ -91,6 +142,7 @@ const IR_CASES: [IrCase; 6] = [
             size: 16,
             in_flight: 1,
             kind: "text",
+            deflate: false,
         },
         n1: 5_000,
         n2: 25_000,
@@ -102,6 +154,7 @@ const IR_CASES: [IrCase; 6] = [
             size: 16,
             in_flight: 8,
             kind: "text",
+            deflate: false,
         },
         n1: 5_000,
         n2: 25_000,
@@ -113,6 +166,7 @@ const IR_CASES: [IrCase; 6] = [
             size: 1 << 10,
             in_flight: 16,
             kind: "text",
+            deflate: false,
         },
         // Multiples of the connection count: each sends N / conns.
         n1: 4_800,
@@ -125,6 +179,7 @@ const IR_CASES: [IrCase; 6] = [
             size: 1 << 10,
             in_flight: 4,
             kind: "text",
+            deflate: false,
         },
         n1: 5_000,
         n2: 25_000,
@@ -136,6 +191,7 @@ const IR_CASES: [IrCase; 6] = [
             size: 64 << 10,
             in_flight: 4,
             kind: "binary",
+            deflate: false,
         },
         n1: 500,
         n2: 2_500,
@@ -147,6 +203,7 @@ const IR_CASES: [IrCase; 6] = [
             size: 1 << 20,
             in_flight: 2,
             kind: "text",
+            deflate: false,
         },
         n1: 40,
         n2: 200,
@@ -171,9 +228,14 @@ impl Scenario {
             s => format!("{s} B"),
         };
         let conns = if self.conns == 1 { "conn" } else { "conns" };
+        let kind = match (self.deflate, self.size < 16 << 10) {
+            (false, _) => self.kind,
+            (true, true) => "json",
+            (true, false) => "log",
+        };
         format!(
-            "({}) {} {conns} {size} {} x{}",
-            self.id, self.conns, self.kind, self.in_flight
+            "({}) {} {conns} {size} {kind} x{}",
+            self.id, self.conns, self.in_flight
         )
     }
 }
@@ -184,7 +246,10 @@ struct Options {
     warmup: f64,
     scenarios: String,
     libs: Vec<Library>,
+    deflate_libs: Vec<Library>,
+    deflate_mem_libs: Vec<Library>,
     idle_conns: usize,
+    deflate_idle_conns: usize,
     /// Other processes' CPU use (cores) above which a run is repeated.
     busy: f64,
     retries: usize,
@@ -198,7 +263,14 @@ fn parse_options() -> Result<Options, BoxError> {
         warmup: 1.0,
         scenarios: "abcdefghi".into(),
         libs: Library::ALL.to_vec(),
+        deflate_libs: vec![
+            Library::WsTokioDeflate,
+            Library::WsTokioDeflateYawcLike,
+            Library::Yawc,
+        ],
+        deflate_mem_libs: Library::DEFLATE.to_vec(),
         idle_conns: 10_000,
+        deflate_idle_conns: 1_000,
         busy: 0.25,
         retries: 8,
         port: 20_000,
@@ -212,23 +284,36 @@ fn parse_options() -> Result<Options, BoxError> {
             "--secs" => o.secs = value.parse()?,
             "--warmup" => o.warmup = value.parse()?,
             "--scenarios" => o.scenarios.clone_from(value),
-            "--libs" => {
-                o.libs = value
-                    .split(',')
-                    .map(|l| Library::parse(l).ok_or_else(|| format!("unknown library {l}")))
-                    .collect::<Result<_, _>>()?;
-            }
+            "--libs" => o.libs = parse_libs(value, false)?,
+            "--deflate-libs" => o.deflate_libs = parse_libs(value, true)?,
+            "--deflate-mem-libs" => o.deflate_mem_libs = parse_libs(value, true)?,
             "--idle-conns" => o.idle_conns = value.parse()?,
+            "--deflate-idle-conns" => o.deflate_idle_conns = value.parse()?,
             "--busy" => o.busy = value.parse()?,
             "--retries" => o.retries = value.parse()?,
             "--port" => o.port = value.parse()?,
             _ => return Err(format!("unknown option {key} (see the README)").into()),
         }
     }
-    if o.repeats == 0 || o.libs.is_empty() {
-        return Err("--repeats and --libs must not be empty".into());
+    if o.repeats == 0 || o.libs.is_empty() || o.deflate_libs.is_empty() {
+        return Err("--repeats, --libs and --deflate-libs must not be empty".into());
     }
     Ok(o)
+}
+
+/// A comma-separated list of libraries: deflate servers only, or none.
+fn parse_libs(value: &str, deflate: bool) -> Result<Vec<Library>, BoxError> {
+    value
+        .split(',')
+        .map(|name| match Library::parse(name) {
+            Some(l) if l.deflate() == deflate => Ok(l),
+            Some(_) if deflate => {
+                Err(format!("{name} does not negotiate permessage-deflate").into())
+            }
+            Some(_) => Err(format!("{name} is for the deflate scenarios (--deflate-libs)").into()),
+            None => Err(format!("unknown library {name}").into()),
+        })
+        .collect()
 }
 
 /// What one load-generator run reported.
@@ -413,14 +498,25 @@ impl Runner {
     }
 
     /// (g): server RSS growth per idle connection, and after one echo each.
+    /// (m), for a deflate server: with permessage-deflate negotiated, and
+    /// after four 1 KiB JSON echoes each.
     fn memory(&mut self, lib: Library) -> Result<(f64, f64), BoxError> {
         let (server, port) = self.server("bench_server", lib)?;
         std::thread::sleep(Duration::from_millis(200));
         let before = procfs::vm_rss_kib(server.pid())?;
-        let mut client = self
-            .command(1, "loadgen")
+        let conns = if lib.deflate() {
+            self.opts.deflate_idle_conns
+        } else {
+            self.opts.idle_conns
+        };
+        let mut command = self.command(1, "loadgen");
+        command
             .args(["idle", "--port", &port.to_string()])
-            .args(["--conns", &self.opts.idle_conns.to_string()])
+            .args(["--conns", &conns.to_string()]);
+        if lib.deflate() {
+            command.arg("--deflate");
+        }
+        let mut client = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -576,7 +672,7 @@ fn run(opts: Options) -> Result<(), BoxError> {
             .into());
         }
     }
-    if opts.scenarios.contains('i')
+    if (opts.scenarios.contains('i') || opts.scenarios.contains('l'))
         && !Command::new("valgrind")
             .arg("--version")
             .stdout(Stdio::null())
@@ -584,7 +680,9 @@ fn run(opts: Options) -> Result<(), BoxError> {
             .status()
             .is_ok_and(|s| s.success())
     {
-        return Err("scenario i needs valgrind (or leave it out: --scenarios abcdefgh)".into());
+        return Err(
+            "scenarios i and l need valgrind (or leave them out: --scenarios abcdefgh)".into(),
+        );
     }
     let pin = Command::new("taskset")
         .arg("-V")
@@ -604,72 +702,15 @@ fn run(opts: Options) -> Result<(), BoxError> {
         opts,
     };
     let libs = runner.opts.libs.clone();
+    let deflate_libs = runner.opts.deflate_libs.clone();
     let scenarios = runner.opts.scenarios.clone();
-    let repeats = runner.opts.repeats;
 
-    let mut rows = Vec::new();
-    for s in SCENARIOS.iter().filter(|s| scenarios.contains(s.id)) {
-        eprintln!("{}", s.label());
-        let mut runs: HashMap<Library, Vec<Measurement>> = HashMap::new();
-        for r in 0..repeats {
-            for i in 0..libs.len() {
-                // Interleaved, and each repeat starts with another library.
-                let lib = libs[(i + r) % libs.len()];
-                let m = runner.throughput(lib, s)?;
-                runs.entry(lib).or_default().push(m);
-            }
-        }
-        rows.push((s.label(), runs));
-    }
-
-    let mut out = String::new();
-    if !rows.is_empty() {
-        out += &format!(
-            "\nThroughput: echoed messages/s, median of {repeats} ({} s each after {} s warm-up; \
-             server pinned to CPU 0, load generator to CPU 1)\n",
-            runner.opts.secs, runner.opts.warmup
-        );
-        out += &format!("{:<28}", "scenario");
-        for lib in &libs {
-            out += &format!(" {:>18}", lib.name());
-        }
-        out += &format!(
-            " {:>10} {:>7} {:>7} {:>7} {:>6}\n",
-            "best peer", "ratio", "srv cpu", "lg cpu", "other"
-        );
-        for (label, runs) in &rows {
-            out += &format!("{label:<28}");
-            let mut medians = HashMap::new();
-            for lib in &libs {
-                let mut v: Vec<f64> = runs[lib].iter().map(|m| m.get("msgs_per_sec")).collect();
-                let med = median(&mut v);
-                medians.insert(*lib, med);
-                out += &format!(" {med:>18.0}");
-            }
-            let best_peer = libs
-                .iter()
-                .filter(|l| **l != Library::WsTokio)
-                .map(|l| medians[l])
-                .fold(f64::NAN, f64::max);
-            let ratio = medians.get(&Library::WsTokio).copied().unwrap_or(f64::NAN) / best_peer;
-            let all = runs.values().flatten();
-            let max = |key: &str| all.clone().map(|m| m.get(key)).fold(f64::NAN, f64::max);
-            let min = |key: &str| all.clone().map(|m| m.get(key)).fold(f64::NAN, f64::min);
-            let lg = max("loadgen_cpu");
-            out += &format!(
-                " {best_peer:>10.0} {ratio:>7.2} {:>7.2} {:>6.2}{} {:>6.2}\n",
-                min("server_cpu"),
-                lg,
-                if lg >= 0.9 { "!" } else { " " },
-                max("other_cpu"),
-            );
-        }
-        out += "ratio = ws-tokio / best peer; srv cpu = lowest server CPU use of any run \
-                (1.00 = a full core: the server was the bottleneck); lg cpu = highest load \
-                generator CPU use (! = at least 0.90: the generator may have limited that \
-                row); other = highest CPU use of other processes during a run, in cores.\n";
-    }
-    print!("{out}");
+    let plain: Vec<Scenario> = SCENARIOS
+        .into_iter()
+        .filter(|s| scenarios.contains(s.id))
+        .collect();
+    let rows = throughput_rows(&mut runner, &plain, &libs)?;
+    print!("{}", throughput_table(&runner.opts, &rows, &libs, false));
     let _ = std::io::stdout().flush();
 
     if scenarios.contains('g') {
@@ -691,6 +732,7 @@ fn run(opts: Options) -> Result<(), BoxError> {
                 size: 16,
                 in_flight: 4,
                 kind: "text",
+                deflate: false,
             },
             Scenario {
                 id: 'h',
@@ -698,6 +740,7 @@ fn run(opts: Options) -> Result<(), BoxError> {
                 size: 64 << 10,
                 in_flight: 4,
                 kind: "binary",
+                deflate: false,
             },
         ];
         println!(
@@ -717,7 +760,36 @@ fn run(opts: Options) -> Result<(), BoxError> {
         }
     }
     if scenarios.contains('i') {
-        instructions_table(&mut runner, &libs)?;
+        instructions_table(&mut runner, &IR_CASES, &libs, 'i')?;
+    }
+
+    let deflate: Vec<Scenario> = DEFLATE_SCENARIOS
+        .into_iter()
+        .filter(|s| scenarios.contains(s.id))
+        .collect();
+    let rows = throughput_rows(&mut runner, &deflate, &deflate_libs)?;
+    print!(
+        "{}",
+        throughput_table(&runner.opts, &rows, &deflate_libs, true)
+    );
+    let _ = std::io::stdout().flush();
+    if scenarios.contains('l') {
+        instructions_table(&mut runner, &DEFLATE_IR_CASES, &deflate_libs, 'l')?;
+    }
+    if scenarios.contains('m') {
+        let n = runner.opts.deflate_idle_conns;
+        println!(
+            "\n(m) server memory (VmRSS growth) with {n} connections, permessage-deflate \
+             negotiated, KiB per connection"
+        );
+        println!(
+            "{:<26} {:>14} {:>22}",
+            "library", "after handshake", "after 4 x 1 KiB JSON"
+        );
+        for lib in runner.opts.deflate_mem_libs.clone() {
+            let (idle, echoed) = runner.memory(lib)?;
+            println!("{:<26} {idle:>14.2} {echoed:>22.2}", lib.name());
+        }
     }
     println!(
         "\ntotal time {:.0} s; {} busy-machine repeats used",
@@ -740,15 +812,187 @@ fn loadgen_args(s: &Scenario, port: u16, mode: [(&str, String); 2]) -> Vec<Strin
     .into_iter()
     .chain(mode)
     .flat_map(|(k, v)| [k.to_owned(), v])
+    .chain(s.deflate.then(|| "--deflate".to_owned()))
     .collect()
 }
 
-/// (i): server instructions per echo, `(Ir(n2) - Ir(n1)) / (n2 - n1)`.
-fn instructions_table(runner: &mut Runner, libs: &[Library]) -> Result<(), BoxError> {
+/// The ratio columns after the libraries' own: for the uncompressed
+/// libraries, the best peer (the highest of `values` when `higher_is_better`,
+/// else the lowest) and ws-tokio / best peer; for the deflate servers, each
+/// ws-tokio variant / yawc.
+fn ratio_columns(
+    values: &HashMap<Library, f64>,
+    libs: &[Library],
+    deflate: bool,
+    higher_is_better: bool,
+) -> Vec<(String, f64)> {
+    let value = |l: &Library| values.get(l).copied().unwrap_or(f64::NAN);
+    if deflate {
+        let Some(yawc) = libs.iter().find(|l| !l.is_ws_tokio()) else {
+            return Vec::new();
+        };
+        return libs
+            .iter()
+            .filter(|l| l.is_ws_tokio())
+            .map(|l| {
+                (
+                    format!("{}/{}", short(*l), yawc.name()),
+                    value(l) / value(yawc),
+                )
+            })
+            .collect();
+    }
+    let peers = libs.iter().filter(|l| **l != Library::WsTokio).map(value);
+    let best_peer = if higher_is_better {
+        peers.fold(f64::NAN, f64::max)
+    } else {
+        peers.fold(f64::NAN, f64::min)
+    };
+    vec![
+        ("best peer".to_owned(), best_peer),
+        ("ratio".to_owned(), value(&Library::WsTokio) / best_peer),
+    ]
+}
+
+/// A short name for a ratio column's header.
+fn short(lib: Library) -> &'static str {
+    match lib {
+        Library::WsTokioDeflate => "wtd",
+        Library::WsTokioDeflateYawcLike => "wtd-yl",
+        Library::WsTokioDeflateNct => "wtd-nct",
+        other => other.name(),
+    }
+}
+
+/// One throughput row: the scenario's label and each library's runs.
+type Row = (String, HashMap<Library, Vec<Measurement>>);
+
+/// Runs every library in every scenario, `repeats` times, interleaved.
+fn throughput_rows(
+    runner: &mut Runner,
+    scenarios: &[Scenario],
+    libs: &[Library],
+) -> Result<Vec<Row>, BoxError> {
     let mut rows = Vec::new();
-    for case in &IR_CASES {
+    for s in scenarios {
+        eprintln!("{}", s.label());
+        let mut runs: HashMap<Library, Vec<Measurement>> = HashMap::new();
+        for r in 0..runner.opts.repeats {
+            for i in 0..libs.len() {
+                // Interleaved, and each repeat starts with another library.
+                let lib = libs[(i + r) % libs.len()];
+                let m = runner.throughput(lib, s)?;
+                runs.entry(lib).or_default().push(m);
+            }
+        }
+        rows.push((s.label(), runs));
+    }
+    Ok(rows)
+}
+
+/// The throughput table of `rows` (nothing without rows); for the deflate
+/// servers, followed by the bytes per message on the wire.
+fn throughput_table(opts: &Options, rows: &[Row], libs: &[Library], deflate: bool) -> String {
+    let mut out = String::new();
+    let Some((_, first)) = rows.first() else {
+        return out;
+    };
+    let width = if deflate { 26 } else { 18 };
+    let medians = |runs: &HashMap<Library, Vec<Measurement>>, key: &str| {
+        libs.iter()
+            .map(|lib| {
+                let mut v: Vec<f64> = runs[lib].iter().map(|m| m.get(key)).collect();
+                (*lib, median(&mut v))
+            })
+            .collect::<HashMap<_, _>>()
+    };
+    out += &format!(
+        "\n{}Throughput: echoed messages/s, median of {} ({} s each after {} s warm-up; \
+         server pinned to CPU 0, load generator to CPU 1)\n",
+        if deflate { "permessage-deflate " } else { "" },
+        opts.repeats,
+        opts.secs,
+        opts.warmup
+    );
+    out += &format!("{:<28}", "scenario");
+    for lib in libs {
+        out += &format!(" {:>width$}", lib.name());
+    }
+    for (header, _) in ratio_columns(&medians(first, "msgs_per_sec"), libs, deflate, true) {
+        out += &format!(" {header:>10}");
+    }
+    out += &format!(" {:>7} {:>7} {:>6}\n", "srv cpu", "lg cpu", "other");
+    for (label, runs) in rows {
+        out += &format!("{label:<28}");
+        let medians = medians(runs, "msgs_per_sec");
+        for lib in libs {
+            out += &format!(" {:>width$.0}", medians[lib]);
+        }
+        for (_, ratio) in ratio_columns(&medians, libs, deflate, true) {
+            if ratio >= 100.0 {
+                out += &format!(" {ratio:>10.0}");
+            } else {
+                out += &format!(" {ratio:>10.2}");
+            }
+        }
+        let all = runs.values().flatten();
+        let max = |key: &str| all.clone().map(|m| m.get(key)).fold(f64::NAN, f64::max);
+        let min = |key: &str| all.clone().map(|m| m.get(key)).fold(f64::NAN, f64::min);
+        let lg = max("loadgen_cpu");
+        out += &format!(
+            " {:>7.2} {:>6.2}{} {:>6.2}\n",
+            min("server_cpu"),
+            lg,
+            if lg >= 0.9 { "!" } else { " " },
+            max("other_cpu"),
+        );
+    }
+    if deflate {
+        out += "wtd = ws-tokio-deflate, wtd-yl = ws-tokio-deflate-yawclike, wtd-nct = \
+                ws-tokio-deflate-nct; x/yawc = x's median / yawc's (above 1: x is faster); ";
+    } else {
+        out += "ratio = ws-tokio / best peer; ";
+    }
+    out += "srv cpu = lowest server CPU use of any run \
+            (1.00 = a full core: the server was the bottleneck); lg cpu = highest load \
+            generator CPU use (! = at least 0.90: the generator may have limited that \
+            row); other = highest CPU use of other processes during a run, in cores.\n";
+    if deflate {
+        out += "\nBytes per message on the wire, frame headers included (medians): \
+                sent by the load generator (the same for every server) / echoed by the server\n";
+        out += &format!("{:<28}", "scenario");
+        for lib in libs {
+            out += &format!(" {:>width$}", lib.name());
+        }
+        out += "\n";
+        for (label, runs) in rows {
+            out += &format!("{label:<28}");
+            let sent = medians(runs, "wire_in");
+            let echoed = medians(runs, "wire_out");
+            for lib in libs {
+                out += &format!(
+                    " {:>width$}",
+                    format!("{:.0} / {:.0}", sent[lib], echoed[lib])
+                );
+            }
+            out += "\n";
+        }
+    }
+    out
+}
+
+/// (i), (l): server instructions per echo, `(Ir(n2) - Ir(n1)) / (n2 - n1)`.
+fn instructions_table(
+    runner: &mut Runner,
+    cases: &[IrCase],
+    libs: &[Library],
+    letter: char,
+) -> Result<(), BoxError> {
+    let deflate = cases.iter().any(|c| c.s.deflate);
+    let mut rows = Vec::new();
+    for case in cases {
         let s = &case.s;
-        eprintln!("(i) {} under valgrind", s.label());
+        eprintln!("({letter}) {} under valgrind", s.label());
         let mut per_echo = HashMap::new();
         for lib in libs {
             let t = Instant::now();
@@ -756,7 +1000,7 @@ fn instructions_table(runner: &mut Runner, libs: &[Library]) -> Result<(), BoxEr
             let ir2 = runner.instructions(*lib, s, case.n2)?;
             let v = (ir2 as f64 - ir1 as f64) / (case.n2 - case.n1) as f64;
             eprintln!(
-                "  {:<18} Ir({}) = {ir1}, Ir({}) = {ir2}: {v:.0} per echo ({:.0} s)",
+                "  {:<26} Ir({}) = {ir1}, Ir({}) = {ir2}: {v:.0} per echo ({:.0} s)",
                 lib.name(),
                 case.n1,
                 case.n2,
@@ -767,29 +1011,41 @@ fn instructions_table(runner: &mut Runner, libs: &[Library]) -> Result<(), BoxEr
         rows.push((s.label(), case.n1, case.n2, per_echo));
     }
     println!(
-        "\n(i) server user-space instructions per echoed message (valgrind cachegrind Ir; \
+        "\n({letter}) server user-space instructions per echoed message (valgrind cachegrind Ir; \
          (Ir(N2) - Ir(N1)) / (N2 - N1), N = echoes over all connections)"
     );
+    let width = if deflate { 26 } else { 18 };
     let mut out = format!("{:<30} {:>13}", "scenario", "N1 / N2");
     for lib in libs {
-        out += &format!(" {:>18}", lib.name());
+        out += &format!(" {:>width$}", lib.name());
     }
-    out += &format!(" {:>10} {:>7}\n", "best peer", "ratio");
+    if let Some((_, _, _, first)) = rows.first() {
+        for (header, _) in ratio_columns(first, libs, deflate, false) {
+            out += &format!(" {header:>10}");
+        }
+    }
+    out += "\n";
     for (label, n1, n2, per_echo) in &rows {
         out += &format!("{label:<30} {:>13}", format!("{n1} / {n2}"));
         for lib in libs {
-            out += &format!(" {:>18.0}", per_echo[lib]);
+            out += &format!(" {:>width$.0}", per_echo[lib]);
         }
-        let best_peer = libs
-            .iter()
-            .filter(|l| **l != Library::WsTokio)
-            .map(|l| per_echo[l])
-            .fold(f64::NAN, f64::min);
-        let ratio = per_echo.get(&Library::WsTokio).copied().unwrap_or(f64::NAN) / best_peer;
-        out += &format!(" {best_peer:>10.0} {ratio:>7.2}\n");
+        for (_, ratio) in ratio_columns(per_echo, libs, deflate, false) {
+            if ratio >= 100.0 {
+                out += &format!(" {ratio:>10.0}");
+            } else {
+                out += &format!(" {ratio:>10.2}");
+            }
+        }
+        out += "\n";
     }
-    out += "best peer = fewest instructions among the other libraries; ratio = ws-tokio / best \
-            peer (below 1: ws-tokio executes fewer instructions per echo).\n";
+    if deflate {
+        out += "x/yawc = x's instructions per echo / yawc's (below 1: x executes fewer; the \
+                target for ws-tokio-deflate is 0.7 or less).\n";
+    } else {
+        out += "best peer = fewest instructions among the other libraries; ratio = ws-tokio / \
+                best peer (below 1: ws-tokio executes fewer instructions per echo).\n";
+    }
     print!("{out}");
     let _ = std::io::stdout().flush();
     Ok(())
