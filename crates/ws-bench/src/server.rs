@@ -57,7 +57,7 @@ pub enum Library {
     /// `tokio-websockets` 0.13.
     TokioWebsockets,
     /// ws-tokio accepting permessage-deflate with the default
-    /// `DeflateConfig`: level 6, memLevel 5, window bits 12 / 12, context
+    /// `DeflateConfig`: level 1, memLevel 5, window bits 12 / 12, context
     /// takeover both ways (contexts kept while messages flow, freed after
     /// 1 s idle), messages under 64 bytes sent uncompressed.
     WsTokioDeflate,
@@ -140,7 +140,14 @@ impl Library {
 
     /// The deflate configuration of a ws-tokio deflate variant.
     fn deflate_config(self) -> Option<ws_tokio::DeflateConfig> {
-        let default = ws_tokio::DeflateConfig::default();
+        let mut default = ws_tokio::DeflateConfig::default();
+        // For measuring other levels by hand (not used by the runner).
+        if let Some(level) = std::env::var("WS_BENCH_DEFLATE_LEVEL")
+            .ok()
+            .and_then(|l| l.parse().ok())
+        {
+            default = default.with_level(level);
+        }
         match self {
             Self::WsTokioDeflate => Some(default),
             Self::WsTokioDeflateYawcLike => Some(
