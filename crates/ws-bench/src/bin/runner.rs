@@ -26,6 +26,10 @@ use std::{
 
 use ws_bench::{BoxError, procfs, server::Library};
 
+/// How long (m) waits after the traffic before its last reading: longer
+/// than ws-tokio's `release_contexts_after` (1 s) plus its timer's slack.
+const IDLE_AFTER: Duration = Duration::from_secs(3);
+
 /// One throughput scenario.
 #[derive(Clone, Copy)]
 struct Scenario {
@@ -498,9 +502,10 @@ impl Runner {
     }
 
     /// (g): server RSS growth per idle connection, and after one echo each.
-    /// (m), for a deflate server: with permessage-deflate negotiated, and
-    /// after four 1 KiB JSON echoes each.
-    fn memory(&mut self, lib: Library) -> Result<(f64, f64), BoxError> {
+    /// (m), for a deflate server: with permessage-deflate negotiated, right
+    /// after four 1 KiB JSON echoes each, and [`IDLE_AFTER`] later (ws-tokio
+    /// frees idle compression contexts after 1 s).
+    fn memory(&mut self, lib: Library) -> Result<(f64, f64, f64), BoxError> {
         let (server, port) = self.server("bench_server", lib)?;
         std::thread::sleep(Duration::from_millis(200));
         let before = procfs::vm_rss_kib(server.pid())?;
@@ -520,7 +525,7 @@ impl Runner {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
-        let result = (|| -> Result<(f64, f64), BoxError> {
+        let result = (|| -> Result<(f64, f64, f64), BoxError> {
             let mut out = BufReader::new(client.stdout.take().ok_or("no stdout")?);
             let mut stdin = client.stdin.take().ok_or("no stdin")?;
             let mut line = String::new();
@@ -539,12 +544,17 @@ impl Runner {
             }
             std::thread::sleep(Duration::from_millis(500));
             let echoed = procfs::vm_rss_kib(server.pid())?;
+            let later = match lib.deflate() {
+                true => {
+                    std::thread::sleep(IDLE_AFTER);
+                    procfs::vm_rss_kib(server.pid())?
+                }
+                false => echoed,
+            };
             drop(server);
             drop(stdin);
-            Ok((
-                (idle as f64 - before as f64) / n,
-                (echoed as f64 - before as f64) / n,
-            ))
+            let per_conn = |rss: u64| (rss as f64 - before as f64) / n;
+            Ok((per_conn(idle), per_conn(echoed), per_conn(later)))
         })();
         let _ = client.kill();
         let _ = client.wait();
@@ -720,7 +730,7 @@ fn run(opts: Options) -> Result<(), BoxError> {
         );
         println!("{:<18} {:>10} {:>16}", "library", "idle", "after 1 echo");
         for lib in &libs {
-            let (idle, echoed) = runner.memory(*lib)?;
+            let (idle, echoed, _) = runner.memory(*lib)?;
             println!("{:<18} {idle:>10.2} {echoed:>16.2}", lib.name());
         }
     }
@@ -783,12 +793,15 @@ fn run(opts: Options) -> Result<(), BoxError> {
              negotiated, KiB per connection"
         );
         println!(
-            "{:<26} {:>14} {:>22}",
-            "library", "after handshake", "after 4 x 1 KiB JSON"
+            "{:<26} {:>15} {:>22} {:>16}",
+            "library", "after handshake", "after 4 x 1 KiB JSON", "idle 3 s later"
         );
         for lib in runner.opts.deflate_mem_libs.clone() {
-            let (idle, echoed) = runner.memory(lib)?;
-            println!("{:<26} {idle:>14.2} {echoed:>22.2}", lib.name());
+            let (idle, echoed, later) = runner.memory(lib)?;
+            println!(
+                "{:<26} {idle:>15.2} {echoed:>22.2} {later:>16.2}",
+                lib.name()
+            );
         }
     }
     println!(
