@@ -119,6 +119,12 @@ impl Codec {
         self.sending = !fin;
         if fin {
             strip_tail(&mut out);
+            if out.is_empty() {
+                // zlib skips a sync flush that follows another with no
+                // input in between: an empty message is one empty stored
+                // block, 0x00 once the tail is gone (RFC 7692 7.2.3.6).
+                out.extend_from_slice(&[0x00]);
+            }
             if !self.params.send_takeover {
                 // Section 7.1.1.1 / 7.1.1.2: a fresh LZ77 window per message.
                 deflate.reset();
@@ -166,13 +172,20 @@ impl Codec {
             None => self.new_inflate(),
         };
         run_inflate(&mut inflater, input, out, limit, utf8.as_deref_mut())?;
-        self.receiving = !fin;
+        let message_had_input = self.receiving || !input.is_empty();
+        self.receiving = !fin && message_had_input;
         self.used = true;
         if !fin {
             self.inflate = Some(inflater);
             return Ok(());
         }
-        run_inflate(&mut inflater, &TAIL, out, limit, utf8)?;
+        // A message of no compressed bytes at all (some compressors send
+        // that for an empty message instead of 0x00) is empty: the tail on
+        // its own would leave the decompressor inside a stored block's
+        // header, breaking the next message.
+        if message_had_input {
+            run_inflate(&mut inflater, &TAIL, out, limit, utf8)?;
+        }
         if self.params.recv_takeover {
             remember(&mut self.recv_window, out, self.params.recv_bits);
         }

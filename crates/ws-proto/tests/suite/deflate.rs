@@ -1027,3 +1027,53 @@ fn a_fragmented_message_keeps_its_contexts_through_the_timer() {
         [text("first half, second half")]
     );
 }
+
+/// Found by the `roundtrip` fuzz target: with a kept compressor, zlib skips
+/// the sync flush of an empty message that follows another flush, so its
+/// payload came out empty instead of 0x00 (RFC 7692 7.2.3.6); the receiver
+/// then fed the tail alone to its kept decompressor, which broke the next
+/// message. Now the sender writes 0x00, and a receiver treats a message of
+/// no compressed bytes as empty.
+#[test]
+fn empty_messages_between_others_with_kept_contexts() {
+    let d = DeflateConfig::default()
+        .with_min_size(0)
+        .with_level(0)
+        .with_release_contexts_after(None);
+    let config = Config::default().with_max_send_frame_size(1);
+    let p = DeflateParams::new(&d, 11, 11, true, true);
+    let mut client = deflate_conn(Role::Client, config.clone(), p);
+    let mut server = deflate_conn(Role::Server, config, p);
+    let texts = [
+        "\u{6}\u{7}\u{8}\t\n",
+        "",
+        "",
+        "\u{18}",
+        "\u{1a}\u{1b}+,-.",
+        "",
+    ];
+    for t in texts {
+        client.send(Message::text(t)).unwrap();
+    }
+    let wire = drain(&mut client);
+    let empty: Vec<_> = parse_frames(&wire)
+        .into_iter()
+        .filter(|f| f.header.rsv != 0 && f.header.fin)
+        .map(|f| f.payload)
+        .collect();
+    assert_eq!(
+        empty,
+        vec![vec![0x00]; 3],
+        "empty messages are 0x00 on the wire"
+    );
+    let events = ok_events(&mut server, &mut BytesMut::from(&wire[..]));
+    assert_eq!(events, texts.map(text));
+
+    // A peer that sends no bytes at all for an empty message.
+    let mut server = deflate_conn(Role::Server, Config::default(), p);
+    let mut wire = raw_frame(true, 0x4, 0x1, Some([1, 2, 3, 4]), b"");
+    client.send(Message::text("after")).unwrap();
+    wire.extend(drain(&mut client));
+    let mut buf = BytesMut::from(&wire[..]);
+    assert_eq!(ok_events(&mut server, &mut buf), [text(""), text("after")]);
+}
