@@ -52,9 +52,12 @@
 //! tasks. No lock is held across I/O: the read half keeps receiving (and
 //! answering pings) while the write half waits for a peer that does not
 //! read, and automatic replies go out in order with the writer's messages.
-//! [`WebSocket`], [`ReadHalf`] and [`WriteHalf`] are one type, [`Socket`],
-//! over a whole connection or a half ([`link`]): each method exists once,
-//! on the halves that receive or send.
+//!
+//! ## Layout
+//! The run loop, the split halves and the handshake functions are
+//! [`ws_async`]'s, shared with `ws-tokio`; this crate implements its runtime
+//! trait for `futures-io` streams ([`FuturesIo`]) and names its types for
+//! them ([`WebSocket<S>`] is `ws_async::WebSocket<S, FuturesIo>`).
 //!
 //! ## Transport shutdown
 //! The write side is shut down with `AsyncWrite::poll_close`. async-std's
@@ -62,20 +65,86 @@
 
 #![forbid(unsafe_code)]
 
-mod handshake;
-mod socket;
-mod split;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::io;
+use std::time::Instant;
+
+use async_io::Timer;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::io::AsyncReadExt;
+use ws_async::{Clock, Connect, Read, Runtime};
+use ws_proto::driver::ReadBuffer;
 
 pub use async_net::TcpStream;
 pub use ws_proto::{self, adapter::exports::*};
 
-pub use crate::handshake::*;
-pub use crate::socket::{Socket, WebSocket};
-pub use crate::split::{ReadHalf, WriteHalf};
+/// The `futures-io` runtime: its streams (any `AsyncRead + AsyncWrite +
+/// Unpin`), `futures_util::io::split`, [`async_io::Timer`] and
+/// `async-net`'s `TcpStream`, for the shared run loop of [`ws_async`],
+/// whose types this crate names for `futures-io`.
+#[derive(Debug, Clone, Copy)]
+pub struct FuturesIo;
 
-/// The transports behind a [`Socket`]: a whole connection or a split half.
-/// Their methods are internal; they appear in the docs of [`Socket`].
-pub mod link {
-    pub use crate::socket::{Link, Receiver, Sender, Whole};
-    pub use crate::split::Half;
+/// `futures-io` reads into initialised bytes: the room the driver planned
+/// (its read size, or the read-ahead of a large frame), zero-filled.
+impl<T: AsyncRead + Unpin> Read<T> for FuturesIo {
+    fn poll_read(io: &mut T, cx: &mut Context<'_>, buf: &mut ReadBuffer) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_read(cx, buf.room_mut())
+    }
+
+    #[inline]
+    fn poll_read_driver(io: &mut T, cx: &mut Context<'_>, d: &mut Driver) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_read(cx, d.read_slice())
+    }
 }
+
+// The write side is shut down with `poll_close`: async-std's `TcpStream`
+// only flushes there; its socket closes when dropped.
+ws_async::forward_write!(FuturesIo, AsyncWrite, poll_close);
+
+impl Clock for FuturesIo {
+    type Instant = Instant;
+    type Sleep = Timer;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(at: Instant) -> Timer {
+        Timer::at(at)
+    }
+
+    fn reset(sleep: &mut Timer, at: Instant) {
+        sleep.set_at(at);
+    }
+
+    fn poll_sleep(sleep: &mut Timer, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(sleep).poll(cx).map(drop)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Runtime<S> for FuturesIo {
+    type ReadHalf = futures_util::io::ReadHalf<S>;
+    type WriteHalf = futures_util::io::WriteHalf<S>;
+
+    fn split(stream: S) -> (Self::ReadHalf, Self::WriteHalf) {
+        stream.split()
+    }
+
+    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Option<S> {
+        read.reunite(write).ok()
+    }
+}
+
+impl Connect for FuturesIo {
+    type Stream = TcpStream;
+
+    async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true).map(|()| stream)
+    }
+}
+
+ws_async::adapter_api!(FuturesIo, TcpStream);

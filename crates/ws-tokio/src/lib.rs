@@ -53,16 +53,75 @@
 
 #![forbid(unsafe_code)]
 
-extern crate alloc;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::io;
 
-mod handshake;
-mod socket;
-mod split;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use ws_async::{Clock, Connect, Read, Runtime};
+use ws_proto::driver::ReadBuffer;
 
 pub use ws_proto::{self, adapter::exports::*};
 
-pub use crate::{
-    handshake::*,
-    socket::WebSocket,
-    split::{ReadHalf, WriteHalf},
-};
+/// The tokio runtime: its streams (any `AsyncRead + AsyncWrite + Unpin`),
+/// `tokio::io::split`, `tokio::time::Sleep` and `TcpStream`, for the
+/// shared run loop of [`ws_async`], whose types this crate names for tokio.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+impl<T: AsyncRead + Unpin> Read<T> for Tokio {
+    #[inline]
+    fn poll_read(io: &mut T, cx: &mut Context<'_>, buf: &mut ReadBuffer) -> Poll<io::Result<usize>> {
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+    }
+}
+
+ws_async::forward_write!(Tokio, AsyncWrite, poll_shutdown);
+
+impl Clock for Tokio {
+    type Instant = Instant;
+    type Sleep = Pin<Box<Sleep>>;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(at: Instant) -> Self::Sleep {
+        Box::pin(tokio::time::sleep_until(at))
+    }
+
+    fn reset(sleep: &mut Self::Sleep, at: Instant) {
+        sleep.as_mut().reset(at);
+    }
+
+    fn poll_sleep(sleep: &mut Self::Sleep, cx: &mut Context<'_>) -> Poll<()> {
+        sleep.as_mut().poll(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Runtime<S> for Tokio {
+    type ReadHalf = tokio::io::ReadHalf<S>;
+    type WriteHalf = tokio::io::WriteHalf<S>;
+
+    fn split(stream: S) -> (Self::ReadHalf, Self::WriteHalf) {
+        tokio::io::split(stream)
+    }
+
+    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Option<S> {
+        read.is_pair_of(&write).then(|| read.unsplit(write))
+    }
+}
+
+impl Connect for Tokio {
+    type Stream = TcpStream;
+
+    async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true).map(|()| stream)
+    }
+}
+
+ws_async::adapter_api!(Tokio, TcpStream);
