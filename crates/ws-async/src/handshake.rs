@@ -7,9 +7,9 @@ use core::pin::pin;
 use core::task::Poll;
 use core::time::Duration;
 
+use ws_proto::ServerRequest;
 use ws_proto::adapter::{self, Error, Options, Result};
 use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
-use ws_proto::ServerRequest;
 
 use crate::socket::{Timer, poll_op};
 use crate::{Clock, Connect, Runtime, WebSocket};
@@ -40,7 +40,9 @@ where
     let start = R::now();
     let stream = {
         let mut connect = pin!(R::connect(host, port));
-        let mut limit = options.handshake_timeout.map(|t| R::sleep_until(start + t.min(FAR)));
+        let mut limit = options
+            .handshake_timeout
+            .map(|t| R::sleep_until(start + t.min(FAR)));
         let connected = poll_fn(|cx| match connect.as_mut().poll(cx) {
             Poll::Ready(stream) => Poll::Ready(stream.map_err(Error::Io)),
             Poll::Pending => match limit.as_mut().map(|sleep| R::poll_sleep(sleep, cx)) {
@@ -66,7 +68,10 @@ pub async fn client<S, R: Runtime<S>>(
 }
 
 /// Accepts a WebSocket connection with `options` and no subprotocol.
-pub async fn accept_with<S, R: Runtime<S>>(stream: S, options: &Options) -> Result<WebSocket<S, R>> {
+pub async fn accept_with<S, R: Runtime<S>>(
+    stream: S,
+    options: &Options,
+) -> Result<WebSocket<S, R>> {
     // Boxed: the handshake's state lives on the heap only while it runs,
     // not in the connection task's future for the connection's whole life
     // (a task is as large as its largest state).
@@ -87,7 +92,10 @@ pub struct Incoming<S, R: Clock> {
 
 /// Reads the opening request, for the application to inspect before it
 /// [accepts](Incoming::accept) or [rejects](Incoming::reject) it.
-pub async fn read_request_with<S, R: Runtime<S>>(stream: S, options: &Options) -> Result<Incoming<S, R>> {
+pub async fn read_request_with<S, R: Runtime<S>>(
+    stream: S,
+    options: &Options,
+) -> Result<Incoming<S, R>> {
     let mut ws = WebSocket::from_driver(stream, Driver::server(options));
     open(&mut ws).await?;
     let request = ws.driver.take_request()?;
@@ -121,7 +129,12 @@ impl<S, R: Runtime<S>> Incoming<S, R> {
     /// Refuses: writes a response with `status`, `headers` and `body` (a
     /// `Content-Length` is added), then shuts the stream down. Cancelling
     /// drops the stream, possibly mid-response.
-    pub async fn reject(mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+    pub async fn reject(
+        mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<()> {
         let request = &self.request;
         self.ws.driver.reject(request, status, headers, body);
         open(&mut self.ws).await

@@ -2,7 +2,7 @@
 //!
 //! The one poll-based run loop that `ws-tokio` and `ws-futures` share, written
 //! once over a small [`Runtime`] trait: the operation loop that asks the
-//! sans-IO [`Driver`](ws_proto::Driver) for an action, performs it and reports
+//! sans-IO [`Driver`] for an action, performs it and reports
 //! back; the write side with the bytes held between polls; the one timer; the
 //! split halves, which share the driver behind a lock held only for sans-IO
 //! calls (never across I/O); the public methods, `Stream` and `Sink`
@@ -44,13 +44,18 @@ pub use crate::split::{ReadHalf, WriteHalf};
 pub trait Read<T> {
     /// Polls one read into the spare room of `buf`: the count read (0: end
     /// of stream).
-    fn poll_read(io: &mut T, cx: &mut Context<'_>, buf: &mut ReadBuffer) -> Poll<io::Result<usize>>;
+    fn poll_read(io: &mut T, cx: &mut Context<'_>, buf: &mut ReadBuffer)
+    -> Poll<io::Result<usize>>;
 
     /// Polls one read into the driver's read buffer ([`Driver::read_buf`];
     /// a transport that reads into initialised bytes uses
     /// [`Driver::read_slice`]), without reporting it.
     #[inline]
-    fn poll_read_driver(io: &mut T, cx: &mut Context<'_>, d: &mut Driver) -> Poll<io::Result<usize>> {
+    fn poll_read_driver(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        d: &mut Driver,
+    ) -> Poll<io::Result<usize>> {
         Self::poll_read(io, cx, d.read_buf())
     }
 }
@@ -75,7 +80,11 @@ pub trait Write<T> {
 /// The runtime's clock and its resettable sleep: the connection's one timer.
 pub trait Clock {
     /// A point in time.
-    type Instant: Copy + Debug + Unpin + Add<Duration, Output = Self::Instant> + Sub<Output = Duration>;
+    type Instant: Copy
+        + Debug
+        + Unpin
+        + Add<Duration, Output = Self::Instant>
+        + Sub<Output = Duration>;
     /// A sleep until an instant, which can be reset.
     type Sleep: Debug + Unpin;
     /// The current time.
@@ -216,7 +225,11 @@ macro_rules! forward_write {
     ($rt:ty, $write:path, $shutdown:ident) => {
         impl<T: $write + Unpin> $crate::Write<T> for $rt {
             #[inline]
-            fn poll_write(io: &mut T, cx: &mut ::core::task::Context<'_>, buf: &[u8]) -> ::core::task::Poll<::std::io::Result<usize>> {
+            fn poll_write(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::core::task::Poll<::std::io::Result<usize>> {
                 <T as $write>::poll_write(::core::pin::Pin::new(io), cx, buf)
             }
 
@@ -230,11 +243,17 @@ macro_rules! forward_write {
             }
 
             #[inline]
-            fn poll_flush(io: &mut T, cx: &mut ::core::task::Context<'_>) -> ::core::task::Poll<::std::io::Result<()>> {
+            fn poll_flush(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<::std::io::Result<()>> {
                 <T as $write>::poll_flush(::core::pin::Pin::new(io), cx)
             }
 
-            fn poll_shutdown(io: &mut T, cx: &mut ::core::task::Context<'_>) -> ::core::task::Poll<::std::io::Result<()>> {
+            fn poll_shutdown(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<::std::io::Result<()>> {
                 <T as $write>::$shutdown(::core::pin::Pin::new(io), cx)
             }
         }

@@ -10,7 +10,9 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 use ws_proto::adapter::{Error, Result};
-use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role, SendError};
+use ws_proto::{
+    Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role, SendError,
+};
 
 use crate::{Clock, Runtime, Write};
 
@@ -49,7 +51,11 @@ impl<T> Io<T> {
     /// write for a single chunk (small frames encoded back to back), a
     /// vectored one for several (headers and large payloads).
     #[inline]
-    pub(crate) fn poll_write<R: Write<T>>(&mut self, cx: &mut Context<'_>, out: &mut impl Buf) -> Moved {
+    pub(crate) fn poll_write<R: Write<T>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut impl Buf,
+    ) -> Moved {
         if !self.held.is_empty() {
             let mut held = core::mem::take(&mut self.held);
             let written = self.poll_write::<R>(cx, &mut held);
@@ -61,7 +67,11 @@ impl<T> Io<T> {
         } else {
             let mut slices = [IoSlice::new(&[]); WRITE_IOV];
             let count = out.chunks_vectored(&mut slices);
-            ready!(R::poll_write_vectored(&mut self.stream, cx, &slices[..count]))?
+            ready!(R::poll_write_vectored(
+                &mut self.stream,
+                cx,
+                &slices[..count]
+            ))?
         };
         out.advance(n);
         self.unflushed = true;
@@ -86,7 +96,11 @@ impl<T> Io<T> {
 
     /// Performs [`Action::Shutdown`] (its error does not matter), dropping
     /// the held bytes first if `discard`.
-    pub(crate) fn poll_shutdown<R: Write<T>>(&mut self, cx: &mut Context<'_>, discard: bool) -> Poll<()> {
+    pub(crate) fn poll_shutdown<R: Write<T>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        discard: bool,
+    ) -> Poll<()> {
         if discard {
             self.held.clear();
         }
@@ -120,7 +134,11 @@ pub(crate) trait Link {
     /// Runs `f` on the driver (a short, synchronous call).
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T;
     /// Runs `f` on the write side (`Pending` while the other half uses it).
-    fn with_io<T>(&mut self, cx: &mut Context<'_>, f: impl FnOnce(&mut Io<Self::W>, &mut Context<'_>) -> Poll<T>) -> Poll<T>;
+    fn with_io<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Io<Self::W>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T>;
     /// Performs [`Action::Write`] and reports it, except an error.
     fn write(&mut self, cx: &mut Context<'_>) -> Done;
     /// Performs [`Action::Read`] and reports it, except an error.
@@ -142,7 +160,11 @@ pub(crate) struct Timer<C: Clock> {
 impl<C: Clock> Default for Timer<C> {
     fn default() -> Self {
         let (origin, sleep, armed) = (None, None, None);
-        Self { origin, sleep, armed }
+        Self {
+            origin,
+            sleep,
+            armed,
+        }
     }
 }
 
@@ -172,11 +194,15 @@ impl<C: Clock> Timer<C> {
 /// The run loop of operation `op`: `Some(event)` delivered, `None` the
 /// operation is over. All state lives in the driver (and the held bytes), so
 /// dropping a caller's future loses nothing.
-pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> Poll<Result<Option<Event>>> {
+pub(crate) fn poll_op<L: Link>(
+    link: &mut L,
+    cx: &mut Context<'_>,
+    op: Op,
+) -> Poll<Result<Option<Event>>> {
     // I/O this call reported blocked; a write it completed last.
     let (mut blocked, mut wrote) = (false, false);
     loop {
-        let outcome = match link.with(|driver| driver.poll(op)) {
+        let done = match link.with(|driver| driver.poll(op)) {
             Action::Deliver => {
                 if wrote {
                     // Best effort: a flush still pending is the next call's.
@@ -191,50 +217,44 @@ pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> Po
                 if link.with(|d| d.is_done()) {
                     return Poll::Ready(Ok(None));
                 }
-                match ready!(link.with_io(cx, Io::poll_drain::<L::Rt>)) {
-                    Ok(()) => return Poll::Ready(Ok(None)),
-                    Err(e) => Err(e),
+                let drained = ready!(link.with_io(cx, Io::poll_drain::<L::Rt>));
+                if drained.is_ok() {
+                    return Poll::Ready(Ok(None));
                 }
+                Poll::Ready(drained)
             }
             Action::Write { .. } => {
                 // A blocked write is flushed once it completes: flushing
                 // now would wait the same way (and `async-net` drops the
                 // write's wakeup on a flush).
                 let done = link.write(cx);
-                (wrote, blocked) = (done.is_ready(), blocked | done.is_pending());
-                if let Poll::Ready(Err(e)) = done { Err(e) } else { Ok(()) }
+                wrote = done.is_ready();
+                done
             }
-            Action::Read { wait } => {
-                let done = link.read(cx, wait);
-                blocked |= done.is_pending();
-                if let Poll::Ready(Err(e)) = done { Err(e) } else { Ok(()) }
-            }
-            Action::Timer => {
-                blocked |= link.timer(cx).is_pending();
-                Ok(())
-            }
+            Action::Read { wait } => link.read(cx, wait),
+            Action::Timer => link.timer(cx).map(Ok),
             Action::Shutdown { discard } => {
                 ready!(link.with_io(cx, |io, cx| io.poll_shutdown::<L::Rt>(cx, discard)));
                 link.with(Driver::shut_down);
-                Ok(())
+                Poll::Ready(Ok(()))
             }
-            Action::Wait if blocked => {
-                // What this call wrote is flushed before it waits.
-                if wrote && let Poll::Ready(Err(e)) = link.with_io(cx, Io::poll_drain::<L::Rt>) {
-                    Err(e)
-                } else {
-                    return Poll::Pending;
-                }
-            }
+            Action::Wait if blocked && !wrote => return Poll::Pending,
+            // What this call wrote is flushed before it waits.
+            Action::Wait if blocked => match link.with_io(cx, Io::poll_drain::<L::Rt>) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                _ => return Poll::Pending,
+            },
             // Split halves share the driver, which waits for what either
             // reported blocked: this half has no wakeup yet. The driver
             // forgot that at `Wait`; ask again.
-            Action::Wait => Ok(()),
+            Action::Wait => Poll::Ready(Ok(())),
         };
-        if let Err(e) = outcome
-            && link.with(Driver::io_error)
-        {
-            return Poll::Ready(Err(e.into()));
+        match done {
+            Poll::Pending => blocked = true,
+            Poll::Ready(Err(e)) if link.with(Driver::io_error) => {
+                return Poll::Ready(Err(e.into()));
+            }
+            Poll::Ready(_) => {}
         }
     }
 }
@@ -421,7 +441,11 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     }
 
     #[inline]
-    fn with_io<T>(&mut self, cx: &mut Context<'_>, f: impl FnOnce(&mut Io<S>, &mut Context<'_>) -> Poll<T>) -> Poll<T> {
+    fn with_io<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Io<S>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
         f(&mut self.io, cx)
     }
 
@@ -435,7 +459,11 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done {
         let (stream, driver) = (&mut self.io.stream, &mut self.driver);
         if wait {
-            if !self.receiver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !self
+                .receiver
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
                 self.receiver = Some(cx.waker().clone());
             }
             let read = R::poll_read_driver(stream, cx, driver);

@@ -154,7 +154,11 @@ impl<S, R: Runtime<S>> Link for Half<S, R> {
         self.shared.register(0, cx); // woken by `close` too, to arm the close timer
         let mut buf = lock(&self.shared.driver).take_read_buf();
         let read = R::poll_read(read, cx, &mut buf);
-        let filled = if let Poll::Ready(Ok(n)) = read { Some(n) } else { None };
+        let filled = if let Poll::Ready(Ok(n)) = read {
+            Some(n)
+        } else {
+            None
+        };
         lock(&self.shared.driver).give_read_buf(buf, filled);
         read.map_ok(drop)
     }
@@ -193,10 +197,20 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
     /// connection is shared behind a lock held only for short synchronous
     /// calls, never across I/O or a wait.
     pub fn split(self) -> (ReadHalf<S, R>, WriteHalf<S, R>) {
-        let Self { io, driver, timer, .. } = self;
-        let Io { stream, held, unflushed } = io;
+        let Self {
+            io, driver, timer, ..
+        } = self;
+        let Io {
+            stream,
+            held,
+            unflushed,
+        } = io;
         let (read, stream) = R::split(stream);
-        let write = Io { stream, held, unflushed };
+        let write = Io {
+            stream,
+            held,
+            unflushed,
+        };
         let wakers = Arc::<Wakers>::default();
         let shared = Arc::new(Shared {
             driver: Mutex::new(driver),
@@ -210,12 +224,22 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
             read: None,
             timer: Timer::default(),
         };
-        (ReadHalf(Half { shared, read, timer }), WriteHalf(writer))
+        (
+            ReadHalf(Half {
+                shared,
+                read,
+                timer,
+            }),
+            WriteHalf(writer),
+        )
     }
 
     /// Puts the halves back together. Fails (dropping them) if they do not
     /// come from the same socket.
-    pub fn reunite(ReadHalf(read): ReadHalf<S, R>, WriteHalf(write): WriteHalf<S, R>) -> Result<Self> {
+    pub fn reunite(
+        ReadHalf(read): ReadHalf<S, R>,
+        WriteHalf(write): WriteHalf<S, R>,
+    ) -> Result<Self> {
         let invalid = |why| Error::from(io::Error::new(io::ErrorKind::InvalidInput, why));
         if !Arc::ptr_eq(&read.shared, &write.shared) {
             return Err(invalid("halves of different sockets"));
@@ -224,9 +248,17 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
         let Some((shared, half)) = Arc::into_inner(read.shared).zip(read.read) else {
             unreachable!("both halves are here")
         };
-        let Io { stream, held, unflushed } = unlock(shared.write);
+        let Io {
+            stream,
+            held,
+            unflushed,
+        } = unlock(shared.write);
         let stream = R::unsplit(half, stream).ok_or_else(|| invalid("different streams"))?;
-        let io = Io { stream, held, unflushed };
+        let io = Io {
+            stream,
+            held,
+            unflushed,
+        };
         Ok(Self::from_parts(io, unlock(shared.driver), read.timer))
     }
 }

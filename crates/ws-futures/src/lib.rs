@@ -90,12 +90,20 @@ pub struct FuturesIo;
 /// `futures-io` reads into initialised bytes: the room the driver planned
 /// (its read size, or the read-ahead of a large frame), zero-filled.
 impl<T: AsyncRead + Unpin> Read<T> for FuturesIo {
-    fn poll_read(io: &mut T, cx: &mut Context<'_>, buf: &mut ReadBuffer) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuffer,
+    ) -> Poll<io::Result<usize>> {
         Pin::new(io).poll_read(cx, buf.room_mut())
     }
 
     #[inline]
-    fn poll_read_driver(io: &mut T, cx: &mut Context<'_>, d: &mut Driver) -> Poll<io::Result<usize>> {
+    fn poll_read_driver(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        d: &mut Driver,
+    ) -> Poll<io::Result<usize>> {
         Pin::new(io).poll_read(cx, d.read_slice())
     }
 }

@@ -74,7 +74,11 @@ pub struct Tokio;
 
 impl<T: AsyncRead + Unpin> Read<T> for Tokio {
     #[inline]
-    fn poll_read(io: &mut T, cx: &mut Context<'_>, buf: &mut ReadBuffer) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuffer,
+    ) -> Poll<io::Result<usize>> {
         tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
     }
 }
