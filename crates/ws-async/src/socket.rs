@@ -50,7 +50,7 @@ impl<T> Io<T> {
     /// One write: from the held bytes if any, else from `out`; a plain
     /// write for a single chunk (small frames encoded back to back), a
     /// vectored one for several (headers and large payloads).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll_write<R: Write<T>>(
         &mut self,
         cx: &mut Context<'_>,
@@ -82,7 +82,7 @@ impl<T> Io<T> {
     }
 
     /// Writes the held bytes, then flushes the stream if it was written to.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll_drain<R: Write<T>>(&mut self, cx: &mut Context<'_>) -> Done {
         while !self.held.is_empty() {
             ready!(self.poll_write::<R>(cx, &mut Bytes::new()))?;
@@ -111,7 +111,7 @@ impl<T> Io<T> {
 
 /// Reports a read or a write (`write`) to the driver; an error is the run
 /// loop's to report.
-#[inline]
+#[inline(always)]
 pub(crate) fn report(driver: &mut Driver, outcome: Moved, write: bool) -> Done {
     match outcome {
         Poll::Ready(Ok(n)) if write => driver.wrote(n),
@@ -121,6 +121,16 @@ pub(crate) fn report(driver: &mut Driver, outcome: Moved, write: bool) -> Done {
         Poll::Pending => driver.read_blocked(),
     }
     outcome.map(|_| Ok(()))
+}
+
+/// The error of an outcome, if any.
+#[inline(always)]
+pub(crate) fn ready_err(done: Done) -> io::Result<()> {
+    if let Poll::Ready(Err(e)) = done {
+        Err(e)
+    } else {
+        Ok(())
+    }
 }
 
 /// What the run loop needs: the driver, and the I/O that performs and
@@ -141,8 +151,9 @@ pub(crate) trait Link {
     ) -> Poll<T>;
     /// Performs [`Action::Write`] and reports it, except an error.
     fn write(&mut self, cx: &mut Context<'_>) -> Done;
-    /// Performs [`Action::Read`] and reports it, except an error.
-    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done;
+    /// Performs [`Action::Read`] (`wait`: a receive waits for it) and
+    /// reports it, except an error.
+    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()>;
     /// Performs [`Action::Timer`].
     fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
@@ -199,10 +210,10 @@ pub(crate) fn poll_op<L: Link>(
     cx: &mut Context<'_>,
     op: Op,
 ) -> Poll<Result<Option<Event>>> {
-    // I/O this call reported blocked; a write it completed last.
-    let (mut blocked, mut wrote) = (false, false);
+    // The last write completed: it is flushed before returning or waiting.
+    let mut wrote = false;
     loop {
-        let done = match link.with(|driver| driver.poll(op)) {
+        let outcome = match link.with(|driver| driver.poll(op)) {
             Action::Deliver => {
                 if wrote {
                     // Best effort: a flush still pending is the next call's.
@@ -217,11 +228,10 @@ pub(crate) fn poll_op<L: Link>(
                 if link.with(|d| d.is_done()) {
                     return Poll::Ready(Ok(None));
                 }
-                let drained = ready!(link.with_io(cx, Io::poll_drain::<L::Rt>));
-                if drained.is_ok() {
-                    return Poll::Ready(Ok(None));
+                match ready!(link.with_io(cx, Io::poll_drain::<L::Rt>)) {
+                    Ok(()) => return Poll::Ready(Ok(None)),
+                    Err(e) => Err(e),
                 }
-                Poll::Ready(drained)
             }
             Action::Write { .. } => {
                 // A blocked write is flushed once it completes: flushing
@@ -229,32 +239,35 @@ pub(crate) fn poll_op<L: Link>(
                 // write's wakeup on a flush).
                 let done = link.write(cx);
                 wrote = done.is_ready();
-                done
+                ready_err(done)
             }
             Action::Read { wait } => link.read(cx, wait),
-            Action::Timer => link.timer(cx).map(Ok),
+            Action::Timer => {
+                let _ = link.timer(cx);
+                Ok(())
+            }
             Action::Shutdown { discard } => {
                 ready!(link.with_io(cx, |io, cx| io.poll_shutdown::<L::Rt>(cx, discard)));
                 link.with(Driver::shut_down);
-                Poll::Ready(Ok(()))
+                Ok(())
             }
-            Action::Wait if blocked && !wrote => return Poll::Pending,
-            // What this call wrote is flushed before it waits.
-            Action::Wait if blocked => match link.with_io(cx, Io::poll_drain::<L::Rt>) {
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // A split half registers its wakeup with the write side here:
+            // the driver may wait for what the other half reported blocked.
+            Action::Wait => match link.with_io(cx, |io, cx| {
+                if wrote {
+                    io.poll_drain::<L::Rt>(cx)
+                } else {
+                    Poll::Pending
+                }
+            }) {
+                Poll::Ready(Err(e)) => Err(e),
                 _ => return Poll::Pending,
             },
-            // Split halves share the driver, which waits for what either
-            // reported blocked: this half has no wakeup yet. The driver
-            // forgot that at `Wait`; ask again.
-            Action::Wait => Poll::Ready(Ok(())),
         };
-        match done {
-            Poll::Pending => blocked = true,
-            Poll::Ready(Err(e)) if link.with(Driver::io_error) => {
-                return Poll::Ready(Err(e.into()));
-            }
-            Poll::Ready(_) => {}
+        if let Err(e) = outcome
+            && link.with(Driver::io_error)
+        {
+            return Poll::Ready(Err(e.into()));
         }
     }
 }
@@ -262,7 +275,7 @@ pub(crate) fn poll_op<L: Link>(
 /// Waits until one more message fits ([`Op::Reserve`]), queues it with
 /// `queue`, then runs `then` (a flush). The queue check comes first: a
 /// queue with room (the common case) costs no loop.
-#[inline]
+#[inline(always)]
 pub(crate) async fn command<L: Link>(
     link: &mut L,
     queue: impl FnOnce(&mut Driver) -> Result<(), SendError>,
@@ -280,7 +293,7 @@ pub(crate) async fn command<L: Link>(
 
 /// The data message of a delivered event (the driver delivers nothing else
 /// to [`Op::RecvMessage`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn message(event: Event) -> Option<Message> {
     if let Event::Message(message) = event {
         Some(message)
@@ -425,7 +438,7 @@ pub struct WebSocket<S, R: Clock> {
     pub(crate) io: Io<S>,
     pub(crate) driver: Driver,
     pub(crate) timer: Timer<R>,
-    /// The task of the last waiting read: the reads a flush makes without
+    /// The task of the last read that waited: the reads a flush makes without
     /// waiting register it, so a receive pending in another task (after
     /// `StreamExt::split`) keeps its wakeup.
     receiver: Option<Waker>,
@@ -435,12 +448,12 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     type W = S;
     type Rt = R;
 
-    #[inline]
+    #[inline(always)]
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
         f(&mut self.driver)
     }
 
-    #[inline]
+    #[inline(always)]
     fn with_io<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -449,36 +462,27 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
         f(&mut self.io, cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn write(&mut self, cx: &mut Context<'_>) -> Done {
         let written = self.io.poll_write::<R>(cx, self.driver.outgoing());
         report(&mut self.driver, written, true)
     }
 
-    #[inline]
-    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done {
-        let (stream, driver) = (&mut self.io.stream, &mut self.driver);
-        if wait {
-            if !self
+    #[inline(always)]
+    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()> {
+        if !wait {
+            return self.read_background(cx);
+        }
+        let read = R::poll_read_driver(&mut self.io.stream, cx, &mut self.driver);
+        if read.is_pending()
+            && !self
                 .receiver
                 .as_ref()
                 .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                self.receiver = Some(cx.waker().clone());
-            }
-            let read = R::poll_read_driver(stream, cx, driver);
-            return report(driver, read, false);
-        }
-        // Not waiting: only a receive pending elsewhere is woken, if any.
-        let receiver = self.receiver.as_ref();
-        let mut background = Context::from_waker(receiver.unwrap_or(Waker::noop()));
-        let read = R::poll_read_driver(stream, &mut background, driver);
-        if let (Poll::Ready(Ok(1..)), Some(receiver)) = (&read, receiver)
-            && !receiver.will_wake(cx.waker())
         {
-            receiver.wake_by_ref(); // It waited for these bytes.
+            self.receiver = Some(cx.waker().clone());
         }
-        report(driver, read, false)
+        ready_err(report(&mut self.driver, read, false))
     }
 
     fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -533,6 +537,22 @@ impl<S, R: Clock> WebSocket<S, R> {
 }
 
 impl<S, R: Runtime<S>> WebSocket<S, R> {
+    /// A read without waiting (while flushing): only a receive pending
+    /// elsewhere is woken, if any, so that it keeps its wakeup.
+    #[cold]
+    fn read_background(&mut self, cx: &Context<'_>) -> io::Result<()> {
+        let (stream, driver) = (&mut self.io.stream, &mut self.driver);
+        let receiver = self.receiver.as_ref();
+        let mut background = Context::from_waker(receiver.unwrap_or(Waker::noop()));
+        let read = R::poll_read_driver(stream, &mut background, driver);
+        if let (Poll::Ready(Ok(1..)), Some(receiver)) = (&read, receiver)
+            && !receiver.will_wake(cx.waker())
+        {
+            receiver.wake_by_ref(); // It waited for these bytes.
+        }
+        ready_err(report(driver, read, false))
+    }
+
     /// Polls writing everything queued; see [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         poll_op(self, cx, Op::Flush).map_ok(drop)
