@@ -81,12 +81,10 @@ impl<T> Io<T> {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes the held bytes, then flushes the stream if it was written to.
+    /// Flushes the stream if it was written to. Held bytes are not written
+    /// here: they count as in flight until a write reports them.
     #[inline(always)]
-    pub(crate) fn poll_drain<R: Write<T>>(&mut self, cx: &mut Context<'_>) -> Done {
-        while !self.held.is_empty() {
-            ready!(self.poll_write::<R>(cx, &mut Bytes::new()))?;
-        }
+    pub(crate) fn poll_flush<R: Write<T>>(&mut self, cx: &mut Context<'_>) -> Done {
         if self.unflushed {
             ready!(R::poll_flush(&mut self.stream, cx))?;
             self.unflushed = false;
@@ -104,7 +102,7 @@ impl<T> Io<T> {
         if discard {
             self.held.clear();
         }
-        let _ = ready!(self.poll_drain::<R>(cx));
+        let _ = ready!(self.poll_flush::<R>(cx));
         R::poll_shutdown(&mut self.stream, cx).map(drop)
     }
 }
@@ -141,6 +139,9 @@ pub(crate) trait Link {
     type W;
     /// The runtime.
     type Rt: Write<Self::W>;
+    /// Whether the driver is shared with another half (whose blocked I/O
+    /// it may wait for).
+    const SHARED: bool = true;
     /// Runs `f` on the driver (a short, synchronous call).
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T;
     /// Runs `f` on the write side (`Pending` while the other half uses it).
@@ -153,7 +154,7 @@ pub(crate) trait Link {
     fn write(&mut self, cx: &mut Context<'_>) -> Done;
     /// Performs [`Action::Read`] (`wait`: a receive waits for it) and
     /// reports it, except an error.
-    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()>;
+    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done;
     /// Performs [`Action::Timer`].
     fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
@@ -210,14 +211,15 @@ pub(crate) fn poll_op<L: Link>(
     cx: &mut Context<'_>,
     op: Op,
 ) -> Poll<Result<Option<Event>>> {
-    // The last write completed: it is flushed before returning or waiting.
-    let mut wrote = false;
+    // The last write completed (it is flushed before returning or waiting);
+    // this call reported I/O blocked.
+    let (mut wrote, mut blocked) = (false, false);
     loop {
         let outcome = match link.with(|driver| driver.poll(op)) {
             Action::Deliver => {
                 if wrote {
                     // Best effort: a flush still pending is the next call's.
-                    let _ = link.with_io(cx, Io::poll_drain::<L::Rt>);
+                    let _ = link.with_io(cx, Io::poll_flush::<L::Rt>);
                 }
                 return Poll::Ready(Ok(link.with(Driver::take_event)));
             }
@@ -228,7 +230,7 @@ pub(crate) fn poll_op<L: Link>(
                 if link.with(|d| d.is_done()) {
                     return Poll::Ready(Ok(None));
                 }
-                match ready!(link.with_io(cx, Io::poll_drain::<L::Rt>)) {
+                match ready!(link.with_io(cx, Io::poll_flush::<L::Rt>)) {
                     Ok(()) => return Poll::Ready(Ok(None)),
                     Err(e) => Err(e),
                 }
@@ -238,12 +240,16 @@ pub(crate) fn poll_op<L: Link>(
                 // now would wait the same way (and `async-net` drops the
                 // write's wakeup on a flush).
                 let done = link.write(cx);
-                wrote = done.is_ready();
+                (wrote, blocked) = (done.is_ready(), blocked | done.is_pending());
                 ready_err(done)
             }
-            Action::Read { wait } => link.read(cx, wait),
+            Action::Read { wait } => {
+                let done = link.read(cx, wait);
+                blocked |= done.is_pending();
+                ready_err(done)
+            }
             Action::Timer => {
-                let _ = link.timer(cx);
+                blocked |= link.timer(cx).is_pending();
                 Ok(())
             }
             Action::Shutdown { discard } => {
@@ -251,11 +257,13 @@ pub(crate) fn poll_op<L: Link>(
                 link.with(Driver::shut_down);
                 Ok(())
             }
-            // A split half registers its wakeup with the write side here:
-            // the driver may wait for what the other half reported blocked.
+            // Split halves share the driver, which waits for what either
+            // reported blocked: this half has no wakeup yet. The driver
+            // forgot that at `Wait`; ask again.
+            Action::Wait if L::SHARED && !blocked => Ok(()),
             Action::Wait => match link.with_io(cx, |io, cx| {
                 if wrote {
-                    io.poll_drain::<L::Rt>(cx)
+                    io.poll_flush::<L::Rt>(cx)
                 } else {
                     Poll::Pending
                 }
@@ -447,6 +455,7 @@ pub struct WebSocket<S, R: Clock> {
 impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     type W = S;
     type Rt = R;
+    const SHARED: bool = false;
 
     #[inline(always)]
     fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
@@ -469,7 +478,7 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     }
 
     #[inline(always)]
-    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> io::Result<()> {
+    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done {
         if !wait {
             return self.read_background(cx);
         }
@@ -482,7 +491,7 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
         {
             self.receiver = Some(cx.waker().clone());
         }
-        ready_err(report(&mut self.driver, read, false))
+        report(&mut self.driver, read, false)
     }
 
     fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -540,7 +549,7 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
     /// A read without waiting (while flushing): only a receive pending
     /// elsewhere is woken, if any, so that it keeps its wakeup.
     #[cold]
-    fn read_background(&mut self, cx: &Context<'_>) -> io::Result<()> {
+    fn read_background(&mut self, cx: &Context<'_>) -> Done {
         let (stream, driver) = (&mut self.io.stream, &mut self.driver);
         let receiver = self.receiver.as_ref();
         let mut background = Context::from_waker(receiver.unwrap_or(Waker::noop()));
@@ -550,7 +559,7 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
         {
             receiver.wake_by_ref(); // It waited for these bytes.
         }
-        ready_err(report(driver, read, false))
+        report(driver, read, false)
     }
 
     /// Polls writing everything queued; see [`flush`](Self::flush).

@@ -23,9 +23,7 @@ use bytes::Bytes;
 use ws_proto::adapter::{Error, Result};
 use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
-use crate::socket::{
-    Done, Io, Link, Timer, command, message, poll_op, ready_err, recv_api, report, send_api,
-};
+use crate::socket::{Done, Io, Link, Timer, command, message, poll_op, recv_api, report, send_api};
 use crate::{Runtime, WebSocket};
 
 /// The halves' wakers. The stream keeps one waker for write readiness, so
@@ -149,10 +147,9 @@ impl<S, R: Runtime<S>> Link for Half<S, R> {
     }
 
     /// Reads with the read buffer taken out of the driver.
-    fn read(&mut self, cx: &mut Context<'_>, _wait: bool) -> io::Result<()> {
+    fn read(&mut self, cx: &mut Context<'_>, _wait: bool) -> Done {
         let Some(read) = &mut self.read else {
-            let _ = report(&mut lock(&self.shared.driver), Poll::Pending, false);
-            return Ok(()); // never asked
+            return report(&mut lock(&self.shared.driver), Poll::Pending, false); // never asked
         };
         self.shared.register(0, cx); // woken by `close` too, to arm the close timer
         let mut buf = lock(&self.shared.driver).take_read_buf();
@@ -163,7 +160,7 @@ impl<S, R: Runtime<S>> Link for Half<S, R> {
             None
         };
         lock(&self.shared.driver).give_read_buf(buf, filled);
-        ready_err(read.map_ok(drop))
+        read.map_ok(drop)
     }
 
     fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
