@@ -10,12 +10,13 @@
 //! protocol policy (that is the driver's) and depends on no runtime.
 //!
 //! **Not meant to be used directly**: use a runtime adapter (`ws-tokio`,
-//! `ws-futures`), which implements [`Runtime`] for its streams with a marker
-//! type and names the types here for that runtime (`ws_tokio::WebSocket<S>`
-//! is `ws_async::WebSocket<S, Tokio>`). A runtime adapter implements
-//! [`Read`] and [`Write`] for its stream types (whole and split halves),
-//! [`Clock`] over its sleep, [`Runtime`] (split and unsplit a stream),
-//! [`Connect`] (a TCP connection), and invokes [`adapter_api!`].
+//! `ws-futures`), which names the types here for its runtime
+//! (`ws_tokio::WebSocket<S>` is `ws_async::WebSocket<S, Tokio>`). A runtime
+//! adapter is a marker type that implements [`Read`] for its readable
+//! streams and [`Clock`] over its sleep, and an invocation of [`adapter!`],
+//! which implements [`Write`], [`Runtime`] (split and unsplit a stream) and
+//! [`Connect`] (a TCP connection) from the runtime's I/O traits and writes
+//! the adapter's public API.
 
 #![forbid(unsafe_code)]
 
@@ -120,15 +121,83 @@ pub trait Connect {
     fn connect(host: &str, port: u16) -> impl Future<Output = io::Result<Self::Stream>>;
 }
 
-/// The public API of a runtime adapter for its runtime marker `$rt`
-/// (implementing [`Runtime`] and [`Connect`], whose TCP stream is `$tcp`):
-/// the types `WebSocket`,
-/// `ReadHalf`, `WriteHalf` and `Incoming` over a stream `S`, and the
-/// handshake functions (`connect`, `connect_with`, `client`, `accept`,
-/// `accept_with`, `read_request`, `read_request_with`).
+/// A runtime adapter, given its marker type `$rt` (which implements [`Read`]
+/// for its readable streams and [`Clock`]): implements [`Write`] for every
+/// stream `T: $write + Unpin` (`$write`, the runtime's `AsyncWrite` trait,
+/// has `poll_write`, `poll_write_vectored`, `poll_flush` and the method
+/// `$shutdown` that shuts the write side down), [`Runtime`] for every
+/// `S: $read + $write + Unpin` with the halves `$rh` and `$wh` that
+/// `$split` makes and `$unsplit` puts back together, [`Connect`] over the
+/// TCP stream `$tcp` (its `connect` and `set_nodelay`); and the adapter's
+/// public API: the types `WebSocket`, `ReadHalf`, `WriteHalf` and `Incoming`
+/// over a stream `S`, and the handshake functions (`connect`,
+/// `connect_with`, `client`, `accept`, `accept_with`, `read_request`,
+/// `read_request_with`).
 #[macro_export]
-macro_rules! adapter_api {
-    ($rt:ty, $tcp:ty) => {
+macro_rules! adapter {
+    (
+        $rt:ty,
+        io: $read:path, $write:path, $shutdown:ident,
+        halves: $rh:ty, $wh:ty, $split:expr, $unsplit:expr,
+        tcp: $tcp:ty $(,)?
+    ) => {
+        impl<T: $write + Unpin> $crate::Write<T> for $rt {
+            #[inline]
+            fn poll_write(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::core::task::Poll<::std::io::Result<usize>> {
+                <T as $write>::poll_write(::core::pin::Pin::new(io), cx, buf)
+            }
+
+            #[inline]
+            fn poll_write_vectored(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::core::task::Poll<::std::io::Result<usize>> {
+                <T as $write>::poll_write_vectored(::core::pin::Pin::new(io), cx, bufs)
+            }
+
+            #[inline]
+            fn poll_flush(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<::std::io::Result<()>> {
+                <T as $write>::poll_flush(::core::pin::Pin::new(io), cx)
+            }
+
+            fn poll_shutdown(
+                io: &mut T,
+                cx: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<::std::io::Result<()>> {
+                <T as $write>::$shutdown(::core::pin::Pin::new(io), cx)
+            }
+        }
+
+        impl<S: $read + $write + Unpin> $crate::Runtime<S> for $rt {
+            type ReadHalf = $rh;
+            type WriteHalf = $wh;
+
+            fn split(stream: S) -> ($rh, $wh) {
+                ($split)(stream)
+            }
+
+            fn unsplit(read: $rh, write: $wh) -> Option<S> {
+                ($unsplit)(read, write)
+            }
+        }
+
+        impl $crate::Connect for $rt {
+            type Stream = $tcp;
+
+            async fn connect(host: &str, port: u16) -> ::std::io::Result<$tcp> {
+                let stream = <$tcp>::connect((host, port)).await?;
+                stream.set_nodelay(true).map(|()| stream)
+            }
+        }
+
         /// A WebSocket connection over a stream `S`; see [`ws_async::WebSocket`].
         pub type WebSocket<S> = $crate::WebSocket<S, $rt>;
         /// The receiving half of a [`WebSocket`]; see [`ws_async::ReadHalf`].
@@ -212,50 +281,6 @@ macro_rules! adapter_api {
             $rt: $crate::Runtime<S>,
         {
             $crate::read_request_with(stream, options).await
-        }
-    };
-}
-
-/// Implements [`Write`] for the runtime marker `$rt` over every stream
-/// `T: $write + Unpin`: `$write` is the runtime's `AsyncWrite` trait, with
-/// `poll_write`, `poll_write_vectored` and `poll_flush`, and `$shutdown` its
-/// method that shuts the write side down.
-#[macro_export]
-macro_rules! forward_write {
-    ($rt:ty, $write:path, $shutdown:ident) => {
-        impl<T: $write + Unpin> $crate::Write<T> for $rt {
-            #[inline]
-            fn poll_write(
-                io: &mut T,
-                cx: &mut ::core::task::Context<'_>,
-                buf: &[u8],
-            ) -> ::core::task::Poll<::std::io::Result<usize>> {
-                <T as $write>::poll_write(::core::pin::Pin::new(io), cx, buf)
-            }
-
-            #[inline]
-            fn poll_write_vectored(
-                io: &mut T,
-                cx: &mut ::core::task::Context<'_>,
-                bufs: &[::std::io::IoSlice<'_>],
-            ) -> ::core::task::Poll<::std::io::Result<usize>> {
-                <T as $write>::poll_write_vectored(::core::pin::Pin::new(io), cx, bufs)
-            }
-
-            #[inline]
-            fn poll_flush(
-                io: &mut T,
-                cx: &mut ::core::task::Context<'_>,
-            ) -> ::core::task::Poll<::std::io::Result<()>> {
-                <T as $write>::poll_flush(::core::pin::Pin::new(io), cx)
-            }
-
-            fn poll_shutdown(
-                io: &mut T,
-                cx: &mut ::core::task::Context<'_>,
-            ) -> ::core::task::Poll<::std::io::Result<()>> {
-                <T as $write>::$shutdown(::core::pin::Pin::new(io), cx)
-            }
         }
     };
 }

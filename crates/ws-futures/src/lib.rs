@@ -68,13 +68,12 @@
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
-use std::io;
 use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_util::io::AsyncReadExt;
-use ws_async::{Clock, Connect, Read, Runtime};
+use futures_util::io::{self, AsyncReadExt};
+use ws_async::{Clock, Read};
 use ws_proto::driver::ReadBuffer;
 
 pub use async_net::TcpStream;
@@ -94,7 +93,7 @@ impl<T: AsyncRead + Unpin> Read<T> for FuturesIo {
         io: &mut T,
         cx: &mut Context<'_>,
         buf: &mut ReadBuffer,
-    ) -> Poll<io::Result<usize>> {
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(io).poll_read(cx, buf.room_mut())
     }
 
@@ -103,14 +102,10 @@ impl<T: AsyncRead + Unpin> Read<T> for FuturesIo {
         io: &mut T,
         cx: &mut Context<'_>,
         d: &mut Driver,
-    ) -> Poll<io::Result<usize>> {
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(io).poll_read(cx, d.read_slice())
     }
 }
-
-// The write side is shut down with `poll_close`: async-std's `TcpStream`
-// only flushes there; its socket closes when dropped.
-ws_async::forward_write!(FuturesIo, AsyncWrite, poll_close);
 
 impl Clock for FuturesIo {
     type Instant = Instant;
@@ -133,26 +128,12 @@ impl Clock for FuturesIo {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Runtime<S> for FuturesIo {
-    type ReadHalf = futures_util::io::ReadHalf<S>;
-    type WriteHalf = futures_util::io::WriteHalf<S>;
-
-    fn split(stream: S) -> (Self::ReadHalf, Self::WriteHalf) {
-        stream.split()
-    }
-
-    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Option<S> {
-        read.reunite(write).ok()
-    }
-}
-
-impl Connect for FuturesIo {
-    type Stream = TcpStream;
-
-    async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true).map(|()| stream)
-    }
-}
-
-ws_async::adapter_api!(FuturesIo, TcpStream);
+// The write side is shut down with `poll_close`: async-std's `TcpStream`
+// only flushes there; its socket closes when dropped.
+ws_async::adapter!(
+    FuturesIo,
+    io: AsyncRead, AsyncWrite, poll_close,
+    halves: io::ReadHalf<S>, io::WriteHalf<S>, AsyncReadExt::split,
+    |read: io::ReadHalf<S>, write| read.reunite(write).ok(),
+    tcp: TcpStream,
+);

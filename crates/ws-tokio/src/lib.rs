@@ -61,7 +61,7 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use ws_async::{Clock, Connect, Read, Runtime};
+use ws_async::{Clock, Read};
 use ws_proto::driver::ReadBuffer;
 
 pub use ws_proto::{self, adapter::exports::*};
@@ -82,8 +82,6 @@ impl<T: AsyncRead + Unpin> Read<T> for Tokio {
         tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
     }
 }
-
-ws_async::forward_write!(Tokio, AsyncWrite, poll_shutdown);
 
 impl Clock for Tokio {
     type Instant = Instant;
@@ -106,26 +104,10 @@ impl Clock for Tokio {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Runtime<S> for Tokio {
-    type ReadHalf = tokio::io::ReadHalf<S>;
-    type WriteHalf = tokio::io::WriteHalf<S>;
-
-    fn split(stream: S) -> (Self::ReadHalf, Self::WriteHalf) {
-        tokio::io::split(stream)
-    }
-
-    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Option<S> {
-        read.is_pair_of(&write).then(|| read.unsplit(write))
-    }
-}
-
-impl Connect for Tokio {
-    type Stream = TcpStream;
-
-    async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true).map(|()| stream)
-    }
-}
-
-ws_async::adapter_api!(Tokio, TcpStream);
+ws_async::adapter!(
+    Tokio,
+    io: AsyncRead, AsyncWrite, poll_shutdown,
+    halves: tokio::io::ReadHalf<S>, tokio::io::WriteHalf<S>, tokio::io::split,
+    |read: tokio::io::ReadHalf<S>, write| read.is_pair_of(&write).then(|| read.unsplit(write)),
+    tcp: TcpStream,
+);
