@@ -50,6 +50,11 @@
 //!   `Sink<Message>`.
 //!
 //! The timer is a `tokio::time::Sleep`: the runtime needs time enabled.
+//!
+//! The run loop, the split halves and the handshake functions are
+//! [`ws_async`]'s, shared with `ws-futures`; this crate implements its
+//! runtime trait for tokio streams ([`Tokio`]) and names its types for them
+//! ([`WebSocket<S>`] is `ws_async::WebSocket<S, Tokio>`).
 
 #![forbid(unsafe_code)]
 
