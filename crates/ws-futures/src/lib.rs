@@ -52,9 +52,12 @@
 //! tasks. No lock is held across I/O: the read half keeps receiving (and
 //! answering pings) while the write half waits for a peer that does not
 //! read, and automatic replies go out in order with the writer's messages.
-//! [`WebSocket`], [`ReadHalf`] and [`WriteHalf`] are one type, [`Socket`],
-//! over a whole connection or a half ([`link`]): each method exists once,
-//! on the halves that receive or send.
+//!
+//! ## Layout
+//! The run loop, the split halves and the handshake functions are
+//! [`ws_async`]'s, shared with `ws-tokio`; this crate implements its runtime
+//! trait for `futures-io` streams ([`FuturesIo`]) and names its types for
+//! them ([`WebSocket<S>`] is `ws_async::WebSocket<S, FuturesIo>`).
 //!
 //! ## Transport shutdown
 //! The write side is shut down with `AsyncWrite::poll_close`. async-std's
@@ -62,20 +65,87 @@
 
 #![forbid(unsafe_code)]
 
-mod handshake;
-mod socket;
-mod split;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::io::{self, AsyncReadExt};
+use ws_async::{Clock, Read};
+use ws_proto::driver::ReadBuffer;
 
 pub use async_net::TcpStream;
 pub use ws_proto::{self, adapter::exports::*};
 
-pub use crate::handshake::*;
-pub use crate::socket::{Socket, WebSocket};
-pub use crate::split::{ReadHalf, WriteHalf};
+/// The `futures-io` runtime: its streams (any `AsyncRead + AsyncWrite +
+/// Unpin`), `futures_util::io::split`, [`async_io::Timer`] and
+/// `async-net`'s `TcpStream`, for the shared run loop of [`ws_async`],
+/// whose types this crate names for `futures-io`.
+#[derive(Debug, Clone, Copy)]
+pub struct FuturesIo;
 
-/// The transports behind a [`Socket`]: a whole connection or a split half.
-/// Their methods are internal; they appear in the docs of [`Socket`].
-pub mod link {
-    pub use crate::socket::{Link, Receiver, Sender, Whole};
-    pub use crate::split::Half;
+/// `futures-io` reads into initialised bytes: the room the driver planned
+/// (its read size, or the read-ahead of a large frame), zero-filled.
+impl<T: AsyncRead + Unpin> Read<T> for FuturesIo {
+    fn poll_read(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuffer,
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(io).poll_read(cx, buf.room_mut())
+    }
+
+    #[inline]
+    fn poll_read_driver(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        d: &mut Driver,
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(io).poll_read(cx, d.read_slice())
+    }
+}
+
+impl Clock for FuturesIo {
+    type Instant = Instant;
+    type Sleep = Timer;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(at: Instant) -> Timer {
+        Timer::at(at)
+    }
+
+    fn reset(sleep: &mut Timer, at: Instant) {
+        sleep.set_at(at);
+    }
+
+    fn poll_sleep(sleep: &mut Timer, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(sleep).poll(cx).map(drop)
+    }
+}
+
+// The write side is shut down with `poll_close`: async-std's `TcpStream`
+// only flushes there; its socket closes when dropped.
+ws_async::adapter!(
+    FuturesIo,
+    io: AsyncRead, AsyncWrite, poll_close,
+    halves: io::ReadHalf<S>, io::WriteHalf<S>, AsyncReadExt::split,
+    |read: io::ReadHalf<S>, write| read.reunite(write).ok(),
+    connects: TcpStream,
+);
+
+/// TCP with `TCP_NODELAY` to the request's host and port (`wss://` is
+/// refused: no TLS here yet; run [`client`] over a TLS stream).
+impl ws_async::Connect for FuturesIo {
+    type Stream = TcpStream;
+
+    async fn connect(request: &ClientRequest) -> Result<TcpStream> {
+        let stream = TcpStream::connect(ws_proto::adapter::plain_tcp_target(request)?).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
 }

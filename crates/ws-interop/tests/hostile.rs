@@ -896,7 +896,8 @@ fn deflate_bomb(adapter: Adapter) {
     let server = adapter.serve(opts, recv());
     let mut stream = raw_socket(server.addr, None, false);
     let request = ClientRequest::new(&format!("ws://{}/bomb", server.addr)).expect("request");
-    let config = HandshakeConfig::default().with_deflate(DeflateConfig::default());
+    // Level 9: the densest bomb (the default level 1 sends ~10x the bytes).
+    let config = HandshakeConfig::default().with_deflate(DeflateConfig::default().with_level(9));
     let mut handshake = ClientHandshake::new(&request)
         .expect("handshake")
         .with_config(config);

@@ -55,28 +55,79 @@
 //!   `Sink<Message>`.
 //!
 //! The timer is a `tokio::time::Sleep`: the runtime needs time enabled.
+//!
+//! The run loop, the split halves and the handshake functions are
+//! [`ws_async`]'s, shared with `ws-futures`; this crate implements its
+//! runtime trait for tokio streams ([`Tokio`]) and names its types for them
+//! ([`WebSocket<S>`] is `ws_async::WebSocket<S, Tokio>`).
 
 #![forbid(unsafe_code)]
 
-extern crate alloc;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::io;
 
-mod handshake;
-mod socket;
-mod split;
-mod tls;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use ws_async::{Clock, Read};
+use ws_proto::driver::ReadBuffer;
 
 pub use ws_proto::{self, adapter::exports::*};
 
+mod tls;
+
+pub use crate::tls::MaybeTlsStream;
 #[cfg(feature = "rustls")]
 pub use crate::tls::{accept_tls, connect_with_tls};
-pub use crate::{
-    handshake::*,
-    socket::WebSocket,
-    split::{ReadHalf, WriteHalf},
-    tls::MaybeTlsStream,
-};
 #[cfg(feature = "rustls")]
 pub use {
     rustls, tokio_rustls,
     ws_proto::adapter::tls::{Roots, client_config},
 };
+
+/// The tokio runtime: its streams (any `AsyncRead + AsyncWrite + Unpin`),
+/// `tokio::io::split`, `tokio::time::Sleep` and `TcpStream`, for the
+/// shared run loop of [`ws_async`], whose types this crate names for tokio.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+impl<T: AsyncRead + Unpin> Read<T> for Tokio {
+    #[inline]
+    fn poll_read(
+        io: &mut T,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuffer,
+    ) -> Poll<io::Result<usize>> {
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+    }
+}
+
+impl Clock for Tokio {
+    type Instant = Instant;
+    type Sleep = Pin<Box<Sleep>>;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(at: Instant) -> Self::Sleep {
+        Box::pin(tokio::time::sleep_until(at))
+    }
+
+    fn reset(sleep: &mut Self::Sleep, at: Instant) {
+        sleep.as_mut().reset(at);
+    }
+
+    fn poll_sleep(sleep: &mut Self::Sleep, cx: &mut Context<'_>) -> Poll<()> {
+        sleep.as_mut().poll(cx)
+    }
+}
+
+ws_async::adapter!(
+    Tokio,
+    io: AsyncRead, AsyncWrite, poll_shutdown,
+    halves: tokio::io::ReadHalf<S>, tokio::io::WriteHalf<S>, tokio::io::split,
+    |read: tokio::io::ReadHalf<S>, write| read.is_pair_of(&write).then(|| read.unsplit(write)),
+    connects: MaybeTlsStream,
+);

@@ -94,17 +94,52 @@ impl AsyncWrite for MaybeTlsStream {
     }
 }
 
+/// TCP with `TCP_NODELAY` to the request's host and port; with the
+/// `rustls` feature, TLS over it for `wss://` (Mozilla's roots).
+impl ws_async::Connect for crate::Tokio {
+    type Stream = MaybeTlsStream;
+
+    async fn connect(request: &ws_proto::ClientRequest) -> crate::Result<MaybeTlsStream> {
+        #[cfg(feature = "rustls")]
+        if request.is_secure() {
+            let config = ws_proto::adapter::tls::default_client_config()?;
+            return rustls_io::tls_connect(request, config).await;
+        }
+        let (host, port) = ws_proto::adapter::plain_tcp_target(request)?;
+        Ok(MaybeTlsStream::Plain(tcp(host, port).await?))
+    }
+}
+
+async fn tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true).map(|()| stream)
+}
+
 #[cfg(feature = "rustls")]
 mod rustls_io {
-    use alloc::sync::Arc;
+    use std::sync::Arc;
 
     use rustls::{ClientConfig, ServerConfig, pki_types::ServerName};
     use tokio::net::TcpStream;
     use tokio_rustls::{TlsAcceptor, TlsConnector};
-    use ws_proto::{ClientRequest, ClientResponse, HandshakeError};
+    use ws_async::{Clock, within_handshake_timeout};
+    use ws_proto::{ClientRequest, ClientResponse};
 
     use super::MaybeTlsStream;
-    use crate::{Options, Result, WebSocket};
+    use crate::{Options, Result, Tokio, WebSocket};
+
+    /// TCP, then TLS with SNI and verification for the request's host.
+    pub(super) async fn tls_connect(
+        request: &ClientRequest,
+        config: Arc<ClientConfig>,
+    ) -> Result<MaybeTlsStream> {
+        let name = ServerName::try_from(request.host().to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let tcp = super::tcp(request.host(), request.port()).await?;
+        // tokio-rustls' errors carry the rustls::Error (`Error::tls`).
+        let tls = TlsConnector::from(config).connect(name, tcp).await?;
+        Ok(MaybeTlsStream::Rustls(Box::new(tls.into())))
+    }
 
     /// [`connect_with`](crate::connect_with) over TLS with the client
     /// configuration given (roots, client certificates; keep ALPN
@@ -116,14 +151,10 @@ mod rustls_io {
         options: &Options,
         config: Arc<ClientConfig>,
     ) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
-        let name = ServerName::try_from(request.host().to_owned())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let (tcp, start) = crate::handshake::tcp_connect(&request, options).await?;
-        let left = options.after(start.elapsed())?;
-        let tls = within(&left, TlsConnector::from(config).connect(name, tcp)).await?;
-        let options = options.after(start.elapsed())?;
-        let stream = MaybeTlsStream::Rustls(Box::new(tls.into()));
-        crate::client(stream, request, &options).await
+        let start = Tokio::now();
+        let connect = tls_connect(&request, config);
+        let stream = within_handshake_timeout::<Tokio, _>(options, connect).await?;
+        crate::client(stream, request, &options.after(Tokio::now() - start)?).await
     }
 
     /// Accepts a `wss://` connection on `tcp` with the server's TLS
@@ -134,25 +165,11 @@ mod rustls_io {
         config: Arc<ServerConfig>,
         options: &Options,
     ) -> Result<WebSocket<MaybeTlsStream>> {
-        let start = tokio::time::Instant::now();
-        let tls = within(options, TlsAcceptor::from(config).accept(tcp)).await?;
+        let start = Tokio::now();
+        let accept = async { Ok(TlsAcceptor::from(config).accept(tcp).await?) };
+        let tls = within_handshake_timeout::<Tokio, _>(options, accept).await?;
         let stream = MaybeTlsStream::Rustls(Box::new(tls.into()));
-        crate::accept_with(stream, &options.after(start.elapsed())?).await
-    }
-
-    /// A TLS handshake bounded by `options.handshake_timeout`.
-    async fn within<T>(
-        options: &Options,
-        handshake: impl Future<Output = std::io::Result<T>>,
-    ) -> Result<T> {
-        let limit = options
-            .handshake_timeout
-            .unwrap_or(core::time::Duration::MAX);
-        match tokio::time::timeout(limit, handshake).await {
-            // tokio-rustls' errors carry the rustls::Error (`Error::tls`).
-            Ok(stream) => Ok(stream?),
-            Err(_) => Err(HandshakeError::TimedOut.into()),
-        }
+        crate::accept_with(stream, &options.after(Tokio::now() - start)?).await
     }
 }
 

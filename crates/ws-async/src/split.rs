@@ -5,10 +5,13 @@
 //! stream with the driver's read buffer taken out. The write side (with the
 //! bytes being written) is behind a second lock that nobody waits for: a
 //! half that finds it busy reports the write blocked and is woken once it
-//! is free, and whoever writes next takes the queued bytes in order.
+//! is free, and whoever writes next takes the queued bytes in order. Reads
+//! always register the reader's own waker (never a stand-in): a runtime's
+//! split may itself be a lock that wakes whoever it made wait.
 
 use alloc::sync::Arc;
 use alloc::task::Wake;
+use core::fmt;
 use core::future::poll_fn;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -17,14 +20,11 @@ use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use futures_core::Stream;
-use futures_sink::Sink;
-use tokio::io::{AsyncRead, AsyncWrite, WriteHalf as Writer};
-use tokio_util::io::poll_read_buf;
+use ws_proto::adapter::{Error, Result};
 use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
-use crate::socket::{Io, Link, Timer, command, message, poll_op, recv_api, report};
-use crate::{Error, Result, WebSocket, socket::send_api};
+use crate::socket::{Done, Io, Link, Timer, command, message, poll_op, recv_api, report, send_api};
+use crate::{Runtime, WebSocket};
 
 /// The halves' wakers. The stream keeps one waker for write readiness, so
 /// whichever half polls the write side registers one that wakes both:
@@ -48,11 +48,12 @@ impl Wake for Wakers {
     }
 }
 
-#[derive(Debug)]
-struct Shared<S> {
+struct Shared<S, R: Runtime<S>> {
     driver: Mutex<Driver>,
-    write: Mutex<Io<Writer<S>>>,
+    write: Mutex<Io<R::WriteHalf>>,
     wakers: Arc<Wakers>,
+    /// `wakers` as a `Waker`, for every poll of the write side.
+    waker: Waker,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,7 +64,7 @@ fn unlock<T>(mutex: Mutex<T>) -> T {
     mutex.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<S> Shared<S> {
+impl<S, R: Runtime<S>> Shared<S, R> {
     /// Registers the waker of half `side` (0: the reader, 1: the writer).
     fn register(&self, side: usize, cx: &Context<'_>) {
         let slot = &mut lock(&self.wakers.slots)[side];
@@ -74,12 +75,12 @@ impl<S> Shared<S> {
 
     /// Runs `f` on the write side without waiting for it: `Pending` if the
     /// other half is using it, and this half is woken once it is free.
-    fn with_write<R>(
+    fn with_write<T>(
         &self,
         side: usize,
         cx: &Context<'_>,
-        f: impl FnOnce(&mut Io<Writer<S>>, &mut Context<'_>) -> Poll<R>,
-    ) -> Poll<R> {
+        f: impl FnOnce(&mut Io<R::WriteHalf>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
         self.register(side, cx);
         let mut io = self.write.try_lock().ok();
         if io.is_none() {
@@ -91,8 +92,7 @@ impl<S> Shared<S> {
         let Some(mut io) = io else {
             return Poll::Pending;
         };
-        let waker = Waker::from(Arc::clone(&self.wakers));
-        let result = f(&mut io, &mut Context::from_waker(&waker));
+        let result = f(&mut io, &mut Context::from_waker(&self.waker));
         drop(io);
         if self.wakers.contended.swap(false, SeqCst) {
             self.wakers.wake_by_ref();
@@ -102,62 +102,69 @@ impl<S> Shared<S> {
 }
 
 /// A half: the read half has the stream's read side and runs the timer.
-#[derive(Debug)]
-struct Half<S> {
-    shared: Arc<Shared<S>>,
-    read: Option<tokio::io::ReadHalf<S>>,
-    timer: Timer,
+struct Half<S, R: Runtime<S>> {
+    shared: Arc<Shared<S, R>>,
+    read: Option<R::ReadHalf>,
+    timer: Timer<R>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for Half<S> {
-    type W = Writer<S>;
+impl<S, R: Runtime<S>> Half<S, R> {
+    /// This half's waker slot.
+    fn side(&self) -> usize {
+        usize::from(self.read.is_none())
+    }
+}
 
-    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
+impl<S, R: Runtime<S>> Link for Half<S, R> {
+    type W = R::WriteHalf;
+    type Rt = R;
+
+    fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
         f(&mut lock(&self.shared.driver))
     }
 
-    fn with_io<R>(
+    fn with_io<T>(
         &mut self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Io<Writer<S>>, &mut Context<'_>) -> Poll<R>,
-    ) -> Poll<R> {
-        self.shared
-            .with_write(usize::from(self.read.is_none()), cx, f)
+        f: impl FnOnce(&mut Io<R::WriteHalf>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.shared.with_write(self.side(), cx, f)
     }
 
     /// Writes owned chunks popped from the queue, outside the driver's lock.
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn write(&mut self, cx: &mut Context<'_>) -> Done {
         let shared = &*self.shared;
-        let written = shared.with_write(usize::from(self.read.is_none()), cx, |io, cx| {
+        let written = shared.with_write(self.side(), cx, |io, cx| {
             if io.held.is_empty() {
                 io.held = lock(&shared.driver).pop_chunk().unwrap_or_default();
             }
             if io.held.is_empty() {
                 return Poll::Ready(Ok(0)); // the other half wrote it meanwhile
             }
-            io.poll_write(cx, &mut Bytes::new())
+            io.poll_write::<R>(cx, &mut Bytes::new())
         });
         report(&mut lock(&shared.driver), written, true)
     }
 
     /// Reads with the read buffer taken out of the driver.
-    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn read(&mut self, cx: &mut Context<'_>, _wait: bool) -> Done {
         let Some(read) = &mut self.read else {
             return report(&mut lock(&self.shared.driver), Poll::Pending, false); // never asked
         };
         self.shared.register(0, cx); // woken by `close` too, to arm the close timer
         let mut buf = lock(&self.shared.driver).take_read_buf();
-        let (filled, error) = match poll_read_buf(Pin::new(read), cx, &mut buf) {
-            Poll::Ready(Ok(n)) => (Some(n), None),
-            Poll::Ready(Err(e)) => (None, Some(e)),
-            Poll::Pending => (None, None),
+        let read = R::poll_read(read, cx, &mut buf);
+        let filled = if let Poll::Ready(Ok(n)) = read {
+            Some(n)
+        } else {
+            None
         };
         lock(&self.shared.driver).give_read_buf(buf, filled);
-        error.map_or(Ok(()), Err)
+        read.map_ok(drop)
     }
 
-    fn timer(&mut self, cx: &mut Context<'_>) {
-        self.timer.poll(cx, &mut lock(&self.shared.driver));
+    fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.poll(cx, &mut lock(&self.shared.driver))
     }
 }
 
@@ -168,24 +175,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for Half<S> {
 /// the [`WriteHalf`] writes them next, in order), and runs the timers
 /// (keepalive, close timeout): keep it polled. It never waits for the write
 /// half, even one blocked on a peer that does not read.
-#[derive(Debug)]
-pub struct ReadHalf<S>(Half<S>);
+pub struct ReadHalf<S, R: Runtime<S>>(Half<S, R>);
 
 /// The sending half of a [`WebSocket`], from [`WebSocket::split`].
-#[derive(Debug)]
-pub struct WriteHalf<S>(Half<S>);
+pub struct WriteHalf<S, R: Runtime<S>>(Half<S, R>);
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+impl<S, R: Runtime<S>> fmt::Debug for ReadHalf<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadHalf").finish_non_exhaustive()
+    }
+}
+
+impl<S, R: Runtime<S>> fmt::Debug for WriteHalf<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteHalf").finish_non_exhaustive()
+    }
+}
+
+impl<S, R: Runtime<S>> WebSocket<S, R> {
     /// Splits the socket into halves usable from two tasks at once. The
     /// connection is shared behind a lock held only for short synchronous
     /// calls, never across I/O or a wait.
-    pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let Self { io, driver, timer } = self;
-        let (read, write) = io.map(tokio::io::split);
-        let (driver, write, wakers) = (Mutex::new(driver), Mutex::new(write), Arc::default());
+    pub fn split(self) -> (ReadHalf<S, R>, WriteHalf<S, R>) {
+        let Self {
+            io, driver, timer, ..
+        } = self;
+        let Io {
+            stream,
+            held,
+            unflushed,
+        } = io;
+        let (read, stream) = R::split(stream);
+        let write = Io {
+            stream,
+            held,
+            unflushed,
+        };
+        let wakers = Arc::<Wakers>::default();
         let shared = Arc::new(Shared {
-            driver,
-            write,
+            driver: Mutex::new(driver),
+            write: Mutex::new(write),
+            waker: Waker::from(Arc::clone(&wakers)),
             wakers,
         });
         let (writer, read) = (Arc::clone(&shared), Some(read));
@@ -206,49 +236,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Puts the halves back together. Fails (dropping them) if they do not
     /// come from the same socket.
-    pub fn reunite(ReadHalf(read): ReadHalf<S>, WriteHalf(write): WriteHalf<S>) -> Result<Self> {
+    pub fn reunite(
+        ReadHalf(read): ReadHalf<S, R>,
+        WriteHalf(write): WriteHalf<S, R>,
+    ) -> Result<Self> {
+        let invalid = |why| Error::from(io::Error::new(io::ErrorKind::InvalidInput, why));
         if !Arc::ptr_eq(&read.shared, &write.shared) {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, "halves of different sockets");
-            return Err(e.into());
+            return Err(invalid("halves of different sockets"));
         }
         drop(write);
         let Some((shared, half)) = Arc::into_inner(read.shared).zip(read.read) else {
             unreachable!("both halves are here")
         };
-        let ((), io) = unlock(shared.write).map(|write| ((), half.unsplit(write)));
-        let (driver, timer) = (unlock(shared.driver), read.timer);
-        Ok(Self { io, driver, timer })
+        let Io {
+            stream,
+            held,
+            unflushed,
+        } = unlock(shared.write);
+        let stream = R::unsplit(half, stream).ok_or_else(|| invalid("different streams"))?;
+        let io = Io {
+            stream,
+            held,
+            unflushed,
+        };
+        Ok(Self::from_parts(io, unlock(shared.driver), read.timer))
     }
 }
 
-impl<S> ReadHalf<S> {
+impl<S, R: Runtime<S>> ReadHalf<S, R> {
     /// Why the connection ended; see [`WebSocket::close_frame`].
     pub fn close_frame(&self) -> Option<CloseFrame> {
         lock(&self.0.shared.driver).close_frame().cloned()
     }
 
     /// Runs `f` on the shared connection (under its lock: keep it short).
-    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+    pub fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         f(lock(&self.0.shared.driver).connection_mut())
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     /// Puts the halves back together: `WebSocket::reunite(self, write)`.
-    pub fn reunite(self, write: WriteHalf<S>) -> Result<WebSocket<S>> {
+    pub fn reunite(self, write: WriteHalf<S, R>) -> Result<WebSocket<S, R>> {
         WebSocket::reunite(self, write)
     }
 }
 
-impl<S> WriteHalf<S> {
+impl<S, R: Runtime<S>> WriteHalf<S, R> {
     /// Runs `f` on the shared connection (under its lock: keep it short),
     /// e.g. for [`Connection::send_fragment`]; then [`flush`](Self::flush).
-    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+    pub fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         f(lock(&self.0.shared.driver).connection_mut())
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// Polls writing everything queued; see [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         poll_op(&mut self.0, cx, Op::WriteOut).map_ok(drop)

@@ -1,32 +1,29 @@
-//! The WebSocket over a tokio stream, and the one run loop that every
+//! The WebSocket over a whole stream, and the one run loop that every
 //! operation (and both split halves) uses: ask the [`Driver`], perform the
 //! [`Action`], report what happened.
 
-use alloc::boxed::Box;
-use core::future::{Future, poll_fn};
+use core::future::poll_fn;
 use core::pin::Pin;
-use core::task::{Context, Poll, ready};
+use core::task::{Context, Poll, Waker, ready};
 use core::time::Duration;
 use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
-use futures_core::Stream;
-use futures_sink::Sink;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::io::poll_read_buf;
-use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op};
-use ws_proto::{Role, SendError};
+use ws_proto::adapter::{Error, Result};
+use ws_proto::{
+    Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role, SendError,
+};
 
-use crate::{Error, Result};
+use crate::{Clock, Runtime, Write};
 
 /// The most chunks one vectored write takes (the rest goes in the next one).
 const WRITE_IOV: usize = 16;
 
 /// The outcome of a read or a write: the bytes moved.
-pub(crate) type Written = Poll<io::Result<usize>>;
-/// The outcome of an operation: an event delivered, or `None`: it is over.
-pub(crate) type Step = Poll<Result<Option<Event>>>;
+pub(crate) type Moved = Poll<io::Result<usize>>;
+/// An action performed: `Pending` when it was reported blocked (a wakeup is
+/// registered), an error when it failed (not reported yet).
+pub(crate) type Done = Poll<io::Result<()>>;
 
 /// The write side of a transport.
 #[derive(Debug)]
@@ -40,39 +37,41 @@ pub(crate) struct Io<T> {
 }
 
 impl<T> Io<T> {
-    /// Replaces the stream with the second of what `f` makes of it.
-    pub(crate) fn map<R, U>(self, f: impl FnOnce(T) -> (R, U)) -> (R, Io<U>) {
-        let ((first, stream), held, unflushed) = (f(self.stream), self.held, self.unflushed);
-        (
-            first,
-            Io {
-                stream,
-                held,
-                unflushed,
-            },
-        )
+    /// The write side of `stream`, with nothing held.
+    pub(crate) fn new(stream: T) -> Self {
+        let (held, unflushed) = (Bytes::new(), false);
+        Self {
+            stream,
+            held,
+            unflushed,
+        }
     }
-}
 
-impl<T: AsyncWrite + Unpin> Io<T> {
     /// One write: from the held bytes if any, else from `out`; a plain
     /// write for a single chunk (small frames encoded back to back), a
     /// vectored one for several (headers and large payloads).
-    #[inline]
-    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, out: &mut impl Buf) -> Written {
+    #[inline(always)]
+    pub(crate) fn poll_write<R: Write<T>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut impl Buf,
+    ) -> Moved {
         if !self.held.is_empty() {
             let mut held = core::mem::take(&mut self.held);
-            let written = self.poll_write(cx, &mut held);
+            let written = self.poll_write::<R>(cx, &mut held);
             self.held = held;
             return written;
         }
-        let stream = Pin::new(&mut self.stream);
         let n = if out.chunk().len() == out.remaining() {
-            ready!(stream.poll_write(cx, out.chunk()))?
+            ready!(R::poll_write(&mut self.stream, cx, out.chunk()))?
         } else {
             let mut slices = [IoSlice::new(&[]); WRITE_IOV];
             let count = out.chunks_vectored(&mut slices);
-            ready!(stream.poll_write_vectored(cx, &slices[..count]))?
+            ready!(R::poll_write_vectored(
+                &mut self.stream,
+                cx,
+                &slices[..count]
+            ))?
         };
         out.advance(n);
         self.unflushed = true;
@@ -82,31 +81,54 @@ impl<T: AsyncWrite + Unpin> Io<T> {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes the held bytes, then flushes the stream if it was written to.
-    #[inline]
-    pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.held.is_empty() {
-            ready!(self.poll_write(cx, &mut Bytes::new()))?;
-        }
+    /// Flushes the stream if it was written to. Held bytes are not written
+    /// here: they count as in flight until a write reports them.
+    #[inline(always)]
+    pub(crate) fn poll_flush<R: Write<T>>(&mut self, cx: &mut Context<'_>) -> Done {
         if self.unflushed {
-            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+            ready!(R::poll_flush(&mut self.stream, cx))?;
             self.unflushed = false;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Performs [`Action::Shutdown`] (its error does not matter), dropping
+    /// the held bytes first if `discard`.
+    pub(crate) fn poll_shutdown<R: Write<T>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        discard: bool,
+    ) -> Poll<()> {
+        if discard {
+            self.held.clear();
+        }
+        let _ = ready!(self.poll_flush::<R>(cx));
+        R::poll_shutdown(&mut self.stream, cx).map(drop)
     }
 }
 
 /// Reports a read or a write (`write`) to the driver; an error is the run
 /// loop's to report.
-#[inline]
-pub(crate) fn report(driver: &mut Driver, outcome: Written, write: bool) -> io::Result<()> {
+#[inline(always)]
+pub(crate) fn report(driver: &mut Driver, outcome: Moved, write: bool) -> Done {
     match outcome {
-        Poll::Ready(n) if write => driver.wrote(n?),
-        Poll::Ready(n) => driver.filled(n?),
+        Poll::Ready(Ok(n)) if write => driver.wrote(n),
+        Poll::Ready(Ok(n)) => driver.filled(n),
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
         Poll::Pending if write => driver.write_blocked(),
         Poll::Pending => driver.read_blocked(),
     }
-    Ok(())
+    outcome.map(|_| Ok(()))
+}
+
+/// The error of an outcome, if any.
+#[inline(always)]
+pub(crate) fn ready_err(done: Done) -> io::Result<()> {
+    if let Poll::Ready(Err(e)) = done {
+        Err(e)
+    } else {
+        Ok(())
+    }
 }
 
 /// What the run loop needs: the driver, and the I/O that performs and
@@ -114,64 +136,90 @@ pub(crate) fn report(driver: &mut Driver, outcome: Written, write: bool) -> io::
 /// the driver is behind a lock held only for sans-IO calls.
 pub(crate) trait Link {
     /// The stream written to.
-    type W: AsyncWrite + Unpin;
+    type W;
+    /// The runtime.
+    type Rt: Write<Self::W>;
+    /// Whether the driver is shared with another half (whose blocked I/O
+    /// it may wait for).
+    const SHARED: bool = true;
     /// Runs `f` on the driver (a short, synchronous call).
-    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R;
+    fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T;
     /// Runs `f` on the write side (`Pending` while the other half uses it).
-    fn with_io<R>(
+    fn with_io<T>(
         &mut self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Io<Self::W>, &mut Context<'_>) -> Poll<R>,
-    ) -> Poll<R>;
+        f: impl FnOnce(&mut Io<Self::W>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T>;
     /// Performs [`Action::Write`] and reports it, except an error.
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
-    /// Performs [`Action::Read`] and reports it, except an error.
-    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
+    fn write(&mut self, cx: &mut Context<'_>) -> Done;
+    /// Performs [`Action::Read`] (`wait`: a receive waits for it) and
+    /// reports it, except an error.
+    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done;
     /// Performs [`Action::Timer`].
-    fn timer(&mut self, cx: &mut Context<'_>);
+    fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
-/// The one timer: a `tokio::time::Sleep` on a clock that starts at its
-/// first use (a connection without timers never reads the clock).
-#[derive(Debug, Default)]
-pub(crate) struct Timer {
-    origin: Option<Instant>,
-    sleep: Option<Pin<Box<Sleep>>>,
+/// The one timer: a sleep on a clock that starts at its first use (a
+/// connection without timers never reads the clock).
+#[derive(Debug)]
+pub(crate) struct Timer<C: Clock> {
+    origin: Option<C::Instant>,
+    sleep: Option<C::Sleep>,
     /// The deadline the sleep is set to: re-armed only when it moves.
     armed: Option<Duration>,
 }
 
-impl Timer {
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, driver: &mut Driver) {
-        let origin = *self.origin.get_or_insert_with(Instant::now);
-        let Some(deadline) = driver.timer(origin.elapsed()) else {
-            return;
+impl<C: Clock> Default for Timer<C> {
+    fn default() -> Self {
+        let (origin, sleep, armed) = (None, None, None);
+        Self {
+            origin,
+            sleep,
+            armed,
+        }
+    }
+}
+
+impl<C: Clock> Timer<C> {
+    /// Performs [`Action::Timer`]: `Pending` while the sleep runs.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<()> {
+        let origin = *self.origin.get_or_insert_with(C::now);
+        let Some(deadline) = driver.timer(C::now() - origin) else {
+            return Poll::Ready(());
         };
         let when = origin + deadline;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(sleep_until(when)));
+        let sleep = self.sleep.get_or_insert_with(|| C::sleep_until(when));
         if self.armed.replace(deadline) != Some(deadline) {
-            sleep.as_mut().reset(when);
+            C::reset(sleep, when);
         }
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => driver.timer_fired(deadline),
-            Poll::Pending => driver.timer_blocked(),
+        let fired = C::poll_sleep(sleep, cx);
+        if fired.is_ready() {
+            self.armed = None;
+            driver.timer_fired(deadline);
+        } else {
+            driver.timer_blocked();
         }
+        fired
     }
 }
 
 /// The run loop of operation `op`: `Some(event)` delivered, `None` the
 /// operation is over. All state lives in the driver (and the held bytes), so
 /// dropping a caller's future loses nothing.
-pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> Step {
-    let mut wrote = false;
+pub(crate) fn poll_op<L: Link>(
+    link: &mut L,
+    cx: &mut Context<'_>,
+    op: Op,
+) -> Poll<Result<Option<Event>>> {
+    // The last write completed (it is flushed before returning or waiting);
+    // this call reported I/O blocked.
+    let (mut wrote, mut blocked) = (false, false);
     loop {
         let outcome = match link.with(|driver| driver.poll(op)) {
             Action::Deliver => {
                 if wrote {
                     // Best effort: a flush still pending is the next call's.
-                    let _ = link.with_io(cx, Io::poll_drain);
+                    let _ = link.with_io(cx, Io::poll_flush::<L::Rt>);
                 }
                 return Poll::Ready(Ok(link.with(Driver::take_event)));
             }
@@ -182,32 +230,44 @@ pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> St
                 if link.with(|d| d.is_done()) {
                     return Poll::Ready(Ok(None));
                 }
-                match ready!(link.with_io(cx, Io::poll_drain)) {
+                match ready!(link.with_io(cx, Io::poll_flush::<L::Rt>)) {
                     Ok(()) => return Poll::Ready(Ok(None)),
                     Err(e) => Err(e),
                 }
             }
             Action::Write { .. } => {
-                wrote = true;
-                link.write(cx)
+                // A blocked write is flushed once it completes: flushing
+                // now would wait the same way (and `async-net` drops the
+                // write's wakeup on a flush).
+                let done = link.write(cx);
+                (wrote, blocked) = (done.is_ready(), blocked | done.is_pending());
+                ready_err(done)
             }
-            Action::Read { .. } => link.read(cx),
+            Action::Read { wait } => {
+                let done = link.read(cx, wait);
+                blocked |= done.is_pending();
+                ready_err(done)
+            }
             Action::Timer => {
-                link.timer(cx);
+                blocked |= link.timer(cx).is_pending();
                 Ok(())
             }
             Action::Shutdown { discard } => {
-                let _ = ready!(link.with_io(cx, |io, cx| {
-                    if discard {
-                        io.held.clear();
-                    }
-                    let _ = ready!(io.poll_drain(cx));
-                    Pin::new(&mut io.stream).poll_shutdown(cx)
-                }));
+                ready!(link.with_io(cx, |io, cx| io.poll_shutdown::<L::Rt>(cx, discard)));
                 link.with(Driver::shut_down);
                 Ok(())
             }
-            Action::Wait => match link.with_io(cx, Io::poll_drain) {
+            // Split halves share the driver, which waits for what either
+            // reported blocked: this half has no wakeup yet. The driver
+            // forgot that at `Wait`; ask again.
+            Action::Wait if L::SHARED && !blocked => Ok(()),
+            Action::Wait => match link.with_io(cx, |io, cx| {
+                if wrote {
+                    io.poll_flush::<L::Rt>(cx)
+                } else {
+                    Poll::Pending
+                }
+            }) {
                 Poll::Ready(Err(e)) => Err(e),
                 _ => return Poll::Pending,
             },
@@ -223,7 +283,7 @@ pub(crate) fn poll_op<L: Link>(link: &mut L, cx: &mut Context<'_>, op: Op) -> St
 /// Waits until one more message fits ([`Op::Reserve`]), queues it with
 /// `queue`, then runs `then` (a flush). The queue check comes first: a
 /// queue with room (the common case) costs no loop.
-#[inline]
+#[inline(always)]
 pub(crate) async fn command<L: Link>(
     link: &mut L,
     queue: impl FnOnce(&mut Driver) -> Result<(), SendError>,
@@ -241,7 +301,7 @@ pub(crate) async fn command<L: Link>(
 
 /// The data message of a delivered event (the driver delivers nothing else
 /// to [`Op::RecvMessage`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn message(event: Event) -> Option<Message> {
     if let Event::Message(message) = event {
         Some(message)
@@ -254,7 +314,7 @@ pub(crate) fn message(event: Event) -> Option<Message> {
 /// [`ReadHalf`](crate::ReadHalf) (`$link`: its field that is the [`Link`]).
 macro_rules! recv_api {
     ($ty:ident $(.$link:tt)?) => {
-        impl<S: AsyncRead + AsyncWrite + Unpin> $ty<S> {
+        impl<S, R: Runtime<S>> $ty<S, R> {
             /// Polls for the next event; see [`recv_event`](Self::recv_event).
             pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
                 poll_op(&mut (*self)$(.$link)?, cx, Op::Recv).map(Result::transpose)
@@ -285,7 +345,7 @@ macro_rules! recv_api {
             }
         }
 
-        impl<S: AsyncRead + AsyncWrite + Unpin> Stream for $ty<S> {
+        impl<S: Unpin, R: Runtime<S>> futures_core::Stream for $ty<S, R> {
             type Item = Result<Message>;
 
             fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -301,7 +361,7 @@ macro_rules! recv_api {
 /// close), and gives the docs of `flush` and `close`.
 macro_rules! send_api {
     ($ty:ident $(.$link:tt)?, $flush:expr, $(#[$flush_doc:meta])* flush, $(#[$close_doc:meta])* close) => {
-        impl<S: AsyncRead + AsyncWrite + Unpin> $ty<S> {
+        impl<S, R: Runtime<S>> $ty<S, R> {
             /// Queues `message` (once it fits in the outgoing buffer) and
             /// writes everything queued.
             ///
@@ -346,7 +406,7 @@ macro_rules! send_api {
             }
         }
 
-        impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for $ty<S> {
+        impl<S: Unpin, R: Runtime<S>> futures_sink::Sink<Message> for $ty<S, R> {
             type Error = Error;
 
             fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -373,56 +433,73 @@ macro_rules! send_api {
 
 pub(crate) use {recv_api, send_api};
 
-/// A WebSocket connection over a tokio stream `S` (a `TcpStream`, a TLS
-/// stream, an upgraded hyper connection, ...).
+/// A WebSocket connection over a stream `S` (a TCP stream, a TLS stream, an
+/// upgraded hyper connection, ...) of runtime `R`.
 ///
 /// Reading drives everything: [`recv`](Self::recv) answers pings, echoes
 /// Close frames, sends keepalive pings and enforces the close timeout. Use
 /// [`split`](Self::split) to read and write from two tasks.
 ///
-/// Implements [`Stream`] (data messages) and [`Sink<Message>`].
+/// Implements `Stream` (data messages) and `Sink<Message>`.
 #[derive(Debug)]
-pub struct WebSocket<S> {
+pub struct WebSocket<S, R: Clock> {
     pub(crate) io: Io<S>,
     pub(crate) driver: Driver,
-    pub(crate) timer: Timer,
+    pub(crate) timer: Timer<R>,
+    /// The task of the last read that waited: the reads a flush makes without
+    /// waiting register it, so a receive pending in another task (after
+    /// `StreamExt::split`) keeps its wakeup.
+    receiver: Option<Waker>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for WebSocket<S> {
+impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     type W = S;
+    type Rt = R;
+    const SHARED: bool = false;
 
-    #[inline]
-    fn with<R>(&mut self, f: impl FnOnce(&mut Driver) -> R) -> R {
+    #[inline(always)]
+    fn with<T>(&mut self, f: impl FnOnce(&mut Driver) -> T) -> T {
         f(&mut self.driver)
     }
 
-    #[inline]
-    fn with_io<R>(
+    #[inline(always)]
+    fn with_io<T>(
         &mut self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Io<S>, &mut Context<'_>) -> Poll<R>,
-    ) -> Poll<R> {
+        f: impl FnOnce(&mut Io<S>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
         f(&mut self.io, cx)
     }
 
-    #[inline]
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let written = self.io.poll_write(cx, self.driver.outgoing());
+    #[inline(always)]
+    fn write(&mut self, cx: &mut Context<'_>) -> Done {
+        let written = self.io.poll_write::<R>(cx, self.driver.outgoing());
         report(&mut self.driver, written, true)
     }
 
-    #[inline]
-    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let read = poll_read_buf(Pin::new(&mut self.io.stream), cx, self.driver.read_buf());
+    #[inline(always)]
+    fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done {
+        if !wait {
+            return self.read_background(cx);
+        }
+        let read = R::poll_read_driver(&mut self.io.stream, cx, &mut self.driver);
+        if read.is_pending()
+            && !self
+                .receiver
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.receiver = Some(cx.waker().clone());
+        }
         report(&mut self.driver, read, false)
     }
 
-    fn timer(&mut self, cx: &mut Context<'_>) {
-        self.timer.poll(cx, &mut self.driver);
+    fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.poll(cx, &mut self.driver)
     }
 }
 
-impl<S> WebSocket<S> {
+impl<S, R: Clock> WebSocket<S, R> {
     /// Wraps a stream on which the opening handshake already happened
     /// elsewhere (a hyper or axum upgrade). Bytes read past the handshake go in
     /// first through [`from_driver`](Self::from_driver) with
@@ -435,15 +512,16 @@ impl<S> WebSocket<S> {
     /// produced (`Accepted::connection`, `ClientResponse::connection`), so
     /// that what was negotiated reaches it.
     pub fn from_driver(stream: S, driver: Driver) -> Self {
-        let io = Io {
-            stream,
-            held: Bytes::new(),
-            unflushed: false,
-        };
+        Self::from_parts(Io::new(stream), driver, Timer::default())
+    }
+
+    pub(crate) const fn from_parts(io: Io<S>, driver: Driver, timer: Timer<R>) -> Self {
+        let receiver = None;
         Self {
             io,
             driver,
-            timer: Timer::default(),
+            timer,
+            receiver,
         }
     }
 
@@ -467,7 +545,23 @@ impl<S> WebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+impl<S, R: Runtime<S>> WebSocket<S, R> {
+    /// A read without waiting (while flushing): only a receive pending
+    /// elsewhere is woken, if any, so that it keeps its wakeup.
+    #[cold]
+    fn read_background(&mut self, cx: &Context<'_>) -> Done {
+        let (stream, driver) = (&mut self.io.stream, &mut self.driver);
+        let receiver = self.receiver.as_ref();
+        let mut background = Context::from_waker(receiver.unwrap_or(Waker::noop()));
+        let read = R::poll_read_driver(stream, &mut background, driver);
+        if let (Poll::Ready(Ok(1..)), Some(receiver)) = (&read, receiver)
+            && !receiver.will_wake(cx.waker())
+        {
+            receiver.wake_by_ref(); // It waited for these bytes.
+        }
+        report(driver, read, false)
+    }
+
     /// Polls writing everything queued; see [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         poll_op(self, cx, Op::Flush).map_ok(drop)

@@ -1,0 +1,150 @@
+//! The opening handshake: connecting as a client, accepting as a server.
+//! The driver runs it ([`Op::Open`]); this module only connects sockets.
+
+use alloc::boxed::Box;
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::Poll;
+use core::time::Duration;
+
+use ws_proto::ServerRequest;
+use ws_proto::adapter::{Options, Result};
+use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
+
+use crate::socket::{Timer, poll_op};
+use crate::{Clock, Connect, Runtime, WebSocket};
+
+/// The longest connect timeout armed: far beyond any real one, and no
+/// clock overflows at `now` plus it.
+const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// Runs the opening handshake of `ws`'s driver ([`Op::Open`]) to the
+/// application's turn.
+async fn open<S, R: Runtime<S>>(ws: &mut WebSocket<S, R>) -> Result<()> {
+    poll_fn(|cx| poll_op(ws, cx, Op::Open)).await?;
+    // The handshake's sleep is not the connection's: free it.
+    ws.timer = Timer::default();
+    Ok(ws.driver.handshake_result()?)
+}
+
+/// Connects to `request`'s URL with the adapter's [`Connect`] (TCP, and
+/// TLS for `wss://` where it speaks it) and runs the client handshake, all
+/// within `options.handshake_timeout`.
+pub async fn connect_with<R>(
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<R::Stream, R>, ClientResponse)>
+where
+    R: Connect + Runtime<R::Stream>,
+{
+    let start = R::now();
+    let stream = within_handshake_timeout::<R, _>(options, R::connect(&request)).await?;
+    client(stream, request, &options.after(R::now() - start)?).await
+}
+
+/// Runs `step` (a connect, a TLS handshake) within
+/// `options.handshake_timeout`, on `R`'s clock:
+/// [`HandshakeError::TimedOut`] when it runs out.
+pub async fn within_handshake_timeout<R: Clock, T>(
+    options: &Options,
+    step: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let mut step = pin!(step);
+    let mut limit = options
+        .handshake_timeout
+        .map(|t| R::sleep_until(R::now() + t.min(FAR)));
+    poll_fn(|cx| match step.as_mut().poll(cx) {
+        Poll::Ready(done) => Poll::Ready(done),
+        Poll::Pending => match limit.as_mut().map(|sleep| R::poll_sleep(sleep, cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(HandshakeError::TimedOut.into())),
+            _ => Poll::Pending,
+        },
+    })
+    .await
+}
+
+/// Runs the client handshake over an already connected stream.
+pub async fn client<S, R: Runtime<S>>(
+    stream: S,
+    request: ClientRequest,
+    options: &Options,
+) -> Result<(WebSocket<S, R>, ClientResponse)> {
+    let mut ws = WebSocket::from_driver(stream, Driver::client(&request, options)?);
+    open(&mut ws).await?;
+    let response = ws.driver.take_response()?;
+    Ok((ws, response))
+}
+
+/// Accepts a WebSocket connection with `options` and no subprotocol.
+pub async fn accept_with<S, R: Runtime<S>>(
+    stream: S,
+    options: &Options,
+) -> Result<WebSocket<S, R>> {
+    // Boxed: the handshake's state lives on the heap only while it runs,
+    // not in the connection task's future for the connection's whole life
+    // (a task is as large as its largest state).
+    Box::pin(async move {
+        let incoming = read_request_with(stream, options).await?;
+        incoming.accept(&AcceptOptions::new()).await
+    })
+    .await
+}
+
+/// A valid opening request waiting for the application's answer.
+#[derive(Debug)]
+pub struct Incoming<S, R: Clock> {
+    /// The stream, and the driver holding bytes read past the request.
+    ws: WebSocket<S, R>,
+    request: ServerRequest,
+}
+
+/// Reads the opening request, for the application to inspect before it
+/// [accepts](Incoming::accept) or [rejects](Incoming::reject) it.
+pub async fn read_request_with<S, R: Runtime<S>>(
+    stream: S,
+    options: &Options,
+) -> Result<Incoming<S, R>> {
+    let mut ws = WebSocket::from_driver(stream, Driver::server(options));
+    open(&mut ws).await?;
+    let request = ws.driver.take_request()?;
+    Ok(Incoming { ws, request })
+}
+
+impl<S, R: Clock> Incoming<S, R> {
+    /// The request: path, headers, offered subprotocols.
+    pub const fn request(&self) -> &ServerRequest {
+        &self.request
+    }
+
+    /// The underlying stream (e.g. for the peer address).
+    pub const fn get_ref(&self) -> &S {
+        self.ws.get_ref()
+    }
+}
+
+impl<S, R: Runtime<S>> Incoming<S, R> {
+    /// Accepts: writes the `101` response (with the chosen subprotocol and
+    /// headers) and returns the connection; bytes the client sent after its
+    /// request are kept. An `options` the request does not allow (an
+    /// unoffered subprotocol) is an error and nothing is written.
+    /// Cancelling drops the stream, possibly mid-response.
+    pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S, R>> {
+        self.ws.driver.accept(&self.request, options)?;
+        open(&mut self.ws).await?;
+        Ok(self.ws)
+    }
+
+    /// Refuses: writes a response with `status`, `headers` and `body` (a
+    /// `Content-Length` is added), then shuts the stream down. Cancelling
+    /// drops the stream, possibly mid-response.
+    pub async fn reject(
+        mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<()> {
+        let request = &self.request;
+        self.ws.driver.reject(request, status, headers, body);
+        open(&mut self.ws).await
+    }
+}
