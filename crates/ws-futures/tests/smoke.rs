@@ -278,6 +278,29 @@ async fn huge_durations<R: Rt>() {
     assert_eq!(server.await, Some(CloseCode::NORMAL));
 }
 
+/// permessage-deflate is negotiated by default; a busy connection keeps its
+/// compression contexts, and the run loop's timer frees them once the
+/// connection has been idle for `release_contexts_after` (1 s by default).
+async fn idle_deflate_connections_free_their_compression_contexts<R: Rt>() {
+    let (mut server, mut client) = pair::<R>(&Options::default()).await;
+    assert!(client.connection().deflate().is_some(), "deflate agreed");
+    let text = "{\"user\":\"ann\",\"text\":\"the deploy is done\"} ".repeat(20);
+    client.send(Message::text(text.as_str())).await.unwrap();
+    let message = server.recv().await.unwrap().unwrap();
+    server.send(message).await.unwrap();
+    assert_eq!(client.recv().await.unwrap().unwrap(), Message::text(text));
+    let busy = server.connection().deflate_heap_size();
+    assert!(busy > 100 << 10, "contexts live while busy: {busy} B");
+    // Waiting for the next message, the timer fires meanwhile.
+    {
+        let recv = Box::pin(server.recv());
+        let wait = select(recv, Timer::after(Duration::from_millis(2500))).await;
+        assert!(matches!(wait, Either::Right(_)), "nothing was sent");
+    }
+    let idle = server.connection().deflate_heap_size();
+    assert!(idle <= 8 << 10, "only the windows once idle: {idle} B");
+}
+
 macro_rules! on_runtimes {
     ($($test:ident),*) => {
         mod smol_rt { $(#[test] fn $test() { super::run::<super::Smol>(super::$test::<super::Smol>()) })* }
@@ -299,5 +322,6 @@ on_runtimes!(
     split_echo_and_reunite,
     split_reader_runs_while_the_writer_is_blocked,
     recv_is_cancel_safe,
-    huge_durations
+    huge_durations,
+    idle_deflate_connections_free_their_compression_contexts
 );
