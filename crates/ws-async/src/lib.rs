@@ -25,6 +25,7 @@ extern crate alloc;
 mod handshake;
 mod socket;
 mod split;
+mod tls;
 
 use core::fmt::Debug;
 use core::future::Future;

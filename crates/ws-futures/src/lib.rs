@@ -25,6 +25,12 @@
 //! A server accepts connections with [`accept`], or in two steps with
 //! [`read_request`] and [`Incoming::accept`] / [`Incoming::reject`].
 //!
+//! ## TLS
+//! With the `rustls` feature, [`connect`] speaks `wss://` too (futures-rustls,
+//! verified against Mozilla's roots; `connect_with_tls` takes your own rustls
+//! `ClientConfig`), and `accept_tls` serves it with your `ServerConfig`.
+//! [`connect`] returns a [`MaybeTlsStream`] either way.
+//!
 //! ## Cancellation
 //! [`WebSocket::recv`] and [`WebSocket::recv_event`] (and those of
 //! [`ReadHalf`]) are cancel-safe: all state lives in the driver, so
@@ -135,17 +141,13 @@ ws_async::adapter!(
     io: AsyncRead, AsyncWrite, poll_close,
     halves: io::ReadHalf<S>, io::WriteHalf<S>, AsyncReadExt::split,
     |read: io::ReadHalf<S>, write| read.reunite(write).ok(),
-    connects: TcpStream,
+    connects: MaybeTlsStream,
 );
 
-/// TCP with `TCP_NODELAY` to the request's host and port (`wss://` is
-/// refused: no TLS here yet; run [`client`] over a TLS stream).
-impl ws_async::Connect for FuturesIo {
-    type Stream = TcpStream;
-
-    async fn connect(request: &ClientRequest) -> Result<TcpStream> {
-        let stream = TcpStream::connect(ws_proto::adapter::plain_tcp_target(request)?).await?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    }
-}
+ws_async::tls!(
+    FuturesIo,
+    tcp: TcpStream,
+    tls: futures_rustls,
+    read: AsyncRead, &mut [u8] => usize,
+    write: AsyncWrite, poll_close,
+);

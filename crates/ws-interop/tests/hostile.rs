@@ -342,7 +342,7 @@ mod smol_rt {
 
     use super::*;
 
-    type Stream = smol::net::TcpStream;
+    type Stream = adapter::MaybeTlsStream;
 
     async fn connect(
         request: ClientRequest,
@@ -360,7 +360,7 @@ mod smol_rt {
                 let listener = smol::net::TcpListener::try_from(listener).expect("listener");
                 let _ = addr_tx.send(listener.local_addr().expect("addr"));
                 let (stream, _) = listener.accept().await.expect("accept");
-                serve_stream(stream, &opts, &mode).await
+                serve_stream(adapter::MaybeTlsStream::Plain(stream), &opts, &mode).await
             })
         })
     }

@@ -406,3 +406,13 @@ fn tls_python_client_tokio_server() {
 fn tls_tokio_client_python_server() {
     tls_client_against_python(Adapter::Tokio);
 }
+
+#[test]
+fn tls_python_client_smol_server() {
+    tls_python_client_against(Adapter::Smol);
+}
+
+#[test]
+fn tls_smol_client_python_server() {
+    tls_client_against_python(Adapter::Smol);
+}

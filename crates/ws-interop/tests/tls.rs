@@ -1,7 +1,7 @@
 //! `wss://` over rustls (the adapters' `rustls` features): our clients
 //! against our servers with certificates made at test time
-//! ([`common::tls`]), ws-std with itself and ws-tokio across to ws-std both
-//! ways: messages up to 16 MiB, both close directions, the split halves and
+//! ([`common::tls`]), ws-std with itself, ws-tokio and ws-futures (smol)
+//! across to ws-std both ways: messages up to 16 MiB, both close directions, the split halves and
 //! the timers over TLS, and the typed failures (wrong host, untrusted CA, a
 //! peer that does not speak TLS, a TLS peer on a plaintext URL). Every test
 //! binds 127.0.0.1:0 and is bounded in time.
@@ -466,6 +466,140 @@ fn tokio_refuses_a_wrong_name_an_untrusted_ca_and_a_plaintext_server() {
     });
     assert!(
         matches!(error, Some(Error::Handshake(_) | Error::Io(_))),
+        "{error:?}"
+    );
+    assert!(handle.join().unwrap());
+}
+
+// ----- ws-futures (`rustls` feature, futures-rustls) on smol, across to ws-std -----
+
+/// ws-futures' client with the test CA, on smol.
+async fn smol_connect(
+    url: &str,
+    config: Config,
+) -> ws_std::Result<ws_futures::WebSocket<ws_futures::MaybeTlsStream>> {
+    let options = Options::default().with_config(config);
+    let request = ClientRequest::new(url)?;
+    Ok(ws_futures::connect_with_tls(request, &options, pki().0)
+        .await?
+        .0)
+}
+
+#[test]
+fn smol_client_std_tls_server_echo_and_keepalive() {
+    let (port, handle) = tls_server(pki().1, echo);
+    bounded(move || {
+        smol::block_on(async move {
+            let url = format!("wss://localhost:{port}/");
+            let mut ws = smol_connect(&url, big().config).await.unwrap();
+            for message in [
+                Message::binary(vec![5; 70_000]),
+                Message::text("ß".repeat(8 << 20)),
+            ] {
+                ws.send(message.clone()).await.unwrap();
+                assert_eq!(ws.recv().await.unwrap().unwrap(), message);
+            }
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+        });
+    });
+    assert_eq!(handle.join().unwrap(), Some(1000));
+
+    // A TLS peer that goes silent after the handshake: keepalive gives up.
+    let (port, handle) = tls_server(pki().1, |ws| {
+        thread::sleep(Duration::from_secs(3)); // handshake done, then silence
+        drop(ws);
+    });
+    bounded(move || {
+        smol::block_on(async move {
+            let ping = Some(Duration::from_millis(100));
+            let config = Config::default().with_keepalive(ping, Some(Duration::from_millis(200)));
+            let mut ws = smol_connect(&format!("wss://localhost:{port}/"), config)
+                .await
+                .unwrap();
+            let start = Instant::now();
+            assert!(!matches!(ws.recv().await, Some(Ok(_))));
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                start.elapsed()
+            );
+            assert_eq!(ws.close_frame().unwrap().code, CloseCode::ABNORMAL);
+        });
+    });
+    handle.join().unwrap();
+}
+
+#[test]
+fn std_client_smol_tls_server_and_the_typed_failures() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        smol::block_on(async move {
+            let listener = smol::net::TcpListener::try_from(listener).unwrap();
+            let tcp = listener.accept().await.unwrap().0;
+            let options = Options::default().with_config(big().config);
+            let mut ws = ws_futures::accept_tls(tcp, pki().1, &options)
+                .await
+                .unwrap();
+            while let Some(Ok(message)) = ws.recv().await {
+                ws.send(message).await.unwrap();
+            }
+            ws.close_frame().map(|f| f.code)
+        })
+    });
+    bounded(move || {
+        let ws = connect(port, pki().0).unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let sender = thread::spawn(move || {
+            for i in 0..50 {
+                writer
+                    .send(Message::binary(vec![i; 2000 * usize::from(i)]))
+                    .unwrap();
+            }
+            writer
+        });
+        for i in 0..50 {
+            assert_eq!(reader.recv().unwrap().unwrap().len(), 2000 * i);
+        }
+        let mut writer = sender.join().unwrap();
+        writer.close(CloseCode::NORMAL, "").unwrap();
+        assert!(reader.recv().is_none());
+    });
+    assert_eq!(server.join().unwrap(), Some(CloseCode::NORMAL));
+
+    // 127.0.0.1 is not the certificate's name; `connect` trusts Mozilla's
+    // roots, not the test CA.
+    let (port, handle) = failing_tls_server(pki().1);
+    let error = bounded(move || {
+        smol::block_on(smol_connect(
+            &format!("wss://127.0.0.1:{port}/"),
+            Config::default(),
+        ))
+        .err()
+    });
+    let tls = error.as_ref().and_then(Error::tls);
+    assert!(
+        matches!(
+            tls,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{error:?}"
+    );
+    assert!(handle.join().unwrap());
+    let (port, handle) = failing_tls_server(pki().1);
+    let error = bounded(move || {
+        smol::block_on(ws_futures::connect(&format!("wss://localhost:{port}/"))).err()
+    });
+    let tls = error.as_ref().and_then(Error::tls);
+    assert!(
+        matches!(
+            tls,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ),
         "{error:?}"
     );
     assert!(handle.join().unwrap());

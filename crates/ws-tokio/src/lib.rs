@@ -75,17 +75,6 @@ use ws_proto::driver::ReadBuffer;
 
 pub use ws_proto::{self, adapter::exports::*};
 
-mod tls;
-
-pub use crate::tls::MaybeTlsStream;
-#[cfg(feature = "rustls")]
-pub use crate::tls::{accept_tls, connect_with_tls};
-#[cfg(feature = "rustls")]
-pub use {
-    rustls, tokio_rustls,
-    ws_proto::adapter::tls::{Roots, client_config},
-};
-
 /// The tokio runtime: its streams (any `AsyncRead + AsyncWrite + Unpin`),
 /// `tokio::io::split`, `tokio::time::Sleep` and `TcpStream`, for the
 /// shared run loop of [`ws_async`], whose types this crate names for tokio.
@@ -130,4 +119,12 @@ ws_async::adapter!(
     halves: tokio::io::ReadHalf<S>, tokio::io::WriteHalf<S>, tokio::io::split,
     |read: tokio::io::ReadHalf<S>, write| read.is_pair_of(&write).then(|| read.unsplit(write)),
     connects: MaybeTlsStream,
+);
+
+ws_async::tls!(
+    Tokio,
+    tcp: tokio::net::TcpStream,
+    tls: tokio_rustls,
+    read: AsyncRead, &mut tokio::io::ReadBuf<'_> => (),
+    write: AsyncWrite, poll_shutdown, is_write_vectored,
 );

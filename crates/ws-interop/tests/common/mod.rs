@@ -58,10 +58,12 @@ impl Adapter {
     }
 
     /// [`start_server`](Self::start_server) over TLS (`wss://localhost`);
-    /// ws-tokio and ws-std so far.
+    /// async-std's streams go through `ws_futures::client` / `accept`, as
+    /// any futures-io stream would, and are left out.
     pub(crate) fn start_tls_server(self, connections: usize) -> Server {
         match self {
             Self::Tokio => tokio_rt::start_tls_server(connections),
+            Self::Smol => smol_rt::start_tls_server(connections),
             Self::Std => std_rt::start_tls_server(connections),
             other => panic!("no TLS server for {other:?} yet"),
         }
@@ -566,19 +568,23 @@ mod smol_rt {
 
     use super::*;
 
-    type Stream = smol::net::TcpStream;
+    type Stream = adapter::MaybeTlsStream;
 
+    /// `wss://` requests trust the test CA ([`tls::pki`]).
     async fn connect(
         request: ClientRequest,
         options: &adapter::Options,
     ) -> Result<(adapter::WebSocket<Stream>, ClientResponse), adapter::Error> {
-        adapter::connect_with(request, options).await
+        match request.is_secure() {
+            true => adapter::connect_with_tls(request, options, tls::pki().client.clone()).await,
+            false => adapter::connect_with(request, options).await,
+        }
     }
 
     async fn connect_url(
         url: &str,
     ) -> Result<(adapter::WebSocket<Stream>, ClientResponse), adapter::Error> {
-        adapter::connect(url).await
+        connect(ClientRequest::new(url)?, &adapter::Options::default()).await
     }
 
     /// Nothing to set up: every wait is bounded by the runtime's timer.
@@ -600,6 +606,18 @@ mod smol_rt {
     }
 
     pub(crate) fn start_server(connections: usize) -> Server {
+        start_server_with(connections, false)
+    }
+
+    /// The server over TLS (futures-rustls) with the test certificate for
+    /// `localhost`; its URL is `wss://localhost:<port>/interop`.
+    pub(crate) fn start_tls_server(connections: usize) -> Server {
+        let mut server = start_server_with(connections, true);
+        server.url = server.url.replace("ws://127.0.0.1", "wss://localhost");
+        server
+    }
+
+    fn start_server_with(connections: usize, tls: bool) -> Server {
         spawn_server(move |addr_tx| {
             smol::block_on(async move {
                 let listener = smol::net::TcpListener::bind("127.0.0.1:0")
@@ -609,10 +627,22 @@ mod smol_rt {
                 with_timeout("smol server", async {
                     let mut reports = Vec::new();
                     for _ in 0..connections {
-                        let (stream, _) = listener
+                        let (tcp, _) = listener
                             .accept()
                             .await
                             .map_err(|e| format!("accept: {e}"))?;
+                        let stream = match tls {
+                            false => adapter::MaybeTlsStream::Plain(tcp),
+                            true => {
+                                let config = tls::pki().server.clone();
+                                let acceptor = adapter::futures_rustls::TlsAcceptor::from(config);
+                                let tls = acceptor
+                                    .accept(tcp)
+                                    .await
+                                    .map_err(|e| format!("tls: {e}"))?;
+                                adapter::MaybeTlsStream::Rustls(Box::new(tls.into()))
+                            }
+                        };
                         reports.push(serve_stream(stream, reports.len()).await);
                     }
                     Ok(reports)
