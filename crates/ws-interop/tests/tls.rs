@@ -141,30 +141,40 @@ fn split_halves_over_tls() {
     });
 }
 
+/// A TLS peer that goes silent after the handshake: a client with
+/// keepalive (a ping after 100 ms of silence, 200 ms to answer) gives up
+/// on it within 2 s, with 1006. `recv_once(url, config)` connects (the test
+/// CA trusted), receives once, and returns whether a message came and the
+/// close code it ended with.
+fn check_keepalive(
+    recv_once: impl FnOnce(String, Config) -> (bool, Option<CloseCode>) + Send + 'static,
+) {
+    let (port, handle) = tls_server(pki().1, |ws| {
+        thread::sleep(Duration::from_secs(3)); // handshake done, then silence
+        drop(ws);
+    });
+    let ping = Some(Duration::from_millis(100));
+    let config = Config::default().with_keepalive(ping, Some(Duration::from_millis(200)));
+    let start = Instant::now();
+    let (message, code) = bounded(move || recv_once(format!("wss://localhost:{port}/"), config));
+    assert!(!message, "the silent peer sent nothing");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, Some(CloseCode::ABNORMAL));
+    handle.join().unwrap();
+}
+
 #[test]
 fn keepalive_gives_up_on_a_silent_tls_peer() {
-    bounded(|| {
-        let (client, server) = pki();
-        let (port, handle) = tls_server(server, |ws| {
-            thread::sleep(Duration::from_secs(3)); // handshake done, then silence
-            drop(ws);
-        });
-        let config = Config::default().with_keepalive(
-            Some(Duration::from_millis(100)),
-            Some(Duration::from_millis(200)),
-        );
-        let request = ClientRequest::new(&format!("wss://localhost:{port}/")).unwrap();
+    check_keepalive(|url, config| {
+        let request = ClientRequest::new(&url).unwrap();
         let options = Options::default().with_config(config);
-        let (mut ws, _) = ws_std::connect_with_tls(request, &options, client).unwrap();
-        let start = Instant::now();
-        assert!(!matches!(ws.recv(), Some(Ok(_))));
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            start.elapsed()
-        );
-        assert_eq!(ws.close_frame().unwrap().code, CloseCode::ABNORMAL);
-        handle.join().unwrap();
+        let (mut ws, _) = ws_std::connect_with_tls(request, &options, pki().0).unwrap();
+        let message = matches!(ws.recv(), Some(Ok(_)));
+        (message, ws.close_frame().map(|f| f.code))
     });
 }
 
@@ -189,46 +199,43 @@ fn failing_tls_server(config: Arc<ServerConfig>) -> (u16, thread::JoinHandle<boo
     (port, handle)
 }
 
-#[test]
-fn a_certificate_for_another_name_is_refused_with_a_typed_error() {
-    bounded(|| {
-        let (client, server) = pki();
-        let (port, handle) = failing_tls_server(server);
-        // 127.0.0.1 is not the certificate's name (localhost).
-        let request = ClientRequest::new(&format!("wss://127.0.0.1:{port}/")).unwrap();
-        let error = client_error(
-            ws_std::connect_with_tls(request, &Options::default(), client).map(|r| r.0),
-        );
+/// The refusals every client must make, each against a TLS server whose
+/// handshake must fail too: a certificate for another name (127.0.0.1 is
+/// not `localhost`; the test CA trusted) and an untrusted one (`connect`'s
+/// defaults trust Mozilla's roots, not the test CA). `attempt(url,
+/// trust_test_ca)` connects and returns the error.
+fn check_refusals(attempt: impl Fn(String, bool) -> Option<Error>) {
+    for (host, trust_test_ca) in [("127.0.0.1", true), ("localhost", false)] {
+        let (port, handle) = failing_tls_server(pki().1);
+        let error = attempt(format!("wss://{host}:{port}/"), trust_test_ca);
+        let refused = match error.as_ref().and_then(Error::tls) {
+            Some(rustls::Error::InvalidCertificate(e)) if trust_test_ca => {
+                matches!(e, rustls::CertificateError::NotValidForNameContext { .. })
+            }
+            Some(rustls::Error::InvalidCertificate(e)) => {
+                *e == rustls::CertificateError::UnknownIssuer
+            }
+            _ => false,
+        };
         assert!(
-            matches!(
-                error.tls(),
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForNameContext { .. }
-                ))
-            ),
-            "{error:?}"
+            refused,
+            "{host}, test CA trusted: {trust_test_ca}: {error:?}"
         );
         assert!(handle.join().unwrap(), "the server saw the handshake fail");
-    });
+    }
 }
 
 #[test]
-fn an_untrusted_certificate_is_refused_by_default() {
-    bounded(|| {
-        let (_, server) = pki();
-        let (port, handle) = failing_tls_server(server);
-        // `connect` trusts Mozilla's roots, not the test CA.
-        let error = client_error(ws_std::connect(&format!("wss://localhost:{port}/")).map(|r| r.0));
-        assert!(
-            matches!(
-                error.tls(),
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::UnknownIssuer
-                ))
-            ),
-            "{error:?}"
-        );
-        assert!(handle.join().unwrap());
+fn a_wrong_name_and_an_untrusted_ca_are_refused_with_typed_errors() {
+    check_refusals(|url, trust_test_ca| {
+        bounded(move || {
+            let request = ClientRequest::new(&url).unwrap();
+            let result = match trust_test_ca {
+                true => ws_std::connect_with_tls(request, &Options::default(), pki().0),
+                false => ws_std::connect_with(request, &Options::default()),
+            };
+            result.err()
+        })
     });
 }
 
@@ -382,68 +389,26 @@ fn tokio_split_halves_and_keepalive_over_tls() {
     });
     assert_eq!(handle.join().unwrap(), Some(1000));
 
-    // A TLS peer that goes silent after the handshake: keepalive gives up.
-    let (port, handle) = tls_server(pki().1, |ws| {
-        thread::sleep(Duration::from_secs(3)); // handshake done, then silence
-        drop(ws);
+    check_keepalive(|url, config| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        runtime.unwrap().block_on(async move {
+            let mut ws = tokio_connect(&url, config).await.unwrap();
+            let message = matches!(ws.recv().await, Some(Ok(_)));
+            (message, ws.close_frame().map(|f| f.code))
+        })
     });
-    tokio_bounded(async move || {
-        let ping = Some(Duration::from_millis(100));
-        let config = Config::default().with_keepalive(ping, Some(Duration::from_millis(200)));
-        let mut ws = tokio_connect(&format!("wss://localhost:{port}/"), config)
-            .await
-            .unwrap();
-        let start = Instant::now();
-        assert!(!matches!(ws.recv().await, Some(Ok(_))));
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            start.elapsed()
-        );
-        assert_eq!(ws.close_frame().unwrap().code, CloseCode::ABNORMAL);
-    });
-    handle.join().unwrap();
 }
 
 #[test]
 fn tokio_refuses_a_wrong_name_an_untrusted_ca_and_a_plaintext_server() {
-    // 127.0.0.1 is not the certificate's name.
-    let (port, handle) = failing_tls_server(pki().1);
-    let error = tokio_bounded(async move || {
-        tokio_connect(&format!("wss://127.0.0.1:{port}/"), Config::default())
-            .await
-            .err()
+    check_refusals(|url, trust_test_ca| {
+        tokio_bounded(async move || match trust_test_ca {
+            true => tokio_connect(&url, Config::default()).await.err(),
+            false => ws_tokio::connect(&url).await.err(),
+        })
     });
-    let tls = error.as_ref().and_then(Error::tls);
-    assert!(
-        matches!(
-            tls,
-            Some(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForNameContext { .. }
-            ))
-        ),
-        "{error:?}"
-    );
-    assert!(handle.join().unwrap());
-
-    // `connect` trusts Mozilla's roots, not the test CA.
-    let (port, handle) = failing_tls_server(pki().1);
-    let error = tokio_bounded(async move || {
-        ws_tokio::connect(&format!("wss://localhost:{port}/"))
-            .await
-            .err()
-    });
-    let tls = error.as_ref().and_then(Error::tls);
-    assert!(
-        matches!(
-            tls,
-            Some(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer
-            ))
-        ),
-        "{error:?}"
-    );
-    assert!(handle.join().unwrap());
 
     // A plaintext WebSocket server on a wss:// URL.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -504,29 +469,13 @@ fn smol_client_std_tls_server_echo_and_keepalive() {
     });
     assert_eq!(handle.join().unwrap(), Some(1000));
 
-    // A TLS peer that goes silent after the handshake: keepalive gives up.
-    let (port, handle) = tls_server(pki().1, |ws| {
-        thread::sleep(Duration::from_secs(3)); // handshake done, then silence
-        drop(ws);
-    });
-    bounded(move || {
+    check_keepalive(|url, config| {
         smol::block_on(async move {
-            let ping = Some(Duration::from_millis(100));
-            let config = Config::default().with_keepalive(ping, Some(Duration::from_millis(200)));
-            let mut ws = smol_connect(&format!("wss://localhost:{port}/"), config)
-                .await
-                .unwrap();
-            let start = Instant::now();
-            assert!(!matches!(ws.recv().await, Some(Ok(_))));
-            assert!(
-                start.elapsed() < Duration::from_secs(2),
-                "{:?}",
-                start.elapsed()
-            );
-            assert_eq!(ws.close_frame().unwrap().code, CloseCode::ABNORMAL);
-        });
+            let mut ws = smol_connect(&url, config).await.unwrap();
+            let message = matches!(ws.recv().await, Some(Ok(_)));
+            (message, ws.close_frame().map(|f| f.code))
+        })
     });
-    handle.join().unwrap();
 }
 
 #[test]
@@ -567,40 +516,14 @@ fn std_client_smol_tls_server_and_the_typed_failures() {
     });
     assert_eq!(server.join().unwrap(), Some(CloseCode::NORMAL));
 
-    // 127.0.0.1 is not the certificate's name; `connect` trusts Mozilla's
-    // roots, not the test CA.
-    let (port, handle) = failing_tls_server(pki().1);
-    let error = bounded(move || {
-        smol::block_on(smol_connect(
-            &format!("wss://127.0.0.1:{port}/"),
-            Config::default(),
-        ))
-        .err()
+    check_refusals(|url, trust_test_ca| {
+        bounded(move || {
+            smol::block_on(async move {
+                match trust_test_ca {
+                    true => smol_connect(&url, Config::default()).await.err(),
+                    false => ws_futures::connect(&url).await.err(),
+                }
+            })
+        })
     });
-    let tls = error.as_ref().and_then(Error::tls);
-    assert!(
-        matches!(
-            tls,
-            Some(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForNameContext { .. }
-            ))
-        ),
-        "{error:?}"
-    );
-    assert!(handle.join().unwrap());
-    let (port, handle) = failing_tls_server(pki().1);
-    let error = bounded(move || {
-        smol::block_on(ws_futures::connect(&format!("wss://localhost:{port}/"))).err()
-    });
-    let tls = error.as_ref().and_then(Error::tls);
-    assert!(
-        matches!(
-            tls,
-            Some(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer
-            ))
-        ),
-        "{error:?}"
-    );
-    assert!(handle.join().unwrap());
 }

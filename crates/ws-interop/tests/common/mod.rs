@@ -163,6 +163,13 @@ pub(crate) fn bounded<T: Send + 'static>(
     }
 }
 
+/// A server started over TLS with the test certificate for `localhost`
+/// ([`tls::pki`]): its URL becomes `wss://localhost:<port>/interop`.
+fn as_wss(mut server: Server) -> Server {
+    server.url = server.url.replace("ws://127.0.0.1", "wss://localhost");
+    server
+}
+
 /// Spawns a server thread. `run` binds, sends its address, serves and reports.
 fn spawn_server(
     run: impl FnOnce(mpsc::Sender<SocketAddr>) -> Result<Vec<ConnReport>, String> + Send + 'static,
@@ -508,12 +515,9 @@ mod tokio_rt {
         start_server_with(connections, false)
     }
 
-    /// The server over TLS (tokio-rustls) with the test certificate for
-    /// `localhost`; its URL is `wss://localhost:<port>/interop`.
+    /// The server over TLS (tokio-rustls); see [`as_wss`].
     pub(crate) fn start_tls_server(connections: usize) -> Server {
-        let mut server = start_server_with(connections, true);
-        server.url = server.url.replace("ws://127.0.0.1", "wss://localhost");
-        server
+        as_wss(start_server_with(connections, true))
     }
 
     fn start_server_with(connections: usize, tls: bool) -> Server {
@@ -609,12 +613,9 @@ mod smol_rt {
         start_server_with(connections, false)
     }
 
-    /// The server over TLS (futures-rustls) with the test certificate for
-    /// `localhost`; its URL is `wss://localhost:<port>/interop`.
+    /// The server over TLS (futures-rustls); see [`as_wss`].
     pub(crate) fn start_tls_server(connections: usize) -> Server {
-        let mut server = start_server_with(connections, true);
-        server.url = server.url.replace("ws://127.0.0.1", "wss://localhost");
-        server
+        as_wss(start_server_with(connections, true))
     }
 
     fn start_server_with(connections: usize, tls: bool) -> Server {
@@ -773,20 +774,12 @@ mod std_rt {
         })
     }
 
-    /// The server over TLS with the test certificate for `localhost`; its
-    /// URL is `wss://localhost:<port>/interop`.
+    /// The server over TLS (ws-std's `TlsStream`); see [`as_wss`].
     pub(crate) fn start_tls_server(connections: usize) -> Server {
-        let mut server = start_server_with(connections, |stream| {
+        as_wss(start_server_with(connections, |stream| {
             let tls = adapter::TlsStream::server(stream, tls::pki().server.clone())?;
             Ok(adapter::MaybeTlsStream::Rustls(Box::new(tls)))
-        });
-        let port = server
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.split('/').next());
-        server.url = format!("wss://localhost:{}/interop", port.unwrap_or_default());
-        server
+        }))
     }
 
     fn start_server_with(
