@@ -178,9 +178,17 @@ pub trait Transport: io::Read + io::Write {
     }
 }
 
-/// The outcome of one non-blocking call, after restoring blocking mode: the
-/// bytes moved beat a failed restore (which no valid socket produces).
-fn unblock(restored: io::Result<()>, moved: io::Result<usize>) -> io::Result<Option<usize>> {
+/// Runs `io` (one read or write) with the socket switched to non-blocking
+/// mode by `set_nonblocking`, then switches it back: `None` when `io` would
+/// have blocked. The bytes moved beat a failed restore (which no valid
+/// socket produces).
+fn without_waiting(
+    set_nonblocking: impl Fn(bool) -> io::Result<()>,
+    io: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<Option<usize>> {
+    set_nonblocking(true)?;
+    let moved = io();
+    let restored = set_nonblocking(false);
     match moved {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => restored.map(|()| None),
@@ -204,17 +212,20 @@ macro_rules! socket_transport {
             /// back (the mode is shared with `try_clone`d handles, which
             /// must not be used meanwhile).
             fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-                self.set_nonblocking(true)?;
-                let read = io::Read::read(self, buf);
-                unblock(self.set_nonblocking(false), read)
+                let socket = &*self;
+                without_waiting(
+                    |on| socket.set_nonblocking(on),
+                    || io::Read::read(&mut &*socket, buf),
+                )
             }
             /// Switches the socket to non-blocking mode for one vectored
             /// write, then back (the adapter calls it while it holds the
             /// write side).
             fn write_nonblocking(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
-                self.set_nonblocking(true)?;
-                let written = io::Write::write_vectored(&mut &*self, bufs);
-                unblock(self.set_nonblocking(false), written)
+                without_waiting(
+                    |on| self.set_nonblocking(on),
+                    || io::Write::write_vectored(&mut &*self, bufs),
+                )
             }
         }
     };

@@ -22,7 +22,7 @@ use rustls::{
 
 use ws_proto::adapter::tls::to_io as tls_error;
 
-use crate::{Transport, unblock};
+use crate::{Transport, without_waiting};
 
 /// A TLS stream over a `TcpStream` (client or server side), which the
 /// [`WebSocket`](crate::WebSocket) drives like the socket itself: read
@@ -89,11 +89,11 @@ impl TlsStream {
             }
             let mut cipher = [0u8; 16 * 1024];
             let n = match nonblocking {
-                true => self.socket.set_nonblocking(true).and_then(|()| {
-                    let read = (&self.socket).read(&mut cipher);
-                    unblock(self.socket.set_nonblocking(false), read)?
-                        .ok_or_else(|| io::ErrorKind::WouldBlock.into())
-                })?,
+                true => without_waiting(
+                    |on| self.socket.set_nonblocking(on),
+                    || (&self.socket).read(&mut cipher),
+                )?
+                .ok_or(io::ErrorKind::WouldBlock)?,
                 false => (&self.socket).read(&mut cipher)?,
             };
             let mut tls = lock(&self.tls);
@@ -141,11 +141,8 @@ impl TlsStream {
                 return Ok(());
             }
             let written = match nonblocking {
-                true => self.socket.set_nonblocking(true).and_then(|()| {
-                    let written = (&self.socket).write(out);
-                    unblock(self.socket.set_nonblocking(false), written)?
-                        .ok_or_else(|| io::ErrorKind::WouldBlock.into())
-                })?,
+                true => Transport::write_nonblocking(&self.socket, &[IoSlice::new(out)])?
+                    .ok_or(io::ErrorKind::WouldBlock)?,
                 false => (&self.socket).write(out)?,
             };
             if written == 0 {
