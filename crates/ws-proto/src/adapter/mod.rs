@@ -64,12 +64,13 @@ impl Error {
 
 /// Where an adapter's `connect` opens its plain TCP connection: `request`'s
 /// host and port. A `wss://` request is refused (before any connection is
-/// made), since the adapters' `connect` speaks no TLS: connect the TLS
-/// stream yourself and pass it to the adapter's `client`.
+/// made): an adapter calls this only where it speaks no TLS (built without
+/// its `rustls` feature); connect the TLS stream yourself and pass it to the
+/// adapter's `client`, or enable the feature.
 pub fn plain_tcp_target(request: &crate::ClientRequest) -> Result<(&str, u16), HandshakeError> {
     if request.is_secure() {
-        let why =
-            "wss:// needs TLS, which connect() does not speak: run client() over a TLS stream";
+        let why = "wss:// needs the adapter's `rustls` feature, or a TLS stream of your own \
+                   passed to client()";
         return Err(HandshakeError::InvalidRequest(why));
     }
     Ok((request.host(), request.port()))
