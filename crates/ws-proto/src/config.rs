@@ -41,6 +41,37 @@ pub struct Config {
     /// Accept unmasked frames from a client (server role only). RFC 6455
     /// forbids them; some embedded peers send them anyway. Default: false.
     pub accept_unmasked_frames: bool,
+    /// Which received data messages arrive piece by piece
+    /// ([`Event::Fragment`](crate::Event::Fragment)) instead of whole:
+    /// messages of any size in bounded memory. Default: [`Streaming::Off`].
+    pub streaming: Streaming,
+    /// Largest streamed message (all its pieces together, after
+    /// decompression); more fails the connection with 1009. `None` (the
+    /// default): no limit, memory stays bounded by the read buffer and one
+    /// piece whatever the size. [`max_message_size`](Self::max_message_size)
+    /// and [`max_frame_size`](Self::max_frame_size) do not apply to a
+    /// streamed message once it streams, since it is never held whole.
+    pub max_streamed_message_size: Option<u64>,
+}
+
+/// When received data messages are delivered piece by piece
+/// ([`Event::Fragment`](crate::Event::Fragment)) rather than whole
+/// ([`Event::Message`](crate::Event::Message)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Streaming {
+    /// Every message arrives whole, bounded by
+    /// [`Config::max_message_size`].
+    #[default]
+    Off,
+    /// Every message arrives in pieces, even an empty one (one piece, both
+    /// first and last).
+    Always,
+    /// Messages up to this many bytes (after decompression) arrive whole;
+    /// larger ones in pieces, the first of which holds the bytes buffered
+    /// while the size was unknown. At most this many bytes (capped at
+    /// [`Config::max_message_size`]) are buffered to decide.
+    Above(usize),
 }
 
 impl Default for Config {
@@ -54,6 +85,8 @@ impl Default for Config {
             ping_interval: None,
             ping_timeout: Some(Duration::from_secs(20)),
             accept_unmasked_frames: false,
+            streaming: Streaming::Off,
+            max_streamed_message_size: None,
         }
     }
 }
@@ -104,6 +137,20 @@ impl Config {
     ) -> Self {
         self.ping_interval = interval;
         self.ping_timeout = timeout;
+        self
+    }
+
+    /// Sets [`streaming`](Self::streaming).
+    #[must_use]
+    pub const fn with_streaming(mut self, streaming: Streaming) -> Self {
+        self.streaming = streaming;
+        self
+    }
+
+    /// Sets [`max_streamed_message_size`](Self::max_streamed_message_size).
+    #[must_use]
+    pub const fn with_max_streamed_message_size(mut self, bytes: Option<u64>) -> Self {
+        self.max_streamed_message_size = bytes;
         self
     }
 

@@ -276,6 +276,11 @@ pub enum SendError {
     /// `send` was called while a fragmented message started with
     /// `send_fragment` is unfinished, or a continuation changed the type.
     FragmentInProgress,
+    /// Bytes written to a streamed text message
+    /// ([`PieceSender`](crate::PieceSender)) are not UTF-8, or the message
+    /// was finished inside a code point. Nothing of the offending write was
+    /// queued.
+    InvalidUtf8,
 }
 
 impl fmt::Display for SendError {
@@ -291,6 +296,7 @@ impl fmt::Display for SendError {
             }
             Self::InvalidCloseCode(code) => write!(f, "close code {} may not be sent", code.0),
             Self::FragmentInProgress => f.write_str("a fragmented message is in progress"),
+            Self::InvalidUtf8 => f.write_str("text written to a streamed message is not UTF-8"),
         }
     }
 }

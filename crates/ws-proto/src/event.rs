@@ -94,6 +94,22 @@ impl From<Vec<u8>> for Message {
 pub enum Event {
     /// A complete text or binary message.
     Message(Message),
+    /// A piece of a data message delivered as it arrives (see
+    /// [`Config::streaming`](crate::Config::streaming)), never held whole.
+    /// Pieces follow no frame boundaries: a piece is whatever part of the
+    /// payload has arrived (or, compressed, inflated: at most 64 KiB).
+    /// A text piece is whole code points, UTF-8 checked (a bad byte fails
+    /// the connection with 1007 before any piece holding it is delivered).
+    /// Control events may arrive between the pieces of one message.
+    Fragment {
+        /// This piece's bytes, with the message's type. May be empty only
+        /// when it is the last.
+        piece: Message,
+        /// Whether this is the message's first piece.
+        first: bool,
+        /// Whether this is the message's last piece.
+        last: bool,
+    },
     /// A ping. The pong is already queued; this is for the application's
     /// information only.
     Ping(Bytes),

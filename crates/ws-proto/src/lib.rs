@@ -140,8 +140,8 @@ pub use crate::deflate::{DeflateConfig, DeflateError, DeflateParams, DeflatePoli
 pub use crate::entropy::OsEntropy;
 pub use crate::{
     close::{CloseCode, CloseFrame},
-    config::Config,
-    connection::{Connection, Outgoing, Role, State},
+    config::{Config, Streaming},
+    connection::{Connection, Outgoing, PieceSender, Role, State},
     driver::{Action, Driver, Op, Options},
     entropy::Entropy,
     error::{HandshakeError, ProtocolError, SendError},

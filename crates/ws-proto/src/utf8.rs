@@ -254,6 +254,12 @@ impl Utf8Validator {
         self.partial_len == 0
     }
 
+    /// Bytes of the unfinished code point at the end of what was fed (0 to
+    /// 3): where a piece of text may be cut.
+    pub(crate) fn open_len(&self) -> usize {
+        usize::from(self.partial_len)
+    }
+
     /// Ends the input: an unfinished code point is an error. Resets the
     /// validator for the next string either way.
     pub fn finish(&mut self) -> Result<(), InvalidUtf8> {
@@ -265,6 +271,17 @@ impl Utf8Validator {
     /// Forgets any carried bytes.
     pub fn reset(&mut self) {
         self.partial_len = 0;
+    }
+}
+
+/// The length of the longest prefix of `input` made of whole code points,
+/// if everything after it is the start of one; `Err` if `input` holds an
+/// invalid sequence.
+pub(crate) fn complete_prefix(input: &[u8]) -> Result<usize, InvalidUtf8> {
+    match validate(input) {
+        Ok(()) => Ok(input.len()),
+        Err(e) if e.error_len().is_none() => Ok(e.valid_up_to()),
+        Err(_) => Err(InvalidUtf8),
     }
 }
 
@@ -308,7 +325,7 @@ fn incomplete_tail(input: &[u8]) -> usize {
 }
 
 /// The length of the UTF-8 sequence a lead byte starts, if it can start one.
-fn sequence_len(lead: u8) -> Option<usize> {
+pub(crate) fn sequence_len(lead: u8) -> Option<usize> {
     match lead {
         0x00..=0x7F => Some(1),
         0xC2..=0xDF => Some(2),

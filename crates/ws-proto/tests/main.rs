@@ -25,3 +25,6 @@ mod driver;
 #[cfg(feature = "deflate")]
 #[path = "suite/deflate.rs"]
 mod deflate;
+
+#[path = "suite/streaming.rs"]
+mod streaming;

@@ -46,6 +46,11 @@ pub enum Error {
     /// A command was refused: the connection is closing, a control payload is
     /// too long, a close code may not be sent, ...
     Send(SendError),
+    /// A whole-message receive (`recv`) met a streamed message
+    /// ([`Config::streaming`](crate::Config::streaming)): receive it with
+    /// the adapter's `recv_stream` (or `recv_event`). Its first piece is
+    /// kept for that call.
+    Streamed,
 }
 
 impl Error {
@@ -95,6 +100,9 @@ impl fmt::Display for Error {
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Handshake(e) => write!(f, "handshake failed: {e}"),
             Self::Send(e) => write!(f, "cannot send: {e}"),
+            Self::Streamed => {
+                f.write_str("a streamed message arrived: receive it with recv_stream or recv_event")
+            }
         }
     }
 }
@@ -106,6 +114,7 @@ impl core::error::Error for Error {
             Self::Protocol(e) => e,
             Self::Handshake(e) => e,
             Self::Send(e) => e,
+            Self::Streamed => return None,
         })
     }
 }
@@ -140,7 +149,7 @@ impl From<Error> for io::Error {
             Error::Io(_) => io::ErrorKind::Other,
             Error::Protocol(_) | Error::Handshake(_) => io::ErrorKind::InvalidData,
             Error::Send(SendError::Closed) => io::ErrorKind::NotConnected,
-            Error::Send(_) => io::ErrorKind::InvalidInput,
+            Error::Send(_) | Error::Streamed => io::ErrorKind::InvalidInput,
         };
         match e {
             Error::Io(inner) => inner,

@@ -1,24 +1,25 @@
 //! The connection state machine: receive, send, close, outgoing queue, timer.
 
 mod outgoing;
+mod piece_sender;
 
 use alloc::boxed::Box;
 use core::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-pub use self::outgoing::Outgoing;
 use self::outgoing::TAIL_KEEP;
+pub use self::{outgoing::Outgoing, piece_sender::PieceSender};
 use crate::{
     close::{CloseCode, CloseFrame, MAX_CLOSE_REASON},
-    config::Config,
+    config::{Config, Streaming},
     entropy::{BoxedEntropy, Entropy},
     error::{ProtocolError, SendError},
     event::{Event, Message},
     frame::{FrameHeader, OpCode},
     handshake::Negotiated,
     mask::{apply_mask, unmask_is_ascii},
-    utf8::{Utf8Bytes, Utf8Validator},
+    utf8::{Utf8Bytes, Utf8Validator, sequence_len},
 };
 
 /// Which end of the connection we are. Decides masking and who closes the
@@ -69,6 +70,9 @@ struct InFrame {
     processed: usize,
     /// How the payload is checked as it arrives and delivered.
     payload: Payload,
+    /// A data frame of a streamed message: its payload leaves in pieces as
+    /// it arrives (`on_streamed`), never waiting for the whole frame.
+    streamed: bool,
 }
 
 /// The kind of a data frame's payload, in one byte so that `InFrame` stays
@@ -94,6 +98,47 @@ struct InMessage {
     checked: bool,
     /// Whether `data` is the inflated output of a compressed message.
     compressed: bool,
+    /// Streamed (see `Config::streaming`): its frames go through
+    /// `on_streamed`, and `data` holds only what waits to become a piece.
+    streamed: bool,
+    /// Pieces are being delivered. `Streaming::Above` buffers the message
+    /// in `data` until it proves larger than the threshold.
+    delivering: bool,
+    /// A piece was delivered: the next is not the first.
+    started: bool,
+    /// Payload bytes of a streamed message so far (inflated, if
+    /// compressed), for `Config::max_streamed_message_size`.
+    size: u64,
+}
+
+impl InMessage {
+    fn new(text: bool, compressed: bool, data: BytesMut, checked: bool) -> Self {
+        Self {
+            text,
+            data,
+            checked,
+            compressed,
+            streamed: false,
+            delivering: false,
+            started: false,
+            size: 0,
+        }
+    }
+}
+
+/// The largest piece of a streamed compressed message: the inflated bytes
+/// held at once.
+#[cfg(feature = "deflate")]
+const PIECE: usize = 64 * 1024;
+
+/// What `on_streamed` made of the bytes at hand.
+enum Step {
+    /// A piece (or, below the streaming threshold, the whole message).
+    Event(Event),
+    /// The frame needs more bytes.
+    More,
+    /// The frame is done: parse the next.
+    Next,
 }
 
 /// What the opening handshake negotiated, and the state that comes with it.
@@ -490,15 +535,16 @@ impl Connection {
     #[inline]
     pub fn read_ahead(&self, buf: &BytesMut) -> usize {
         match &self.frame {
-            // While a frame is incomplete, `buf` holds only its payload.
-            Some(frame) => {
+            // While a frame is incomplete, `buf` holds only its payload. A
+            // streamed frame's payload leaves as it arrives: ordinary reads.
+            Some(frame) if !frame.streamed => {
                 let buffered = buf.len();
                 let earned = buffered
                     .saturating_mul(READ_AHEAD_EARN)
                     .max(READ_AHEAD_FREE);
                 frame.len.saturating_sub(buffered).min(earned)
             }
-            None => 0,
+            _ => 0,
         }
     }
 
@@ -684,6 +730,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether a message started with [`send_fragment`](Self::send_fragment)
+    /// is unfinished.
+    pub const fn is_sending_fragmented(&self) -> bool {
+        self.sending_fragmented.is_some()
+    }
+
+    /// The message being sent piece by piece will not be finished (its
+    /// writer was dropped half way): rather than let the peer take the
+    /// pieces sent so far for a whole message, the connection is closed with
+    /// 1011, whose Close frame may come between a message's frames (RFC 6455
+    /// section 5.4) and makes the peer drop the partial message. Nothing
+    /// happens when no such message is in progress or a Close was sent.
+    pub fn abandon_fragmented(&mut self) {
+        if self.sending_fragmented.take().is_some() && self.check_send().is_ok() {
+            self.queue_close(
+                Some(CloseCode::INTERNAL_ERROR),
+                "the message being sent was abandoned",
+            );
+            self.start_close_timer();
+        }
+    }
+
     /// Queues a ping with up to 125 bytes of payload.
     pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.send_control(OpCode::Ping, payload)
@@ -795,6 +863,9 @@ impl Connection {
                     let frame = self.check_header(&header)?;
                     buf.advance(header_len);
                     self.activity = true;
+                    if frame.streamed {
+                        self.start_streamed_frame(&frame, header.payload_len);
+                    }
                     self.frame.insert(frame)
                 }
             };
@@ -814,8 +885,18 @@ impl Connection {
                 frame.processed = available;
                 self.activity = true;
             }
-            if available < frame.len {
-                return Ok(None);
+            if available < frame.len || frame.streamed {
+                if !frame.streamed {
+                    return Ok(None);
+                }
+                match self.on_streamed(buf, !resumed)? {
+                    Step::Event(event) => return Ok(Some(event)),
+                    Step::More => return Ok(None),
+                    Step::Next => {
+                        resumed = false;
+                        continue;
+                    }
+                }
             }
             let frame = *frame;
             self.frame = None;
@@ -881,14 +962,53 @@ impl Connection {
         } else {
             // Section 5.4: continuations only inside a fragmented message,
             // new messages only outside one.
+            let streamed;
             match (header.opcode, &self.message) {
                 (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Continuation, Some(message)) => {
                     text = message.text;
                     compressed = message.compressed;
+                    streamed = message.streamed;
                 }
                 (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-                (opcode, None) => text = opcode == OpCode::Text,
+                (opcode, None) => {
+                    text = opcode == OpCode::Text;
+                    streamed =
+                        self.config.streaming != Streaming::Off && self.streams(header, compressed);
+                }
+            }
+            if streamed {
+                // Never held whole: bounded by its own limit alone.
+                let so_far = self.message.as_ref().map_or(0, |m| m.size);
+                let total = so_far.saturating_add(header.payload_len);
+                if let Some(max) = self.config.max_streamed_message_size
+                    && !compressed
+                    && total > max
+                {
+                    return Err(ProtocolError::MessageTooBig {
+                        len: total,
+                        max: usize::try_from(max).unwrap_or(usize::MAX),
+                    });
+                }
+                let len = usize::try_from(header.payload_len).map_err(|_| {
+                    ProtocolError::FrameTooBig {
+                        len: header.payload_len,
+                        max: usize::MAX,
+                    }
+                })?;
+                return Ok(InFrame {
+                    fin: header.fin,
+                    opcode: header.opcode,
+                    mask: header.mask,
+                    len,
+                    processed: 0,
+                    payload: match (compressed, text) {
+                        (true, _) => Payload::Compressed,
+                        (false, true) => Payload::Text,
+                        (false, false) => Payload::Binary,
+                    },
+                    streamed: true,
+                });
             }
             // Section 10.4: limits, enforced before any payload is buffered.
             let max_frame = self.config.max_frame_size;
@@ -920,6 +1040,7 @@ impl Connection {
                 (false, true) => Payload::Text,
                 (false, false) => Payload::Binary,
             },
+            streamed: false,
         })
     }
 
@@ -956,12 +1077,12 @@ impl Connection {
                 // Held until the last fragment. Appending a continuation's
                 // data moves it into an allocation of its own, but empty
                 // continuations would leave it sharing `buf` for good.
-                self.message = Some(InMessage {
-                    text: frame.payload == Payload::Text,
-                    data: unpin_small(payload, buf_capacity),
-                    checked: checked_in_this_call,
-                    compressed: false,
-                });
+                self.message = Some(InMessage::new(
+                    frame.payload == Payload::Text,
+                    false,
+                    unpin_small(payload, buf_capacity),
+                    checked_in_this_call,
+                ));
                 Ok(None)
             }
             OpCode::Continuation => {
@@ -996,12 +1117,9 @@ impl Connection {
         frame: InFrame,
         payload: &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
-        let mut message = self.message.take().unwrap_or(InMessage {
-            // A new message: a continuation would have found it in progress.
-            text: frame.opcode == OpCode::Text,
-            data: BytesMut::new(),
-            checked: true,
-            compressed: true,
+        // A new message: a continuation would have found it in progress.
+        let mut message = self.message.take().unwrap_or_else(|| {
+            InMessage::new(frame.opcode == OpCode::Text, true, BytesMut::new(), true)
         });
         let limit = self.config.max_message_size;
         let Some(codec) = self.ext.as_deref_mut().and_then(|ext| ext.deflate.as_mut()) else {
@@ -1016,6 +1134,257 @@ impl Connection {
         // The inflated bytes never left the connection: checked for good.
         self.finish_message(message.text, message.data, true)
             .map(Some)
+    }
+
+    /// Whether a new data message with this first frame streams: always, or
+    /// when it may exceed the threshold (a compressed one may always:
+    /// only inflating tells its size).
+    fn streams(&self, header: &FrameHeader, compressed: bool) -> bool {
+        match self.config.streaming {
+            Streaming::Above(n) => compressed || !header.fin || header.payload_len > n as u64,
+            _ => true,
+        }
+    }
+
+    /// The bytes a streamed message may buffer before its first piece goes
+    /// out: below it, it arrives whole after all.
+    fn stream_threshold(&self) -> usize {
+        match self.config.streaming {
+            Streaming::Above(n) => n.min(self.config.max_message_size),
+            _ => 0,
+        }
+    }
+
+    /// A data frame of a streamed message begins: the message's state is
+    /// made with its first frame, and uncompressed bytes are counted.
+    #[cold]
+    #[inline(never)]
+    fn start_streamed_frame(&mut self, frame: &InFrame, payload_len: u64) {
+        let delivering = self.config.streaming == Streaming::Always;
+        let message = self.message.get_or_insert_with(|| {
+            let compressed = frame.payload == Payload::Compressed;
+            let mut message = InMessage::new(
+                frame.opcode == OpCode::Text,
+                compressed,
+                BytesMut::new(),
+                true,
+            );
+            message.streamed = true;
+            message.delivering = delivering;
+            message
+        });
+        if !message.compressed {
+            message.size = message.size.saturating_add(payload_len);
+        }
+    }
+
+    /// The part of a streamed frame's payload at hand (unmasked, and if text
+    /// checked, up to `frame.processed`) becomes a piece. Zero-copy where it
+    /// can: the piece is split off `buf`. A code point cut by the end of a
+    /// frame is carried in the message's `data` and completed, in a piece
+    /// of its own, by the next frame's first bytes. `checked`: every
+    /// processed byte of the frame was checked in this call (see
+    /// `finish_message`).
+    #[cold]
+    #[inline(never)]
+    fn on_streamed(&mut self, buf: &mut BytesMut, checked: bool) -> Result<Step, ProtocolError> {
+        #[cfg(feature = "deflate")]
+        if self
+            .frame
+            .as_ref()
+            .is_some_and(|frame| frame.payload == Payload::Compressed)
+        {
+            return self.on_streamed_compressed(buf);
+        }
+        let threshold = self.stream_threshold();
+        let (Some(frame), Some(message)) = (self.frame.as_mut(), self.message.as_mut()) else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        let text = frame.payload == Payload::Text;
+        // Bytes of a code point still open at the end of what was checked.
+        let open = if text { self.utf8.open_len() } else { 0 };
+        let mut take = if frame.processed == frame.len {
+            frame.len
+        } else {
+            frame.processed.saturating_sub(open)
+        };
+        if text && message.delivering && !message.data.is_empty() {
+            // A carried code point: completed in a small piece of its own,
+            // so that the rest leaves without a copy.
+            let need = sequence_len(message.data[0]).unwrap_or(1);
+            take = take.min(need.saturating_sub(message.data.len()));
+        }
+        let frame_ends = take == frame.len;
+        if take == 0 && !frame_ends {
+            return Ok(Step::More);
+        }
+        let last = frame_ends && frame.fin;
+        message.checked &= checked;
+        let capacity = buf.capacity();
+        let zero_copy = message.delivering && message.data.is_empty();
+        let mut piece = BytesMut::new();
+        if zero_copy {
+            piece = buf.split_to(take);
+            if frame_ends && open > 0 {
+                message.data.extend_from_slice(&piece[take - open..]);
+                piece.truncate(take - open);
+            }
+            piece = unpin_small(piece, capacity);
+        } else {
+            message.data.extend_from_slice(&buf[..take]);
+            buf.advance(take);
+        }
+        if frame_ends {
+            self.frame = None;
+        } else {
+            frame.len -= take;
+            frame.processed -= take;
+            // The mask continues where the taken bytes left off.
+            if let Some(key) = &mut frame.mask {
+                key.rotate_left(take % 4);
+            }
+        }
+        if !zero_copy {
+            if !message.delivering {
+                if message.data.len() <= threshold {
+                    if !last {
+                        return Ok(if frame_ends { Step::Next } else { Step::More });
+                    }
+                    // Below the threshold after all: one whole message.
+                    let Some(message) = self.message.take() else {
+                        return Err(ProtocolError::UnexpectedContinuation);
+                    };
+                    let checked = message.checked;
+                    return self
+                        .finish_message(message.text, message.data, checked)
+                        .map(Step::Event);
+                }
+                message.delivering = true;
+            }
+            // Buffered bytes, or a carried code point now complete; an open
+            // one at the end of the frame stays for the next piece.
+            let keep = if frame_ends { open } else { 0 };
+            piece = message.data.split_to(message.data.len() - keep);
+        }
+        let checked = message.checked;
+        self.piece(piece, last, checked).map(|event| match event {
+            Some(event) => Step::Event(event),
+            None if frame_ends => Step::Next,
+            None => Step::More,
+        })
+    }
+
+    /// A streamed compressed frame: the payload at hand is inflated, at most
+    /// [`PIECE`] bytes at a time, and the output becomes a piece (or, below
+    /// the streaming threshold, is buffered). Partial frames are inflated as
+    /// they arrive: nothing waits for a whole frame.
+    #[cfg(feature = "deflate")]
+    fn on_streamed_compressed(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        let threshold = self.stream_threshold();
+        let limit = self.config.max_streamed_message_size;
+        let (Some(frame), Some(message), Some(ext)) = (
+            self.frame.as_mut(),
+            self.message.as_mut(),
+            self.ext.as_deref_mut(),
+        ) else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        let Some(codec) = ext.deflate.as_mut() else {
+            return Err(ProtocolError::ReservedBits(RSV1));
+        };
+        let room = if message.delivering {
+            PIECE.saturating_sub(message.data.len()).max(1)
+        } else {
+            threshold + 1 - message.data.len().min(threshold)
+        };
+        let before = message.data.len();
+        let input = &buf[..frame.processed];
+        let utf8 = message.text.then_some(&mut self.utf8);
+        let (consumed, drained) = codec.inflate_step(input, &mut message.data, room, utf8)?;
+        buf.advance(consumed);
+        frame.len -= consumed;
+        frame.processed -= consumed;
+        if let Some(key) = &mut frame.mask {
+            key.rotate_left(consumed % 4);
+        }
+        let frame_ends = frame.len == 0 && drained;
+        let last = frame_ends && frame.fin;
+        if last {
+            let utf8 = message.text.then_some(&mut self.utf8);
+            codec.end_streamed_message(&mut message.data, utf8)?;
+        }
+        if frame_ends {
+            self.frame = None;
+        }
+        message.size = message
+            .size
+            .saturating_add((message.data.len() - before) as u64);
+        if let Some(max) = limit
+            && message.size > max
+        {
+            return Err(ProtocolError::MessageTooBig {
+                len: message.size,
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            });
+        }
+        if !message.delivering {
+            if message.data.len() <= threshold {
+                if !last {
+                    return Ok(if frame_ends { Step::Next } else { Step::More });
+                }
+                let Some(message) = self.message.take() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                // Inflated here: it never left the connection.
+                return self
+                    .finish_message(message.text, message.data, true)
+                    .map(Step::Event);
+            }
+            message.delivering = true;
+        }
+        let keep = if message.text && !last {
+            self.utf8.open_len()
+        } else {
+            0
+        };
+        let piece = message.data.split_to(message.data.len() - keep);
+        self.piece(piece, last, true).map(|event| match event {
+            Some(event) => Step::Event(event),
+            None if frame_ends => Step::Next,
+            None => Step::More,
+        })
+    }
+
+    /// A streamed message's piece as an event (`None`: empty and not the
+    /// last, nothing to deliver). `checked`: as for `finish_message`.
+    fn piece(
+        &mut self,
+        piece: BytesMut,
+        last: bool,
+        checked: bool,
+    ) -> Result<Option<Event>, ProtocolError> {
+        if piece.is_empty() && !last {
+            return Ok(None);
+        }
+        let Some(message) = self.message.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        let first = !message.started;
+        message.started = true;
+        let text = message.text;
+        if last {
+            self.message = None;
+            if text {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        let piece = piece.freeze();
+        let piece = match (text, checked) {
+            (false, _) => Message::Binary(piece),
+            (true, true) => Message::Text(Utf8Bytes::from_validated(piece)),
+            (true, false) => Message::Text(check_again(piece)?),
+        };
+        Ok(Some(Event::Fragment { piece, first, last }))
     }
 
     /// `checked_in_this_call`: whether every byte of `data` was checked by

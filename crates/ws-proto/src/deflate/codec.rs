@@ -198,6 +198,56 @@ impl Codec {
         Ok(())
     }
 
+    /// One step of a streamed message: inflates from `input` onto `out`, at
+    /// most `room` bytes (text checked as it comes out). Returns the input
+    /// bytes consumed, and whether the decompressor is drained: all of
+    /// `input` consumed and no output held back for lack of room.
+    pub(crate) fn inflate_step(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        room: usize,
+        utf8: Option<&mut Utf8Validator>,
+    ) -> Result<(usize, bool), ProtocolError> {
+        let mut inflater = match self.inflate.take() {
+            Some(inflater) => inflater,
+            None => self.new_inflate(),
+        };
+        let start = out.len();
+        let stepped = step_inflate(&mut inflater, input, out, room, utf8);
+        self.inflate = Some(inflater);
+        self.receiving |= !input.is_empty();
+        self.used = true;
+        if self.params.recv_takeover {
+            remember(&mut self.recv_window, &out[start..], self.params.recv_bits);
+        }
+        stepped
+    }
+
+    /// Ends a streamed message once its input is all inflated: restores the
+    /// tail (its output, a few bytes at most, goes onto `out`), and keeps or
+    /// drops the context as [`inflate`](Self::inflate) does.
+    pub(crate) fn end_streamed_message(
+        &mut self,
+        out: &mut BytesMut,
+        utf8: Option<&mut Utf8Validator>,
+    ) -> Result<(), ProtocolError> {
+        let Some(mut inflater) = self.inflate.take() else {
+            return Ok(());
+        };
+        let start = out.len();
+        if core::mem::take(&mut self.receiving) {
+            run_inflate(&mut inflater, &TAIL, out, start + PIECE_TAIL, utf8)?;
+        }
+        if self.params.recv_takeover {
+            remember(&mut self.recv_window, &out[start..], self.params.recv_bits);
+            if !inflater.ended {
+                self.inflate = Some(inflater);
+            }
+        }
+        Ok(())
+    }
+
     /// Drops a message in progress (the connection failed).
     pub(crate) fn abandon(&mut self) {
         self.end_send();
@@ -367,6 +417,52 @@ fn run_inflate(
         }
     }
     Ok(())
+}
+
+/// The most the tail of a streamed message may inflate to: 4 bytes of
+/// input that end a truncated block cannot produce more.
+const PIECE_TAIL: usize = 64 * 1024;
+
+/// One bounded step of [`Codec::inflate_step`].
+fn step_inflate(
+    inflater: &mut Inflater,
+    input: &[u8],
+    out: &mut BytesMut,
+    room: usize,
+    utf8: Option<&mut Utf8Validator>,
+) -> Result<(usize, bool), ProtocolError> {
+    if inflater.ended {
+        // After the peer's final block the rest of the message is ignored
+        // (RFC 7692 section 7.2.3.3).
+        return Ok((input.len(), true));
+    }
+    let start = out.len();
+    out.resize(start + room, 0);
+    let inner = &mut inflater.inner;
+    let (in0, out0) = (inner.total_in(), inner.total_out());
+    let status = inner.decompress(input, &mut out[start..], InflateFlush::SyncFlush);
+    let mut consumed = usize::try_from(inner.total_in() - in0).unwrap_or(0);
+    let wrote = usize::try_from(inner.total_out() - out0).unwrap_or(0);
+    out.truncate(start + wrote);
+    if let Some(utf8) = utf8 {
+        utf8.feed(&out[start..])
+            .map_err(|_| ProtocolError::InvalidUtf8)?;
+    }
+    match status {
+        Ok(Status::StreamEnd) => {
+            inflater.ended = true;
+            consumed = input.len();
+        }
+        Ok(_) => {}
+        Err(_) => return Err(ProtocolError::InvalidCompressedData),
+    }
+    if consumed == 0 && wrote == 0 && !input.is_empty() && !inflater.ended {
+        // No progress with input and room: the stream is broken, and
+        // waiting for more bytes would only pile them up.
+        return Err(ProtocolError::InvalidCompressedData);
+    }
+    let drained = inflater.ended || wrote < room;
+    Ok((consumed, drained))
 }
 
 const fn too_big(len: usize, max: usize) -> ProtocolError {

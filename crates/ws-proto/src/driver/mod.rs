@@ -252,6 +252,9 @@ pub struct Driver {
     shut: bool,
     /// The transport is finished with: no more I/O.
     done: bool,
+    /// The rest of the streamed message being received is dropped
+    /// ([`discard_message`](Self::discard_message)).
+    discarding: bool,
     /// The opening handshake, until the connection is open.
     opening: Option<Box<opening::Opening>>,
 }
@@ -286,6 +289,7 @@ impl Driver {
             buf_out: false,
             shut: false,
             done: false,
+            discarding: false,
             opening: None,
         }
     }
@@ -347,6 +351,49 @@ impl Driver {
             self.conn.close(code, reason)?;
         }
         Ok(())
+    }
+
+    /// Gives back the event the last [`Action::Deliver`] handed out, for
+    /// the next receive: an adapter's whole-message `recv` that met a
+    /// streamed message's piece keeps it for the stream receive.
+    pub fn put_back(&mut self, event: Event) {
+        if let Some(older) = self.ready.replace(event) {
+            self.stash_bytes += data_len(&older);
+            self.stash.push_front(older);
+        }
+    }
+
+    /// Drops the rest of the streamed message being received: its remaining
+    /// [`Event::Fragment`] pieces are read and discarded, not delivered.
+    /// For a reader that stops half way (an adapter's message stream
+    /// dropped after a piece that was not the last).
+    pub fn discard_message(&mut self) {
+        self.discarding = true;
+        // Pieces already read and kept go first, oldest first.
+        if let Some(event) = self.ready.take()
+            && !self.discarded(&event)
+        {
+            self.ready = Some(event);
+        }
+        for event in core::mem::take(&mut self.stash) {
+            if self.discarded(&event) {
+                self.stash_bytes = self.stash_bytes.saturating_sub(data_len(&event));
+            } else {
+                self.stash.push_back(event);
+            }
+        }
+    }
+
+    /// Whether `event` is a piece of a message being discarded (the last
+    /// piece ends the discarding).
+    fn discarded(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Fragment { last, .. } if self.discarding => {
+                self.discarding = !*last;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Gives up on the connection at once ([`Connection::abort`]): queued
@@ -415,9 +462,7 @@ impl Driver {
         }
         if let Some(event) = self.ready.take() {
             // A receive call was dropped before its event left.
-            if let Event::Message(message) = &event {
-                self.stash_bytes += message.len();
-            }
+            self.stash_bytes += data_len(&event);
             self.stash.push_front(event);
         }
         if op == Op::Close {
@@ -432,9 +477,11 @@ impl Driver {
     /// replies went out already).
     fn unstash(&mut self, op: Op) -> Option<Event> {
         while let Some(event) = self.stash.pop_front() {
-            if let Event::Message(message) = &event {
-                self.stash_bytes -= message.len();
-            } else if op == Op::RecvMessage {
+            self.stash_bytes -= data_len(&event);
+            if self.discarded(&event)
+                || (op == Op::RecvMessage
+                    && !matches!(event, Event::Message(_) | Event::Fragment { .. }))
+            {
                 continue;
             }
             return Some(event);
@@ -577,12 +624,18 @@ impl Driver {
         if let Event::Close(frame) = &event {
             self.close_frame = Some(frame.clone());
         }
+        if self.discarded(&event) {
+            return None;
+        }
         match (op, event) {
             (Op::Recv, event) => Some(self.deliver_after_write(event)),
-            (Op::Close, Event::Message(message)) => {
-                let len = message.len();
-                self.stash_bytes += len;
-                self.stash.push_back(Event::Message(message));
+            (Op::RecvMessage, event @ Event::Fragment { .. }) => {
+                self.ready = Some(event);
+                Some(Action::Deliver)
+            }
+            (Op::Close, event @ (Event::Message(_) | Event::Fragment { .. })) => {
+                self.stash_bytes += data_len(&event);
+                self.stash.push_back(event);
                 // Keeping more would let the peer grow memory: the receive
                 // calls finish the handshake instead.
                 (self.stash_bytes > self.conn.config().max_message_size).then_some(Action::Done)
@@ -600,7 +653,10 @@ impl Driver {
                 || self.buf_out
                 || self.background_reads >= BACKGROUND_READS
                 || self.blocked & READ != 0
-                || matches!(self.stash.back(), Some(Event::Message(_) | Event::Close(_)));
+                || matches!(
+                    self.stash.back(),
+                    Some(Event::Message(_) | Event::Fragment { .. } | Event::Close(_))
+                );
             if stop {
                 if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
                     return Action::Write { wait: true };
@@ -612,8 +668,13 @@ impl Driver {
                     if let Event::Close(frame) = &event {
                         self.close_frame = Some(frame.clone());
                     }
+                    if self.discarded(&event) {
+                        continue;
+                    }
                     match &event {
-                        Event::Message(message) => self.stash_bytes += message.len(),
+                        Event::Message(_) | Event::Fragment { .. } => {
+                            self.stash_bytes += data_len(&event);
+                        }
                         // Only the latest control event is kept, and only
                         // while nothing else waits.
                         Event::Ping(_) | Event::Pong(_) if !self.stash.is_empty() => continue,
@@ -869,3 +930,12 @@ impl Driver {
 
 #[cfg(test)]
 mod tests;
+
+/// Payload bytes of a data event (0 for control events): what the stash
+/// counts against its bound.
+fn data_len(event: &Event) -> usize {
+    match event {
+        Event::Message(message) | Event::Fragment { piece: message, .. } => message.len(),
+        _ => 0,
+    }
+}

@@ -1,0 +1,155 @@
+//! Sending one message piece by piece from byte slices.
+
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use super::Connection;
+use crate::{
+    error::SendError,
+    event::Message,
+    utf8::{Utf8Bytes, complete_prefix},
+};
+
+/// The state of one message sent piece by piece from byte slices: what an
+/// adapter's streaming writer (`AsyncWrite`, `io::Write`) keeps. Each
+/// [`write`](Self::write) queues one frame through
+/// [`Connection::send_fragment`] (so control frames still go out between
+/// them, and with permessage-deflate each frame is compressed and
+/// sync-flushed on its own); [`finish`](Self::finish) ends the message.
+/// Text is cut at code points: the bytes of a code point a write ends
+/// inside wait for the next write.
+///
+/// ```
+/// use ws_proto::{Config, Connection, PieceSender, Role};
+///
+/// let mut conn = Connection::with_entropy(Role::Server, Config::default(), |_: &mut [u8]| {});
+/// let mut text = PieceSender::new(true);
+/// let euro = "€".as_bytes();
+/// text.write(&mut conn, &euro[..1])?; // held: a code point is open
+/// text.write(&mut conn, &euro[1..])?;
+/// text.finish(&mut conn)?;
+/// # Ok::<(), ws_proto::SendError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PieceSender {
+    text: bool,
+    /// The start of a code point the last write ended inside.
+    held: [u8; 4],
+    held_len: u8,
+    /// A frame of the message was queued.
+    started: bool,
+    finished: bool,
+}
+
+impl PieceSender {
+    /// A text (`true`) or binary message, not started yet.
+    pub const fn new(text: bool) -> Self {
+        Self {
+            text,
+            held: [0; 4],
+            held_len: 0,
+            started: false,
+            finished: false,
+        }
+    }
+
+    /// Whether this is a text message.
+    pub const fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// Whether [`finish`](Self::finish) completed.
+    pub const fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether a frame was queued but the message is not finished: dropping
+    /// the writer now must call [`abandon`](Self::abandon).
+    pub const fn is_unfinished(&self) -> bool {
+        self.started && !self.finished
+    }
+
+    /// Queues `data` (copied) as the message's next frame. A full outgoing
+    /// queue answers [`SendError::Full`] (with an empty message: the bytes
+    /// were not taken) before anything is copied: make room and write again.
+    /// Text that is not UTF-8 answers [`SendError::InvalidUtf8`].
+    pub fn write(&mut self, conn: &mut Connection, data: &[u8]) -> Result<(), SendError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if conn.is_write_buffer_full() {
+            return Err(SendError::Full(Message::Binary(Bytes::new())));
+        }
+        if !self.text {
+            return self.queue(conn, Message::Binary(Bytes::copy_from_slice(data)), false);
+        }
+        let held = usize::from(self.held_len);
+        let mut joined = Vec::with_capacity(held + data.len());
+        joined.extend_from_slice(&self.held[..held]);
+        joined.extend_from_slice(data);
+        let whole = complete_prefix(&joined).map_err(|_| SendError::InvalidUtf8)?;
+        let open = joined.len() - whole;
+        if open > 3 {
+            return Err(SendError::InvalidUtf8);
+        }
+        let mut open_bytes = [0; 4];
+        open_bytes[..open].copy_from_slice(&joined[whole..]);
+        joined.truncate(whole);
+        if !joined.is_empty() {
+            let text =
+                Utf8Bytes::try_from_bytes(joined.into()).map_err(|_| SendError::InvalidUtf8)?;
+            self.queue(conn, Message::Text(text), false)?;
+        }
+        (self.held, self.held_len) = (open_bytes, open as u8);
+        Ok(())
+    }
+
+    /// Queues an owned piece without copying: binary, or text (which must
+    /// not follow a write that ended inside a code point).
+    pub fn send(&mut self, conn: &mut Connection, piece: Message) -> Result<(), SendError> {
+        if piece.is_text() != self.text || self.held_len > 0 {
+            return Err(SendError::FragmentInProgress);
+        }
+        if piece.is_empty() {
+            return Ok(());
+        }
+        self.queue(conn, piece, false)
+    }
+
+    /// Ends the message: its last frame (empty) is queued. Text that ends
+    /// inside a code point answers [`SendError::InvalidUtf8`]. A message
+    /// with no bytes at all goes out as one empty message.
+    pub fn finish(&mut self, conn: &mut Connection) -> Result<(), SendError> {
+        if self.finished {
+            return Ok(());
+        }
+        if self.held_len > 0 {
+            return Err(SendError::InvalidUtf8);
+        }
+        let last = if self.text {
+            Message::Text(Utf8Bytes::new())
+        } else {
+            Message::Binary(Bytes::new())
+        };
+        self.queue(conn, last, true)?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// The message will not be finished: if any of it was queued, the
+    /// connection is closed with 1011 ([`Connection::abandon_fragmented`])
+    /// so that the peer does not take a truncated message for a whole one.
+    pub fn abandon(&mut self, conn: &mut Connection) {
+        if self.is_unfinished() {
+            conn.abandon_fragmented();
+        }
+        self.finished = true;
+    }
+
+    fn queue(&mut self, conn: &mut Connection, piece: Message, fin: bool) -> Result<(), SendError> {
+        conn.send_fragment(piece, fin)?;
+        self.started = true;
+        Ok(())
+    }
+}
