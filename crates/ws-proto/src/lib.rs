@@ -76,6 +76,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Messages of any size: streaming
+//! With [`Config::streaming`] set ([`Streaming::Always`], or
+//! [`Streaming::Above`] a size), a data message arrives as
+//! [`Event::Fragment`] pieces as its bytes come in, instead of one
+//! [`Event::Message`] once complete: no reassembly buffer, so memory stays
+//! bounded by the read buffer and one piece whatever the size (bounded only
+//! by [`Config::max_streamed_message_size`], if set). Pieces are zero-copy
+//! splits of the read buffer; text pieces are whole code points, checked as
+//! they arrive (a bad byte fails with 1007 before its piece is delivered);
+//! a compressed message is inflated at most 64 KiB at a time, from partial
+//! frames. To send one piece by piece, [`PieceSender`] writes byte slices as
+//! frames ([`Connection::send_fragment`] underneath), keeping text whole code
+//! points, and closes with 1011 if abandoned half way.
+//!
 //! ## Features
 //! - `std` (default): `std::io::IoSlice` support in [`Outgoing`]'s
 //!   `chunks_vectored`, SIMD UTF-8 validation with run-time CPU detection,

@@ -463,3 +463,21 @@ fn an_abandoned_piece_sender_closes_with_1011() {
     assert!(!tx.wants_write());
     let _ = Utf8Bytes::new();
 }
+
+#[cfg(feature = "deflate")]
+#[test]
+fn empty_compressed_continuations_are_accepted_streamed_or_not() {
+    // "Hello" compressed (RFC 7692 section 7.2.3.1), then two empty
+    // continuation frames, the last with FIN.
+    let mut wire = vec![
+        0x41, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00,
+    ];
+    wire.extend(frame(false, 0x0, b""));
+    wire.extend(frame(true, 0x0, b""));
+    for streaming in [Streaming::Off, Streaming::Always, Streaming::Above(3)] {
+        let mut rx = receiver(Config::default().with_streaming(streaming), true);
+        let got = receive(&mut rx, &wire, &[]);
+        assert_eq!(got.len(), 1, "{streaming:?}");
+        assert_eq!(got[0].data, b"Hello", "{streaming:?}");
+    }
+}
