@@ -66,6 +66,37 @@
 //! }
 //! ```
 //!
+//! ## Messages of any size
+//! With [`Config::streaming`] on, a large message is received in pieces as
+//! they arrive, in memory bounded by the read buffer and one piece:
+//! [`WebSocket::recv_stream`] returns a [`MessageReader`], which yields the
+//! pieces ([`next_piece`](MessageReader::next_piece)) or reads them as an
+//! [`io::Read`]; `recv` answers such a message with [`Error::Streamed`] and
+//! keeps it for `recv_stream`. [`WebSocket::send_stream`] returns a
+//! [`MessageWriter`], an [`io::Write`] each write of which sends a frame,
+//! until [`finish`](MessageWriter::finish). Both work on the split halves
+//! too. A reader dropped half way skips the rest of its message; a writer
+//! dropped unfinished closes the connection with 1011.
+//!
+//! ```no_run
+//! use std::{fs::File, io};
+//!
+//! use ws_std::{ClientRequest, Config, Options, ws_proto::Streaming};
+//!
+//! fn main() -> Result<(), ws_std::Error> {
+//!     let config = Config::default().with_streaming(Streaming::Above(1 << 20));
+//!     let request = ClientRequest::new("ws://127.0.0.1:9002/")?;
+//!     let (mut ws, _) = ws_std::connect_with(request, &Options::new().with_config(config))?;
+//!     let mut upload = ws.send_stream(false);
+//!     io::copy(&mut File::open("big.bin")?, &mut upload)?;
+//!     upload.finish()?;
+//!     if let Some(download) = ws.recv_stream() {
+//!         io::copy(&mut download?, &mut File::create("echo.bin")?)?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Timeouts
 //! A receive deadline bounds one receive call: [`WebSocket::recv_timeout`],
 //! or a default for every `recv` with [`WebSocket::set_read_timeout`] (a read
@@ -89,6 +120,7 @@
 mod handshake;
 mod socket;
 mod split;
+mod stream;
 #[cfg(feature = "rustls")]
 mod tls;
 
@@ -103,6 +135,7 @@ pub use crate::{
     handshake::*,
     socket::WebSocket,
     split::{ReadHalf, WriteHalf},
+    stream::{MessageReader, MessageWriter},
 };
 #[cfg(feature = "rustls")]
 pub use rustls;

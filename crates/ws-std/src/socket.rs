@@ -275,18 +275,6 @@ impl<S: Transport> Link for Whole<'_, S> {
     }
 }
 
-/// The data message of a [`Op::RecvMessage`] delivery.
-pub(crate) fn message(event: Result<Option<Event>>) -> Option<Result<Message>> {
-    event.transpose().map(|event| {
-        event.map(|event| {
-            let Event::Message(message) = event else {
-                unreachable!("Op::RecvMessage delivers data messages only")
-            };
-            message
-        })
-    })
-}
-
 /// `recv`, `recv_event`, their `_timeout` forms and `set_read_timeout`, for
 /// a type with a `timer` and a `run(op, until)`.
 macro_rules! receive_methods {
@@ -304,17 +292,27 @@ macro_rules! receive_methods {
         /// Bounded by the receive deadline set with `set_read_timeout`, if
         /// any: past it, `Error::Io` of kind `TimedOut`, and nothing is lost
         /// (call again).
+        ///
+        /// A message that arrives in pieces (`Config::streaming`) is
+        /// `Error::Streamed`, and kept for `recv_stream`.
         pub fn recv(&mut self) -> Option<Result<Message>> {
-            let until = $crate::socket::Timer::until(self.timer.timeout);
-            $crate::socket::message(self.run(Op::RecvMessage, until))
+            $crate::stream::message(self.timer.timeout, self)
         }
 
         /// Like `recv`, bounded by `timeout` instead of the deadline set
         /// with `set_read_timeout`: past it, `Error::Io` of kind `TimedOut`,
         /// and nothing is lost.
         pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Message>> {
-            let until = $crate::socket::Timer::until(Some(timeout));
-            $crate::socket::message(self.run(Op::RecvMessage, until))
+            $crate::stream::message(Some(timeout), self)
+        }
+
+        /// The next data message as a `MessageReader` of its pieces, in
+        /// bounded memory whatever its size: a message that arrives in
+        /// pieces (`Config::streaming`) as they arrive, a whole one as one
+        /// piece. Pings are answered and pongs consumed inside; `None` and
+        /// errors as `recv`.
+        pub fn recv_stream(&mut self) -> Option<Result<$crate::MessageReader<'_, S>>> {
+            $crate::stream::MessageReader::start(self)
         }
 
         /// Like `recv` but yields every event: pings (already answered),
@@ -353,6 +351,13 @@ macro_rules! send_methods {
         pub fn send(&mut self, message: Message) -> Result<()> {
             self.feed(message)?;
             self.flush()
+        }
+
+        /// Starts sending a text (`text`) or binary message piece by piece,
+        /// in bounded memory whatever its size: write it with the
+        /// `MessageWriter`, then `finish` it.
+        pub fn send_stream(&mut self, text: bool) -> $crate::MessageWriter<'_, S> {
+            $crate::stream::MessageWriter::new(self, text)
         }
 
         /// Queues a message without writing, unless the queue is full (then

@@ -14,6 +14,7 @@ use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 use crate::{
     Result, Transport, WebSocket,
     socket::{Link, Timer, lock, put, receive_methods, run, send_methods},
+    stream::Socket,
 };
 
 /// The longest wait of a split reader's read: it then sees a close started
@@ -222,6 +223,35 @@ where
     }
 
     receive_methods!();
+}
+
+impl<S> Socket<S> for ReadHalf<S>
+where
+    S: Transport,
+    for<'a> &'a S: Read + Write,
+{
+    fn step(&mut self, op: Op, until: Option<Instant>) -> Result<Option<Event>> {
+        self.run(op, until)
+    }
+    fn timeout(&self) -> Option<Duration> {
+        self.timer.timeout
+    }
+    fn driver(&mut self, f: &mut dyn FnMut(&mut Driver)) {
+        f(&mut lock(&self.shared.driver));
+    }
+}
+
+impl<S> Socket<S> for WriteHalf<S>
+where
+    S: Transport,
+    for<'a> &'a S: Read + Write,
+{
+    fn step(&mut self, op: Op, until: Option<Instant>) -> Result<Option<Event>> {
+        self.run(if op == Op::Flush { Op::WriteOut } else { op }, until)
+    }
+    fn driver(&mut self, f: &mut dyn FnMut(&mut Driver)) {
+        self.with(f);
+    }
 }
 
 impl<S> WriteHalf<S> {
