@@ -70,22 +70,46 @@ struct InFrame {
     processed: usize,
     /// How the payload is checked as it arrives and delivered.
     payload: Payload,
-    /// A data frame of a streamed message: its payload leaves in pieces as
-    /// it arrives (`on_streamed`), never waiting for the whole frame.
-    streamed: bool,
 }
 
 /// The kind of a data frame's payload, in one byte so that `InFrame` stays
 /// as small as it was before compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Payload {
     /// Binary, or a control frame's payload.
-    Binary,
+    Binary = 0,
     /// Text, UTF-8 checked as it arrives.
-    Text,
+    Text = 1,
     /// Part of a compressed message (RSV1 on its first frame, RFC 7692
     /// section 6): checked, if text, as it is inflated.
-    Compressed,
+    Compressed = 2,
+    /// The streamed kinds (see `Config::streaming`): the payload leaves in
+    /// pieces as it arrives (`on_streamed`), never waiting for the frame.
+    StreamedBinary = 4,
+    /// Streamed text, checked as it arrives.
+    StreamedText = 5,
+    /// A streamed compressed message's frame.
+    StreamedCompressed = 6,
+}
+
+impl Payload {
+    /// Whether the raw payload is UTF-8 checked as it arrives (one bit
+    /// test, as cheap as the compare it replaced).
+    #[inline(always)]
+    const fn is_text(self) -> bool {
+        self as u8 & 1 != 0
+    }
+
+    /// Compressed or streamed: off the plain path, with one compare.
+    #[inline(always)]
+    const fn is_special(self) -> bool {
+        self as u8 >= Self::Compressed as u8
+    }
+
+    const fn is_streamed(self) -> bool {
+        self as u8 >= Self::StreamedBinary as u8
+    }
 }
 
 /// A fragmented message being reassembled.
@@ -537,7 +561,7 @@ impl Connection {
         match &self.frame {
             // While a frame is incomplete, `buf` holds only its payload. A
             // streamed frame's payload leaves as it arrives: ordinary reads.
-            Some(frame) if !frame.streamed => {
+            Some(frame) if !frame.payload.is_streamed() => {
                 let buffered = buf.len();
                 let earned = buffered
                     .saturating_mul(READ_AHEAD_EARN)
@@ -863,9 +887,6 @@ impl Connection {
                     let frame = self.check_header(&header)?;
                     buf.advance(header_len);
                     self.activity = true;
-                    if frame.streamed {
-                        self.start_streamed_frame(&frame, header.payload_len);
-                    }
                     self.frame.insert(frame)
                 }
             };
@@ -873,7 +894,7 @@ impl Connection {
             if available > frame.processed {
                 let fresh = &mut buf[frame.processed..available];
                 // Compressed text is checked as it is inflated.
-                match (frame.mask, frame.payload == Payload::Text) {
+                match (frame.mask, frame.payload.is_text()) {
                     (Some(key), true) => unmask_text(fresh, key, frame.processed, &mut self.utf8)?,
                     (Some(key), false) => apply_mask(fresh, key, frame.processed),
                     (None, true) => self
@@ -885,11 +906,13 @@ impl Connection {
                 frame.processed = available;
                 self.activity = true;
             }
-            if available < frame.len || frame.streamed {
-                if !frame.streamed {
-                    return Ok(None);
-                }
-                match self.on_streamed(buf, !resumed)? {
+            if available < frame.len && !frame.payload.is_streamed() {
+                return Ok(None);
+            }
+            // Compressed and streamed frames leave here, with one compare,
+            // so that the plain path below stays as it is without them.
+            if frame.payload.is_special() {
+                match self.on_special(buf, !resumed)? {
                     Step::Event(event) => return Ok(Some(event)),
                     Step::More => return Ok(None),
                     Step::Next => {
@@ -904,18 +927,6 @@ impl Connection {
             // What the payload pins if shared: see `PIN_RATIO`.
             let buf_capacity = buf.capacity();
             let payload = buf.split_to(frame.len);
-            // Compressed frames leave here, so that the plain path below
-            // stays as it is without deflate.
-            #[cfg(feature = "deflate")]
-            if frame.payload == Payload::Compressed {
-                match self.on_compressed(frame, &payload)? {
-                    Some(event) => return Ok(Some(event)),
-                    None => {
-                        resumed = false;
-                        continue;
-                    }
-                }
-            }
             if let Some(event) = self.on_frame(frame, payload, !resumed, buf_capacity)? {
                 return Ok(Some(event));
             }
@@ -925,7 +936,7 @@ impl Connection {
 
     /// Applies the role, state and size rules to a frame header before any of
     /// its payload is buffered.
-    fn check_header(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+    fn check_header(&mut self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
         // Section 5.2: RSV bits only with an extension that defines them.
         // RFC 7692 section 6: permessage-deflate defines RSV1, on the first
         // frame of a data message only (not continuations, not control).
@@ -996,19 +1007,20 @@ impl Connection {
                         max: usize::MAX,
                     }
                 })?;
-                return Ok(InFrame {
+                let frame = InFrame {
                     fin: header.fin,
                     opcode: header.opcode,
                     mask: header.mask,
                     len,
                     processed: 0,
                     payload: match (compressed, text) {
-                        (true, _) => Payload::Compressed,
-                        (false, true) => Payload::Text,
-                        (false, false) => Payload::Binary,
+                        (true, _) => Payload::StreamedCompressed,
+                        (false, true) => Payload::StreamedText,
+                        (false, false) => Payload::StreamedBinary,
                     },
-                    streamed: true,
-                });
+                };
+                self.start_streamed_frame(&frame, header.payload_len);
+                return Ok(frame);
             }
             // Section 10.4: limits, enforced before any payload is buffered.
             let max_frame = self.config.max_frame_size;
@@ -1040,7 +1052,6 @@ impl Connection {
                 (false, true) => Payload::Text,
                 (false, false) => Payload::Binary,
             },
-            streamed: false,
         })
     }
 
@@ -1162,7 +1173,7 @@ impl Connection {
     fn start_streamed_frame(&mut self, frame: &InFrame, payload_len: u64) {
         let delivering = self.config.streaming == Streaming::Always;
         let message = self.message.get_or_insert_with(|| {
-            let compressed = frame.payload == Payload::Compressed;
+            let compressed = frame.payload == Payload::StreamedCompressed;
             let mut message = InMessage::new(
                 frame.opcode == OpCode::Text,
                 compressed,
@@ -1178,6 +1189,31 @@ impl Connection {
         }
     }
 
+    /// A frame off the plain path: streamed (in progress or complete), or a
+    /// complete frame of a compressed message.
+    #[cold]
+    #[inline(never)]
+    fn on_special(&mut self, buf: &mut BytesMut, checked: bool) -> Result<Step, ProtocolError> {
+        let Some(frame) = self.frame else {
+            return Ok(Step::Next);
+        };
+        match frame.payload {
+            #[cfg(feature = "deflate")]
+            Payload::StreamedCompressed => self.on_streamed_compressed(buf),
+            #[cfg(feature = "deflate")]
+            Payload::Compressed => {
+                self.frame = None;
+                self.prefix_exposed = false;
+                let payload = buf.split_to(frame.len);
+                Ok(match self.on_compressed(frame, &payload)? {
+                    Some(event) => Step::Event(event),
+                    None => Step::Next,
+                })
+            }
+            _ => self.on_streamed(buf, checked),
+        }
+    }
+
     /// The part of a streamed frame's payload at hand (unmasked, and if text
     /// checked, up to `frame.processed`) becomes a piece. Zero-copy where it
     /// can: the piece is split off `buf`. A code point cut by the end of a
@@ -1185,22 +1221,12 @@ impl Connection {
     /// of its own, by the next frame's first bytes. `checked`: every
     /// processed byte of the frame was checked in this call (see
     /// `finish_message`).
-    #[cold]
-    #[inline(never)]
     fn on_streamed(&mut self, buf: &mut BytesMut, checked: bool) -> Result<Step, ProtocolError> {
-        #[cfg(feature = "deflate")]
-        if self
-            .frame
-            .as_ref()
-            .is_some_and(|frame| frame.payload == Payload::Compressed)
-        {
-            return self.on_streamed_compressed(buf);
-        }
         let threshold = self.stream_threshold();
         let (Some(frame), Some(message)) = (self.frame.as_mut(), self.message.as_mut()) else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
-        let text = frame.payload == Payload::Text;
+        let text = frame.payload.is_text();
         // Bytes of a code point still open at the end of what was checked.
         let open = if text { self.utf8.open_len() } else { 0 };
         let mut take = if frame.processed == frame.len {
