@@ -984,8 +984,8 @@ impl Connection {
                 (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
                 (opcode, None) => {
                     text = opcode == OpCode::Text;
-                    streamed =
-                        self.config.streaming != Streaming::Off && self.streams(header, compressed);
+                    streamed = !matches!(self.config.streaming, Streaming::Off)
+                        && self.streams(header, compressed);
                 }
             }
             if streamed {
@@ -1171,7 +1171,7 @@ impl Connection {
     #[cold]
     #[inline(never)]
     fn start_streamed_frame(&mut self, frame: &InFrame, payload_len: u64) {
-        let delivering = self.config.streaming == Streaming::Always;
+        let delivering = matches!(self.config.streaming, Streaming::Always);
         let message = self.message.get_or_insert_with(|| {
             let compressed = frame.payload == Payload::StreamedCompressed;
             let mut message = InMessage::new(
