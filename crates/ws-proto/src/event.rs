@@ -97,7 +97,9 @@ pub enum Event {
     /// A piece of a data message delivered as it arrives (see
     /// [`Config::streaming`](crate::Config::streaming)), never held whole.
     /// Pieces follow no frame boundaries: a piece is whatever part of the
-    /// payload has arrived (or, compressed, inflated: at most 64 KiB).
+    /// payload has arrived (or, compressed, inflated: at most 64 KiB). With
+    /// [`Streaming::Above`](crate::Streaming::Above) the first piece holds
+    /// what was buffered to decide: the threshold and a little more.
     /// A text piece is whole code points, UTF-8 checked (a bad byte fails
     /// the connection with 1007 before any piece holding it is delivered).
     /// Control events may arrive between the pieces of one message.

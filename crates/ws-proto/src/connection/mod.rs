@@ -155,6 +155,12 @@ impl InMessage {
 #[cfg(feature = "deflate")]
 const PIECE: usize = 64 * 1024;
 
+/// [`Connection`]'s `input` bits: the transport reported end of stream...
+const EOF: u8 = 1;
+/// ...a streamed compressed message's decompressor holds output that did
+/// not fit in the last piece (it needs no more input to come out).
+const INFLATING: u8 = 2;
+
 /// What `on_streamed` made of the bytes at hand.
 enum Step {
     /// A piece (or, below the streaming threshold, the whole message).
@@ -233,7 +239,9 @@ pub struct Connection {
     close_received: bool,
     /// The first protocol error; returned again by every later `next_event`.
     error: Option<ProtocolError>,
-    eof: bool,
+    /// Input state that `next_event` must look at even with an empty
+    /// buffer: [`EOF`] and [`INFLATING`] bits, one compare on the fast path.
+    input: u8,
     /// An abnormal-closure event waiting to be returned by `next_event`.
     pending_close: Option<CloseFrame>,
     /// Whether the Close event (or an error) ended the event stream.
@@ -291,7 +299,7 @@ impl Connection {
             close_sent: false,
             close_received: false,
             error: None,
-            eof: false,
+            input: 0,
             pending_close: None,
             finished: false,
             transport_done: false,
@@ -540,7 +548,8 @@ impl Connection {
     ) -> Result<Option<Event>, ProtocolError> {
         // A run loop asks once more after every event, usually with nothing
         // left to read: answer that without the full call.
-        if buf.is_empty() && self.error.is_none() && self.pending_close.is_none() && !self.eof {
+        if buf.is_empty() && self.error.is_none() && self.pending_close.is_none() && self.input == 0
+        {
             return Ok(None);
         }
         self.next_event_slow(buf, appended)
@@ -590,7 +599,7 @@ impl Connection {
         }
         match self.read_event(buf, appended) {
             Ok(Some(event)) => Ok(Some(event)),
-            Ok(None) if self.eof => {
+            Ok(None) if self.input & EOF != 0 => {
                 // The transport ended without a close handshake.
                 self.finished = true;
                 self.transport_done = true;
@@ -611,7 +620,7 @@ impl Connection {
     /// `next_event` are still processed; then, unless the close handshake
     /// finished, `next_event` yields `Event::Close` with code 1006.
     pub fn handle_eof(&mut self) {
-        self.eof = true;
+        self.input |= EOF;
         if self.finished {
             self.transport_done = true;
         }
@@ -1333,6 +1342,13 @@ impl Connection {
         if let Some(key) = &mut frame.mask {
             key.rotate_left(consumed % 4);
         }
+        // Output held back for want of room comes out at the next call,
+        // whether or not more bytes arrive.
+        if drained {
+            self.input &= !INFLATING;
+        } else {
+            self.input |= INFLATING;
+        }
         let frame_ends = frame.len == 0 && drained;
         let last = frame_ends && frame.fin;
         if last {
@@ -1478,7 +1494,7 @@ impl Connection {
                 self.start_close_timer();
             }
             // The client waits for the server to close the transport, but not forever.
-            Role::Client if self.eof => self.transport_done = true,
+            Role::Client if self.input & EOF != 0 => self.transport_done = true,
             Role::Client => self.start_close_timer(),
         }
         Ok(Event::Close(frame))

@@ -481,3 +481,27 @@ fn empty_compressed_continuations_are_accepted_streamed_or_not() {
         assert_eq!(got[0].data, b"Hello", "{streaming:?}");
     }
 }
+
+#[cfg(feature = "deflate")]
+#[test]
+fn output_held_back_by_a_full_piece_comes_out_without_more_bytes() {
+    // One compressed frame whose last input bytes inflate to more than the
+    // piece in progress can take: the rest must come out on the next call,
+    // with nothing more to read (found by the deflate_connection fuzzer).
+    for (len, streaming) in [
+        (65_537, Streaming::Always),
+        (65_762, Streaming::Always),
+        (1 << 20, Streaming::Always),
+        (68, Streaming::Above(27)),
+        (65_537, Streaming::Above(65_536)),
+    ] {
+        let mut tx = sender(true);
+        let data: Vec<u8> = (0..len).map(|i| b"ab"[i % 2]).collect();
+        tx.send(Message::binary(data.clone())).unwrap();
+        let wire = drain(&mut tx);
+        let mut rx = receiver(Config::default().with_streaming(streaming), true);
+        let got = receive(&mut rx, &wire, &[]);
+        assert_eq!(got.len(), 1, "{len} {streaming:?}");
+        assert_eq!(got[0].data, data, "{len} {streaming:?}");
+    }
+}
