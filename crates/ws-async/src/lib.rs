@@ -6,8 +6,11 @@
 //! back; the write side with the bytes held between polls; the one timer; the
 //! split halves, which share the driver behind a lock held only for sans-IO
 //! calls (never across I/O); the public methods, `Stream` and `Sink`
-//! implementations, and the opening handshake functions. It holds no
-//! protocol policy (that is the driver's) and depends on no runtime.
+//! implementations, the streamed messages ([`MessageStream`],
+//! [`MessageWriter`]) and the opening handshake functions. It holds no
+//! protocol policy (that is the driver's) and depends on no runtime (its
+//! features `tokio` and `futures-io` only implement those crates' I/O
+//! traits for the streamed messages).
 //!
 //! **Not meant to be used directly**: use a runtime adapter (`ws-tokio`,
 //! `ws-futures`), which names the types here for its runtime
@@ -25,6 +28,7 @@ extern crate alloc;
 mod handshake;
 mod socket;
 mod split;
+mod stream;
 mod tls;
 
 use core::fmt::Debug;
@@ -42,6 +46,7 @@ pub use crate::handshake::{
 };
 pub use crate::socket::WebSocket;
 pub use crate::split::{ReadHalf, WriteHalf};
+pub use crate::stream::{MessageStream, MessageWriter};
 
 /// Reading a stream `T` (a whole stream or its read half) of the runtime
 /// that implements it.
@@ -136,11 +141,14 @@ pub trait Connect {
 /// `$shutdown` that shuts the write side down), [`Runtime`] for every
 /// `S: $read + $write + Unpin` with the halves `$rh` and `$wh` that
 /// `$split` makes and `$unsplit` puts back together; and the adapter's
-/// public API: the types `WebSocket`, `ReadHalf`, `WriteHalf` and `Incoming`
-/// over a stream `S`, and the handshake functions (`connect` and
-/// `connect_with`, over the stream `$stream` of the adapter's [`Connect`],
-/// `client`, `accept`, `accept_with`, `read_request`,
-/// `read_request_with`).
+/// public API: the types `WebSocket`, `ReadHalf`, `WriteHalf`,
+/// `MessageStream`, `MessageWriter` and `Incoming` over a stream `S`, and
+/// the handshake functions (`connect` and `connect_with`, over the stream
+/// `$stream` of the adapter's [`Connect`], `client`, `accept`,
+/// `accept_with`, `read_request`, `read_request_with`). With the
+/// `MessageStream` and `MessageWriter` of the adapter's I/O traits, the
+/// adapter enables this crate's feature for its runtime (`tokio`,
+/// `futures-io`).
 #[macro_export]
 macro_rules! adapter {
     (
@@ -203,6 +211,12 @@ macro_rules! adapter {
         pub type ReadHalf<S> = $crate::ReadHalf<S, $rt>;
         /// The sending half of a [`WebSocket`]; see [`ws_async::WriteHalf`].
         pub type WriteHalf<S> = $crate::WriteHalf<S, $rt>;
+        /// A received message read piece by piece, from `recv_stream`; see
+        /// [`ws_async::MessageStream`].
+        pub type MessageStream<'a, S> = $crate::MessageStream<'a, S, $rt>;
+        /// A message sent piece by piece, from `send_stream`; see
+        /// [`ws_async::MessageWriter`].
+        pub type MessageWriter<'a, S> = $crate::MessageWriter<'a, S, $rt>;
         /// A valid opening request waiting for the application's answer; see
         /// [`ws_async::Incoming`].
         pub type Incoming<S> = $crate::Incoming<S, $rt>;

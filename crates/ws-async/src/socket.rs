@@ -14,6 +14,7 @@ use ws_proto::{
     Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role, SendError,
 };
 
+use crate::stream::{Conn, Source};
 use crate::{Clock, Runtime, Write};
 
 /// The most chunks one vectored write takes (the rest goes in the next one).
@@ -335,14 +336,19 @@ pub(crate) async fn command<L: Link>(
     Ok(())
 }
 
-/// The data message of a delivered event (the driver delivers nothing else
-/// to [`Op::RecvMessage`]).
-#[inline(always)]
-pub(crate) fn message(event: Event) -> Option<Message> {
-    if let Event::Message(message) = event {
-        Some(message)
-    } else {
-        None
+/// What `recv` makes of a receive that delivered no whole message: `None`
+/// (the connection is over), or a streamed message's piece, given back to
+/// the driver for `recv_stream` (the driver delivers nothing else to
+/// [`Op::RecvMessage`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn not_message<L: Link>(link: &mut L, event: Option<Event>) -> Option<Result<Message>> {
+    match event? {
+        event @ Event::Fragment { .. } => {
+            link.with(|d| d.put_back(event));
+            Some(Err(Error::Streamed))
+        }
+        _ => None,
     }
 }
 
@@ -358,8 +364,13 @@ macro_rules! recv_api {
 
             /// Polls for the next data message; see [`recv`](Self::recv).
             pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-                let outcome = ready!(poll_op(&mut (*self)$(.$link)?, cx, Op::RecvMessage));
-                Poll::Ready(outcome.map(|event| event.and_then(message)).transpose())
+                let link = &mut (*self)$(.$link)?;
+                let outcome = ready!(poll_op(link, cx, Op::RecvMessage));
+                Poll::Ready(match outcome {
+                    Ok(Some(Event::Message(message))) => Some(Ok(message)),
+                    Ok(event) => not_message(link, event),
+                    Err(e) => Some(Err(e)),
+                })
             }
 
             /// Receives the next data message. Pings are answered and Close
@@ -368,10 +379,42 @@ macro_rules! recv_api {
             /// after the Close frame was flushed and the transport shut down;
             /// later calls return `None`.
             ///
+            /// A message that arrives in pieces
+            /// ([`Config::streaming`](ws_proto::Config::streaming)) is
+            /// [`Error::Streamed`]: it stays for
+            /// [`recv_stream`](Self::recv_stream), which gets all of it.
+            ///
             /// Cancel-safe: all state lives in the driver, so dropping the
             /// future (in `select!`) loses nothing.
             pub async fn recv(&mut self) -> Option<Result<Message>> {
                 poll_fn(|cx| self.poll_recv(cx)).await
+            }
+
+            /// Polls for the next data message as a stream of pieces; see
+            /// [`recv_stream`](Self::recv_stream).
+            pub fn poll_recv_stream(
+                &mut self,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<$crate::MessageStream<'_, S, R>>>> {
+                let mut conn = $crate::stream::Source::conn(&mut (*self)$(.$link)?);
+                let outcome = ready!(conn.poll_op(cx, Op::RecvMessage));
+                Poll::Ready($crate::MessageStream::start(conn, outcome))
+            }
+
+            /// Receives the next data message as a stream of its pieces, read
+            /// as they arrive: a message of any size in bounded memory (see
+            /// [`MessageStream`](crate::MessageStream)). Messages arrive in
+            /// pieces with [`Config::streaming`](ws_proto::Config::streaming);
+            /// a message that arrived whole is a stream of one piece. Pings
+            /// and the Close are handled inside, as in [`recv`](Self::recv);
+            /// `None` once the connection is over.
+            ///
+            /// Cancel-safe, as `recv`. Dropping the stream before its end
+            /// drops the rest of the message.
+            pub async fn recv_stream(&mut self) -> Option<Result<$crate::MessageStream<'_, S, R>>> {
+                let mut conn = $crate::stream::Source::conn(&mut (*self)$(.$link)?);
+                let outcome = poll_fn(|cx| conn.poll_op(cx, Op::RecvMessage)).await;
+                $crate::MessageStream::start(conn, outcome)
             }
 
             /// Like [`recv`](Self::recv), but yields every event: Ping, Pong
@@ -418,6 +461,17 @@ macro_rules! send_api {
             /// cancellation behavior as [`send`](Self::send).
             pub async fn feed(&mut self, message: Message) -> Result<()> {
                 command(&mut (*self)$(.$link)?, |d| d.send(message), None).await
+            }
+
+            /// Starts a text (`text`) or binary message sent piece by piece,
+            /// never held whole: write it with `AsyncWrite` or
+            /// [`send`](crate::MessageWriter::send), end it with
+            /// [`finish`](crate::MessageWriter::finish) (see
+            /// [`MessageWriter`](crate::MessageWriter)).
+            /// Nothing is queued before the first write. Dropping the writer
+            /// unfinished closes the connection with 1011.
+            pub fn send_stream(&mut self, text: bool) -> $crate::MessageWriter<'_, S, R> {
+                $crate::MessageWriter::new($crate::stream::Source::conn(&mut (*self)$(.$link)?), text)
             }
 
             $(#[$flush_doc])*
@@ -529,6 +583,12 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
 
     fn timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.timer.poll(cx, &mut self.driver)
+    }
+}
+
+impl<S, R: Runtime<S>> Source<S, R> for WebSocket<S, R> {
+    fn conn(&mut self) -> Conn<'_, S, R> {
+        Conn::Whole(self)
     }
 }
 

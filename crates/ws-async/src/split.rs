@@ -23,7 +23,10 @@ use bytes::Bytes;
 use ws_proto::adapter::{Error, Result};
 use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
 
-use crate::socket::{Done, Io, Link, Timer, command, message, poll_op, recv_api, report, send_api};
+use crate::socket::{
+    Done, Io, Link, Timer, command, not_message, poll_op, recv_api, report, send_api,
+};
+use crate::stream::{Conn, Source};
 use crate::{Runtime, WebSocket};
 
 /// The halves' wakers. The stream keeps one waker for write readiness, so
@@ -35,6 +38,10 @@ struct Wakers {
     slots: Mutex<[Option<Waker>; 2]>,
     /// A half found the write side busy: wake both once it is free.
     contended: AtomicBool,
+    /// A write went pending: its wakeup is registered with the stream, but
+    /// a stream may drop that registration when the other half's write goes
+    /// through (`async-net` does), so the next write that does wakes both.
+    write_waits: AtomicBool,
 }
 
 impl Wake for Wakers {
@@ -102,7 +109,7 @@ impl<S, R: Runtime<S>> Shared<S, R> {
 }
 
 /// A half: the read half has the stream's read side and runs the timer.
-struct Half<S, R: Runtime<S>> {
+pub(crate) struct Half<S, R: Runtime<S>> {
     shared: Arc<Shared<S, R>>,
     read: Option<R::ReadHalf>,
     timer: Timer<R>,
@@ -112,6 +119,18 @@ impl<S, R: Runtime<S>> Half<S, R> {
     /// This half's waker slot.
     fn side(&self) -> usize {
         usize::from(self.read.is_none())
+    }
+
+    /// Wakes both halves (a command that starts the close timer: the
+    /// reader arms it).
+    pub(crate) fn wake_all(&self) {
+        self.shared.wakers.wake_by_ref();
+    }
+}
+
+impl<S, R: Runtime<S>> Source<S, R> for Half<S, R> {
+    fn conn(&mut self) -> Conn<'_, S, R> {
+        Conn::Half(self)
     }
 }
 
@@ -141,8 +160,16 @@ impl<S, R: Runtime<S>> Link for Half<S, R> {
             if io.held.is_empty() {
                 return Poll::Ready(Ok(0)); // the other half wrote it meanwhile
             }
-            io.poll_write::<R>(cx, &mut Bytes::new())
+            let written = io.poll_write::<R>(cx, &mut Bytes::new());
+            if written.is_pending() {
+                shared.wakers.write_waits.store(true, SeqCst);
+            }
+            written
         });
+        if written.is_ready() && shared.wakers.write_waits.swap(false, SeqCst) {
+            // A half waiting to write may have lost its wakeup to this write.
+            shared.wakers.wake_by_ref();
+        }
         report(&mut lock(&shared.driver), written, true)
     }
 

@@ -59,6 +59,48 @@
 //! answering pings) while the write half waits for a peer that does not
 //! read, and automatic replies go out in order with the writer's messages.
 //!
+//! ## Streaming: messages of any size in bounded memory
+//! With [`Config::streaming`] on ([`Streaming::Always`], or
+//! [`Streaming::Above`] a size), received messages arrive in pieces as they
+//! come off the wire, never held whole: [`WebSocket::recv_stream`] (and
+//! [`ReadHalf::recv_stream`]) returns a [`MessageStream`], a `Stream` of
+//! `Bytes` pieces and a `futures_io::AsyncRead` / `AsyncBufRead`. (`recv`
+//! answers such a message with [`Error::Streamed`] and leaves it for
+//! `recv_stream`.) Dropping the stream half way drops the rest of the
+//! message. [`WebSocket::send_stream`] (and [`WriteHalf::send_stream`])
+//! returns a [`MessageWriter`], a `futures_io::AsyncWrite` whose writes are
+//! the message's frames (`close` or [`MessageWriter::finish`] ends it;
+//! [`MessageWriter::send`] takes owned pieces without a copy); dropping it
+//! unfinished closes the connection with 1011.
+//!
+//! ```no_run
+//! use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+//! use ws_futures::{Config, Options, Streaming, TcpStream};
+//!
+//! # async fn demo(stream: TcpStream) -> ws_futures::Result<()> {
+//! let config = Config::default().with_streaming(Streaming::Always);
+//! let mut ws = ws_futures::accept_with(stream, &Options::default().with_config(config)).await?;
+//! // Count each message's bytes as they arrive, holding 64 KiB at a time.
+//! while let Some(message) = ws.recv_stream().await {
+//!     let mut message = message?;
+//!     let (mut buf, mut len) = (vec![0; 64 * 1024], 0);
+//!     loop {
+//!         match message.read(&mut buf).await? {
+//!             0 => break,
+//!             n => len += n,
+//!         }
+//!     }
+//!     println!("{len} bytes");
+//! }
+//! // Send one message piece by piece.
+//! let mut writer = ws.send_stream(true);
+//! writer.write_all("hello, ".as_bytes()).await?;
+//! writer.write_all("world".as_bytes()).await?;
+//! writer.finish().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Layout
 //! The run loop, the split halves and the handshake functions are
 //! [`ws_async`]'s, shared with `ws-tokio`; this crate implements its runtime

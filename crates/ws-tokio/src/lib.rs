@@ -56,6 +56,42 @@
 //!
 //! The timer is a `tokio::time::Sleep`: the runtime needs time enabled.
 //!
+//! ## Streaming: messages of any size in bounded memory
+//! With [`Config::streaming`] on ([`Streaming::Always`], or
+//! [`Streaming::Above`] a size), received messages arrive in pieces as they
+//! come off the wire, never held whole: [`WebSocket::recv_stream`] (and
+//! [`ReadHalf::recv_stream`]) returns a [`MessageStream`], a `Stream` of
+//! `Bytes` pieces and a `tokio::io::AsyncRead` / `AsyncBufRead`. (`recv`
+//! answers such a message with [`Error::Streamed`] and leaves it for
+//! `recv_stream`.) Dropping the stream half way drops the rest of the
+//! message. [`WebSocket::send_stream`] (and [`WriteHalf::send_stream`])
+//! returns a [`MessageWriter`], a `tokio::io::AsyncWrite` whose writes are
+//! the message's frames (`shutdown` or [`MessageWriter::finish`] ends it;
+//! [`MessageWriter::send`] takes owned pieces without a copy); dropping it
+//! unfinished closes the connection with 1011.
+//!
+//! ```no_run
+//! use tokio::io::AsyncWriteExt;
+//! use ws_tokio::{Config, Options, Streaming};
+//!
+//! # async fn demo(stream: tokio::net::TcpStream) -> ws_tokio::Result<()> {
+//! let config = Config::default().with_streaming(Streaming::Always);
+//! let mut ws = ws_tokio::accept_with(stream, &Options::default().with_config(config)).await?;
+//! // Copy each message into a file as it arrives.
+//! while let Some(message) = ws.recv_stream().await {
+//!     let mut message = message?;
+//!     let mut file = tokio::fs::File::create("upload").await?;
+//!     tokio::io::copy(&mut message, &mut file).await?;
+//! }
+//! // Send one message from a file, piece by piece.
+//! let mut file = tokio::fs::File::open("download").await?;
+//! let mut writer = ws.send_stream(false);
+//! tokio::io::copy(&mut file, &mut writer).await?;
+//! writer.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The run loop, the split halves and the handshake functions are
 //! [`ws_async`]'s, shared with `ws-futures`; this crate implements its
 //! runtime trait for tokio streams ([`Tokio`]) and names its types for them

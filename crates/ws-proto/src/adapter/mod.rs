@@ -20,7 +20,7 @@ pub mod exports {
     pub use crate::{
         AcceptOptions, Accepted, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config,
         Connection, Driver, Event, HandshakeConfig, HandshakeError, Message, Negotiated,
-        ProtocolError, Role, SendError, ServerRequest, Utf8Bytes,
+        ProtocolError, Role, SendError, ServerRequest, Streaming, Utf8Bytes,
         bytes::{self, Buf, BufMut, Bytes, BytesMut},
     };
     /// permessage-deflate settings, for [`Options::handshake`]'s `deflate`.

@@ -159,6 +159,7 @@ const PIECE: usize = 64 * 1024;
 const EOF: u8 = 1;
 /// ...a streamed compressed message's decompressor holds output that did
 /// not fit in the last piece (it needs no more input to come out).
+#[cfg_attr(not(feature = "deflate"), allow(dead_code))]
 const INFLATING: u8 = 2;
 
 /// What `on_streamed` made of the bytes at hand.
@@ -409,7 +410,10 @@ impl Connection {
     }
 
     /// When the codec's idle contexts may be freed.
-    #[cfg_attr(not(feature = "deflate"), allow(clippy::unused_self))]
+    #[cfg_attr(
+        not(feature = "deflate"),
+        allow(clippy::unused_self, clippy::needless_pass_by_ref_mut)
+    )]
     fn codec_release_deadline(&mut self, now: Duration) -> Option<Duration> {
         #[cfg(feature = "deflate")]
         return self.codec_mut().and_then(|codec| codec.poll_timeout(now));
