@@ -114,3 +114,40 @@ for name, data in rfc.items():
         masked += frame(rest[0] & 0x0f, payload, fin=bool(rest[0] & 0x80), mask=KEY, rsv=(rest[0] >> 4) & 7)
         rest = rest[ext + n:]
     write("deflate_connection", name + "_server_bytewise", bytes([0, 1, (7 << 2) | 1]) + masked)
+
+# Streaming (flags bits 6-7: 1 Always, 2 Above(ABOVE[low nibble]), 3 Above(low * 13 + 1);
+# then one byte whose high nibble picks max_streamed_message_size, see common.rs).
+ALWAYS, ABOVE_TABLE, ABOVE_STEP = 0x40, 0x80, 0xC0
+SPLIT_TEXT = "κόσμε €𝄞".encode()
+def streamed(mask):
+    m = KEY if mask else None
+    return {
+        "fragmented": frame(1, b"Hel", fin=False, mask=m) + frame(9, b"p", mask=m) + frame(0, b"lo", mask=m),
+        # Code points cut by frame ends (carried into the next piece).
+        "split_code_points": frame(1, SPLIT_TEXT[:3], fin=False, mask=m) + frame(0, SPLIT_TEXT[3:10], fin=False, mask=m)
+            + frame(0, SPLIT_TEXT[10:], mask=m),
+        "binary_256": frame(2, bytes(range(256)), mask=m),
+        "empty": frame(1, b"", mask=m) + frame(2, b"", fin=False, mask=m) + frame(0, b"", mask=m),
+        # Larger than max_frame_size, which a streamed frame is not bound by.
+        "binary_8000": frame(2, bytes(8000), mask=m),
+    }
+# (policy, streaming byte, name): Always; Above(64); Above(14) with max 64 bytes.
+POLICIES = [(ALWAYS, 0x00, "always"), (ABOVE_TABLE, 0x06, "above_64"), (ABOVE_STEP, 0x61, "above_14_max_64")]
+for policy, byte, pname in POLICIES:
+    for name, data in streamed(True).items():
+        write("server_connection", f"stream_{pname}_{name}", bytes([0, 1 | policy, byte]) + data)
+        write("server_connection", f"stream_{pname}_{name}_bytewise", bytes([1, 2 | policy, byte]) + data)
+    for name, data in streamed(False).items():
+        write("client_connection", f"stream_{pname}_{name}_chunked", bytes([3, 2 | policy, byte]) + data)
+
+stream_deflate = {
+    "hello": frame(1, HELLO, rsv=4),
+    "fragmented": frame(1, HELLO[:3], fin=False, rsv=4) + frame(0, HELLO[3:]),
+    # 192 KiB of text from a few hundred bytes: pieces of at most 64 KiB.
+    "text_192k": frame(1, raw_deflate(("κόσμε " * 17873).encode()), rsv=4),
+    "plain_then_compressed": frame(1, b"Hello") + frame(2, raw_deflate(bytes(range(256)) * 8), rsv=4),
+}
+for policy, byte, pname in POLICIES:
+    for name, data in stream_deflate.items():
+        write("deflate_connection", f"stream_{pname}_{name}_client", bytes([1, 0, (7 << 2) | policy, byte]) + data)
+        write("deflate_connection", f"stream_{pname}_{name}_client_chunked", bytes([1, 5, (7 << 2) | policy, byte]) + data)

@@ -5,7 +5,11 @@
 //! - `tests/cross.rs`: every adapter's client against every adapter's server
 //!   (tokio, smol, async-std, std: 16 pairs).
 //! - `tests/peers.rs`: Python `websockets` and Node.js `ws` (from `interop/`)
-//!   as clients of each of our servers and as servers for each of our clients.
+//!   as clients of each of our servers and as servers for each of our clients;
+//!   its `streamed_*` tests (`tests/peers/streamed.rs`) send a fragmented
+//!   message each way with Python, received and sent in pieces on our side
+//!   and checked by length and SHA-256: 4 MiB always, 256 MiB ignored (run
+//!   `cargo test --release -p ws-interop --test peers -- --ignored streamed_256_mib`).
 //! - `tests/hostile.rs`: hostile raw TCP peers (slowloris, stalls, ping
 //!   floods, huge lengths, a million fragments, abrupt ends and resets,
 //!   masked frames from a server, a half response) against each runtime's

@@ -7,6 +7,9 @@
 //! they fail.
 
 mod common;
+// Not `tests/streamed.rs`: Cargo would take that for a test binary of its own.
+#[path = "peers/streamed.rs"]
+mod streamed;
 
 use core::time::Duration;
 use std::{
@@ -415,4 +418,73 @@ fn tls_python_client_smol_server() {
 #[test]
 fn tls_smol_client_python_server() {
     tls_client_against_python(Adapter::Smol);
+}
+
+/// Streamed messages with Python `websockets` (see [`streamed`]): one
+/// fragmented message each way, received and sent in pieces on our side and
+/// checked by length and SHA-256 on both, with our server and our client of
+/// each adapter, without and with permessage-deflate. The 4 MiB tests run
+/// always (both compressions in one test); the 256 MiB ones are ignored in
+/// debug builds: `cargo test --release -p ws-interop --test peers --
+/// --ignored streamed_256_mib`.
+macro_rules! streamed_tests {
+    ($($side:ident:
+        $small_python_client:ident, $small_ours:ident,
+        $big_python_client:ident, $big_python_client_deflate:ident,
+        $big_ours:ident, $big_ours_deflate:ident;)*) => {
+        $(
+            #[test]
+            fn $small_python_client() {
+                for deflate in [false, true] {
+                    streamed::python_client_against(streamed::Side::$side, streamed::SMALL, deflate);
+                }
+            }
+
+            #[test]
+            fn $small_ours() {
+                for deflate in [false, true] {
+                    streamed::client_against_python(streamed::Side::$side, streamed::SMALL, deflate);
+                }
+            }
+
+            #[test]
+            #[ignore = "256 MiB each way: run in release"]
+            fn $big_python_client() {
+                streamed::python_client_against(streamed::Side::$side, streamed::BIG, false);
+            }
+
+            #[test]
+            #[ignore = "256 MiB each way: run in release"]
+            fn $big_python_client_deflate() {
+                streamed::python_client_against(streamed::Side::$side, streamed::BIG, true);
+            }
+
+            #[test]
+            #[ignore = "256 MiB each way: run in release"]
+            fn $big_ours() {
+                streamed::client_against_python(streamed::Side::$side, streamed::BIG, false);
+            }
+
+            #[test]
+            #[ignore = "256 MiB each way: run in release"]
+            fn $big_ours_deflate() {
+                streamed::client_against_python(streamed::Side::$side, streamed::BIG, true);
+            }
+        )*
+    };
+}
+
+streamed_tests! {
+    Tokio:
+        streamed_4_mib_python_client_tokio_server, streamed_4_mib_tokio_client_python_server,
+        streamed_256_mib_python_client_tokio_server, streamed_256_mib_deflate_python_client_tokio_server,
+        streamed_256_mib_tokio_client_python_server, streamed_256_mib_deflate_tokio_client_python_server;
+    Smol:
+        streamed_4_mib_python_client_smol_server, streamed_4_mib_smol_client_python_server,
+        streamed_256_mib_python_client_smol_server, streamed_256_mib_deflate_python_client_smol_server,
+        streamed_256_mib_smol_client_python_server, streamed_256_mib_deflate_smol_client_python_server;
+    Std:
+        streamed_4_mib_python_client_std_server, streamed_4_mib_std_client_python_server,
+        streamed_256_mib_python_client_std_server, streamed_256_mib_deflate_python_client_std_server,
+        streamed_256_mib_std_client_python_server, streamed_256_mib_deflate_std_client_python_server;
 }
