@@ -1283,29 +1283,19 @@ impl Connection {
                 key.rotate_left(take % 4);
             }
         }
+        let checked = message.checked;
         if !zero_copy {
-            if !message.delivering {
-                if message.data.len() <= threshold {
-                    if !last {
-                        return Ok(if frame_ends { Step::Next } else { Step::More });
-                    }
-                    // Below the threshold after all: one whole message.
-                    let Some(message) = self.message.take() else {
-                        return Err(ProtocolError::UnexpectedContinuation);
-                    };
-                    let checked = message.checked;
-                    return self
-                        .finish_message(message.text, message.data, checked)
-                        .map(Step::Event);
-                }
-                message.delivering = true;
+            if let Some(step) = self.hold_below_threshold(threshold, last, frame_ends) {
+                return step;
             }
+            let Some(message) = self.message.as_mut() else {
+                return Err(ProtocolError::UnexpectedContinuation);
+            };
             // Buffered bytes, or a carried code point now complete; an open
             // one at the end of the frame stays for the next piece.
             let keep = if frame_ends { open } else { 0 };
             piece = message.data.split_to(message.data.len() - keep);
         }
-        let checked = message.checked;
         self.piece(piece, last, checked).map(|event| match event {
             Some(event) => Step::Event(event),
             None if frame_ends => Step::Next,
@@ -1346,14 +1336,22 @@ impl Connection {
         if let Some(key) = &mut frame.mask {
             key.rotate_left(consumed % 4);
         }
-        // Output held back for want of room comes out at the next call,
-        // whether or not more bytes arrive.
-        if drained {
+        let frame_done = frame.len == 0 && drained;
+        // The restored tail may still inflate to a little (a stream cut
+        // inside a block): a piece already near full goes out first, and
+        // the tail waits for the next call.
+        let defer_tail = frame_done
+            && frame.fin
+            && message.delivering
+            && message.data.len() > PIECE - crate::deflate::TAIL_ROOM;
+        let frame_ends = frame_done && !defer_tail;
+        // Output held back for want of room (or the tail) comes out at the
+        // next call, whether or not more bytes arrive.
+        if drained && !defer_tail {
             self.input &= !INFLATING;
         } else {
             self.input |= INFLATING;
         }
-        let frame_ends = frame.len == 0 && drained;
         let last = frame_ends && frame.fin;
         if last {
             let utf8 = message.text.then_some(&mut self.utf8);
@@ -1373,21 +1371,12 @@ impl Connection {
                 max: usize::try_from(max).unwrap_or(usize::MAX),
             });
         }
-        if !message.delivering {
-            if message.data.len() <= threshold {
-                if !last {
-                    return Ok(if frame_ends { Step::Next } else { Step::More });
-                }
-                let Some(message) = self.message.take() else {
-                    return Err(ProtocolError::UnexpectedContinuation);
-                };
-                // Inflated here: it never left the connection.
-                return self
-                    .finish_message(message.text, message.data, true)
-                    .map(Step::Event);
-            }
-            message.delivering = true;
+        if let Some(step) = self.hold_below_threshold(threshold, last, frame_ends) {
+            return step;
         }
+        let Some(message) = self.message.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
         let keep = if message.text && !last {
             self.utf8.open_len()
         } else {
@@ -1399,6 +1388,35 @@ impl Connection {
             None if frame_ends => Step::Next,
             None => Step::More,
         })
+    }
+
+    /// Under `Streaming::Above`, a streamed message is held until it has
+    /// more than `threshold` bytes: `Some` while it has not (more to come,
+    /// or, at its last frame, the whole message after all), `None` once it
+    /// is delivered in pieces. A compressed message is always `checked`:
+    /// inflated here, it never left the connection.
+    fn hold_below_threshold(
+        &mut self,
+        threshold: usize,
+        last: bool,
+        frame_ends: bool,
+    ) -> Option<Result<Step, ProtocolError>> {
+        let message = self.message.as_mut()?;
+        if message.delivering {
+            return None;
+        }
+        if message.data.len() > threshold {
+            message.delivering = true;
+            return None;
+        }
+        if !last {
+            return Some(Ok(if frame_ends { Step::Next } else { Step::More }));
+        }
+        let message = self.message.take()?;
+        Some(
+            self.finish_message(message.text, message.data, message.checked)
+                .map(Step::Event),
+        )
     }
 
     /// A streamed message's piece as an event (`None`: empty and not the

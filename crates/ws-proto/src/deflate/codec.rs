@@ -237,7 +237,7 @@ impl Codec {
         };
         let start = out.len();
         if core::mem::take(&mut self.receiving) {
-            run_inflate(&mut inflater, &TAIL, out, start + PIECE_TAIL, utf8)?;
+            run_inflate(&mut inflater, &TAIL, out, start + TAIL_ROOM, utf8)?;
         }
         if self.params.recv_takeover {
             remember(&mut self.recv_window, &out[start..], self.params.recv_bits);
@@ -420,8 +420,9 @@ fn run_inflate(
 }
 
 /// The most the tail of a streamed message may inflate to: 4 bytes of
-/// input that end a truncated block cannot produce more.
-const PIECE_TAIL: usize = 64 * 1024;
+/// input that end a truncated block make at most 16 length codes of 258
+/// bytes; more fails the message.
+pub(crate) const TAIL_ROOM: usize = 8 * 1024;
 
 /// One bounded step of [`Codec::inflate_step`].
 fn step_inflate(

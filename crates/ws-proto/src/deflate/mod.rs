@@ -71,7 +71,7 @@
 mod codec;
 mod negotiate;
 
-pub(crate) use self::codec::Codec;
+pub(crate) use self::codec::{Codec, TAIL_ROOM};
 pub(crate) use self::negotiate::{NAME, accept_offers, check_response, is_deflate, offers};
 
 use core::{fmt, time::Duration};
