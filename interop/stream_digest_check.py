@@ -43,6 +43,10 @@ import time
 
 from websockets.asyncio.client import connect
 
+# The helpers shared with the interop peers.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "python"))
+from peer_common import negotiated_deflate, pattern_fragments  # noqa: E402
+
 
 def size_arg(text):
     """`1G`, `256M`, `64K` or a plain number of bytes (binary units)."""
@@ -61,18 +65,9 @@ def human(n):
 
 
 def fragments(size, chunk):
-    """The message's fragments: slices of one pre-made buffer holding a
-    251-byte pattern (compressible, not aligned with the chunks), each
-    starting where the previous one left off."""
-    period = 251
-    unit = bytes((i * 7 + 3) & 0xFF for i in range(period))
-    base = memoryview(unit * (chunk // period + 2))
-    sent = 0
-    while sent < size:
-        n = min(chunk, size - sent)
-        start = sent % period
-        yield base[start : start + n]
-        sent += n
+    """The message's fragments: a 251-byte pattern (compressible, not aligned
+    with the chunks), made on the fly."""
+    return pattern_fragments(bytes((i * 7 + 3) & 0xFF for i in range(251)), size, chunk)
 
 
 def proc_status(pid):
@@ -164,7 +159,7 @@ async def one_message(url, size, chunk, deflate):
         close_timeout=30,
     )
     async with connect(url, **options) as ws:
-        negotiated = any(e.name == "permessage-deflate" for e in ws.protocol.extensions)
+        negotiated = negotiated_deflate(ws)
         if negotiated != deflate:
             return False, f"permessage-deflate negotiated: {negotiated}", "", 0.0
         digest = hashlib.sha256()

@@ -135,45 +135,41 @@ impl Partial {
     }
 }
 
-/// Whether each data message of `wire` (in order) starts with RSV1 set: a
-/// scan of the frame headers, as far as they parse.
-fn compressed_messages(mut wire: &[u8]) -> Vec<bool> {
-    let mut flags = Vec::new();
-    while let Ok(Some((header, len))) = FrameHeader::parse(wire) {
-        if matches!(header.opcode, OpCode::Text | OpCode::Binary) {
-            flags.push(header.rsv & 0b100 != 0);
-        }
-        let Some(end) = usize::try_from(header.payload_len)
+/// The frame headers of `wire`, in order, as far as they parse, each with
+/// whether its whole payload is there: the scan ends after one that is not.
+fn frame_headers(mut wire: &[u8]) -> impl Iterator<Item = (FrameHeader, bool)> {
+    core::iter::from_fn(move || {
+        let (header, len) = FrameHeader::parse(wire).ok()??;
+        let end = usize::try_from(header.payload_len)
             .ok()
             .and_then(|n| n.checked_add(len))
-            .filter(|&end| end <= wire.len())
-        else {
-            break;
-        };
-        wire = &wire[end..];
-    }
-    flags
+            .filter(|&end| end <= wire.len());
+        wire = end.map_or(&[], |end| &wire[end..]);
+        Some((header, end.is_some()))
+    })
+}
+
+/// Whether each data message of `wire` (in order) starts with RSV1 set: a
+/// scan of the frame headers, as far as they parse.
+fn compressed_messages(wire: &[u8]) -> Vec<bool> {
+    frame_headers(wire)
+        .filter(|(header, _)| matches!(header.opcode, OpCode::Text | OpCode::Binary))
+        .map(|(header, _)| header.rsv & 0b100 != 0)
+        .collect()
 }
 
 /// How many data messages `wire` holds whole (every frame, up to the one
 /// with FIN, entirely there) before a Close frame or the first header that
 /// does not parse: a connection that did not fail must deliver them all.
-fn whole_messages(mut wire: &[u8]) -> usize {
+fn whole_messages(wire: &[u8]) -> usize {
     let mut whole = 0;
-    while let Ok(Some((header, len))) = FrameHeader::parse(wire) {
-        let Some(end) = usize::try_from(header.payload_len)
-            .ok()
-            .and_then(|n| n.checked_add(len))
-            .filter(|&end| end <= wire.len())
-        else {
-            break;
-        };
+    for (header, complete) in frame_headers(wire) {
         match header.opcode {
+            _ if !complete => break,
             OpCode::Close => break,
             OpCode::Text | OpCode::Binary | OpCode::Continuation if header.fin => whole += 1,
             _ => {}
         }
-        wire = &wire[end..];
     }
     whole
 }

@@ -46,6 +46,8 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 
+from peer_common import CheckFailed, check, main, negotiated_deflate
+
 MAX_SIZE = 16 * 1024 * 1024
 SIZES = [0, 125, 126, 65535, 65536, 1048576]
 UTF8_TEXT = "h\u00e9llo w\u00f6rld \u2713 \U0001f389"
@@ -79,10 +81,6 @@ def tls_options(side):
     if side == "client" and os.environ.get("PEER_TLS_CA"):
         return dict(ssl=ssl.create_default_context(cafile=os.environ["PEER_TLS_CA"]))
     return {}
-
-
-def negotiated_deflate(ws):
-    return any(e.name == "permessage-deflate" for e in ws.protocol.extensions)
 
 
 def select_chat(_connection, subprotocols):
@@ -128,15 +126,6 @@ async def run_server(port):
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     await server.serve_forever()
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(condition, what):
-    if not condition:
-        raise CheckFailed(what)
 
 
 def text_of(size):
@@ -210,24 +199,5 @@ async def scenario(url):
     await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
 
 
-def main(argv):
-    if len(argv) == 3 and argv[1] == "server":
-        try:
-            asyncio.run(run_server(int(argv[2])))
-        except KeyboardInterrupt:
-            pass
-        return 0
-    if len(argv) == 3 and argv[1] == "client":
-        try:
-            asyncio.run(asyncio.wait_for(scenario(argv[2]), 4 * TIMEOUT))
-        except Exception as e:  # noqa: BLE001 - report any failure as exit 1
-            print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-            return 1
-        print("OK", flush=True)
-        return 0
-    print(__doc__, file=sys.stderr)
-    return 2
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv, __doc__, run_server, scenario, 4 * TIMEOUT))

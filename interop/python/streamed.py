@@ -41,6 +41,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from peer_common import CheckFailed, check, main, negotiated_deflate, pattern_fragments
+
 SIZE = int(os.environ.get("STREAM_SIZE", str(256 << 20)))
 CHUNK = int(os.environ.get("STREAM_CHUNK", str(1 << 20)))
 KIND = os.environ.get("STREAM_KIND", "binary")
@@ -51,38 +53,13 @@ TIMEOUT = float(os.environ.get("STREAM_TIMEOUT", "600"))
 TEXT_PATTERN = "streamed \u00e9\u00e8 \u2713\u2192 \U0001f389\U0001f680 \u0436!".encode()
 
 
-def pattern(length, period, make):
-    """`length` bytes of a pattern of period `period`, from `make(i)`."""
-    unit = bytes(make(i) for i in range(period))
-    return (unit * (length // period + 2))[: length + period]
-
-
 def fragments(size, chunk, text):
-    """The message's fragments, generated on the fly. Each is a slice of one
-    pre-made buffer (at the offset where the pattern continues), so that
-    making 256 MiB costs no more than copying it."""
+    """The message's fragments, generated on the fly."""
     if text:
         # Whole repetitions of the pattern, so the message ends on a code point.
         size -= size % len(TEXT_PATTERN)
-        period, base = len(TEXT_PATTERN), pattern(chunk, len(TEXT_PATTERN), TEXT_PATTERN.__getitem__)
-    else:
-        period, base = 251, pattern(chunk, 251, lambda i: i ^ 0x5A)
-    view = memoryview(base)
-    sent = 0
-    while sent < size:
-        n = min(chunk, size - sent)
-        start = sent % period
-        yield view[start : start + n]
-        sent += n
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(condition, what):
-    if not condition:
-        raise CheckFailed(what)
+        return pattern_fragments(TEXT_PATTERN, size, chunk)
+    return pattern_fragments(bytes(i ^ 0x5A for i in range(251)), size, chunk)
 
 
 def compression_options():
@@ -91,10 +68,6 @@ def compression_options():
     if DEFLATE == "default":
         return dict(compression="deflate")
     raise SystemExit(f"streamed.py: PEER_DEFLATE={DEFLATE!r}: only `default` is supported")
-
-
-def negotiated_deflate(ws):
-    return any(e.name == "permessage-deflate" for e in ws.protocol.extensions)
 
 
 async def exchange(ws):
@@ -194,24 +167,5 @@ async def run_client(url):
         raise
 
 
-def main(argv):
-    if len(argv) == 3 and argv[1] == "server":
-        try:
-            asyncio.run(run_server(int(argv[2])))
-        except KeyboardInterrupt:
-            pass
-        return 0
-    if len(argv) == 3 and argv[1] == "client":
-        try:
-            figures = asyncio.run(asyncio.wait_for(run_client(argv[2]), TIMEOUT))
-        except Exception as e:  # noqa: BLE001 - report any failure as exit 1
-            print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-            return 1
-        print(f"OK {figures}", flush=True)
-        return 0
-    print(__doc__, file=sys.stderr)
-    return 2
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv, __doc__, run_server, run_client, TIMEOUT))

@@ -262,19 +262,6 @@ impl<S, R: Runtime<S>> tokio::io::AsyncRead for MessageStream<'_, S, R> {
     }
 }
 
-#[cfg(feature = "tokio")]
-impl<S, R: Runtime<S>> tokio::io::AsyncBufRead for MessageStream<'_, S, R> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        ready!(this.poll_fill(cx))?;
-        Poll::Ready(Ok(&this.piece))
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().piece.advance(amt);
-    }
-}
-
 #[cfg(feature = "futures-io")]
 impl<S, R: Runtime<S>> futures_io::AsyncRead for MessageStream<'_, S, R> {
     fn poll_read(
@@ -283,19 +270,6 @@ impl<S, R: Runtime<S>> futures_io::AsyncRead for MessageStream<'_, S, R> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         self.get_mut().poll_read_into(cx, buf)
-    }
-}
-
-#[cfg(feature = "futures-io")]
-impl<S, R: Runtime<S>> futures_io::AsyncBufRead for MessageStream<'_, S, R> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        ready!(this.poll_fill(cx))?;
-        Poll::Ready(Ok(&this.piece))
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().piece.advance(amt);
     }
 }
 
@@ -492,42 +466,60 @@ impl<S, R: Runtime<S>> Drop for MessageWriter<'_, S, R> {
     }
 }
 
-#[cfg(feature = "tokio")]
-impl<S, R: Runtime<S>> tokio::io::AsyncWrite for MessageWriter<'_, S, R> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_io(cx, buf)
-    }
+/// With the feature `$feature`, that runtime's `AsyncBufRead` (`$buf_read`)
+/// for [`MessageStream`] and `AsyncWrite` (`$write`, whose method
+/// `$shutdown` finishes the message) for [`MessageWriter`]: tokio's and
+/// `futures-io`'s traits differ in nothing else. (Their `AsyncRead`s differ
+/// in the buffer they fill: written out above.)
+macro_rules! io_traits {
+    ($feature:literal, $buf_read:path, $write:path, $shutdown:ident) => {
+        #[cfg(feature = $feature)]
+        impl<S, R: Runtime<S>> $buf_read for MessageStream<'_, S, R> {
+            fn poll_fill_buf(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<&[u8]>> {
+                let this = self.get_mut();
+                ready!(this.poll_fill(cx))?;
+                Poll::Ready(Ok(&this.piece))
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        MessageWriter::poll_flush(self.get_mut(), cx).map_err(io::Error::from)
-    }
+            fn consume(self: Pin<&mut Self>, amt: usize) {
+                self.get_mut().piece.advance(amt);
+            }
+        }
 
-    /// Finishes the message.
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_finish(cx).map_err(io::Error::from)
-    }
+        #[cfg(feature = $feature)]
+        impl<S, R: Runtime<S>> $write for MessageWriter<'_, S, R> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().poll_write_io(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                MessageWriter::poll_flush(self.get_mut(), cx).map_err(io::Error::from)
+            }
+
+            /// Finishes the message.
+            fn $shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().poll_finish(cx).map_err(io::Error::from)
+            }
+        }
+    };
 }
 
-#[cfg(feature = "futures-io")]
-impl<S, R: Runtime<S>> futures_io::AsyncWrite for MessageWriter<'_, S, R> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_io(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        MessageWriter::poll_flush(self.get_mut(), cx).map_err(io::Error::from)
-    }
-
-    /// Finishes the message.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_finish(cx).map_err(io::Error::from)
-    }
-}
+io_traits!(
+    "tokio",
+    tokio::io::AsyncBufRead,
+    tokio::io::AsyncWrite,
+    poll_shutdown
+);
+io_traits!(
+    "futures-io",
+    futures_io::AsyncBufRead,
+    futures_io::AsyncWrite,
+    poll_close
+);

@@ -1,75 +1,20 @@
 //! Smoke test over real sockets, every scenario on smol and on async-std.
 //! The protocol itself is tested by the core's scenario suite.
 
-use core::{future::Future, pin::Pin, time::Duration};
+mod common;
+
+use core::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use async_io::Timer;
-use async_std::{net as asn, task as ast};
-use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, join, select};
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use futures_util::{SinkExt, StreamExt};
+
+use common::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Rt, on_runtimes, pair, tcp};
 use ws_futures::ws_proto::{Role, bytes::Bytes};
 use ws_futures::{AcceptOptions, ClientRequest, CloseCode, Config, Error, Event, HandshakeError};
 use ws_futures::{Message, Options, WebSocket};
-
-type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-trait Rt: 'static {
-    type S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn block_on<T>(f: impl Future<Output = T>) -> T;
-    fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Boxed<T>;
-    /// A connected pair of sockets on 127.0.0.1: (server side, client side).
-    fn tcp() -> Boxed<(Self::S, Self::S)>;
-}
-
-macro_rules! runtime {
-    ($rt:ident, $stream:ty, $listener:ty, $block_on:path, $spawn:path) => {
-        struct $rt;
-        impl Rt for $rt {
-            type S = $stream;
-            fn block_on<T>(f: impl Future<Output = T>) -> T {
-                $block_on(f)
-            }
-            fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Boxed<T> {
-                Box::pin($spawn(f))
-            }
-            fn tcp() -> Boxed<(Self::S, Self::S)> {
-                Box::pin(async {
-                    let listener = <$listener>::bind("127.0.0.1:0").await.unwrap();
-                    let connect = <$stream>::connect(listener.local_addr().unwrap());
-                    let (accepted, connected) = join(listener.accept(), connect).await;
-                    (accepted.unwrap().0, connected.unwrap())
-                })
-            }
-        }
-    };
-}
-
-runtime! { Smol, smol::net::TcpStream, smol::net::TcpListener, smol::block_on, smol::spawn }
-runtime! { AsyncStd, asn::TcpStream, asn::TcpListener, ast::block_on, ast::spawn }
-
-/// `f`, or a panic after `secs` seconds.
-async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
-    match select(Box::pin(f), Timer::after(Duration::from_secs(secs))).await {
-        Either::Left((out, _)) => out,
-        Either::Right(_) => panic!("not done within {secs} s"),
-    }
-}
-
-/// A (server, client) pair, after the opening handshake.
-async fn pair<R: Rt>(options: &Options) -> (WebSocket<R::S>, WebSocket<R::S>) {
-    let (server, client) = R::tcp().await;
-    let request = ClientRequest::new("ws://127.0.0.1/smoke").unwrap();
-    let (server, client) = join(
-        ws_futures::accept_with(server, options),
-        ws_futures::client(client, request, options),
-    )
-    .await;
-    (server.unwrap(), client.unwrap().0)
-}
 
 /// Echoes data messages until the connection ends; returns the close code.
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> Option<CloseCode> {
@@ -82,7 +27,7 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> Option
 }
 
 async fn echo_and_close<R: Rt>() {
-    let (server, mut client) = pair::<R>(&Options::default()).await;
+    let (server, mut client) = pair::<R>(&Options::default(), &Options::default()).await;
     let server = R::spawn(echo(server));
     let big = Message::binary(vec![7u8; 1 << 20]);
     for message in [Message::text("hello"), Message::binary(vec![1, 2, 3]), big] {
@@ -99,7 +44,7 @@ async fn echo_and_close<R: Rt>() {
 }
 
 async fn server_closes<R: Rt>() {
-    let (mut server, mut client) = pair::<R>(&Options::default()).await;
+    let (mut server, mut client) = pair::<R>(&Options::default(), &Options::default()).await;
     let client_side = R::spawn(async move { (client.recv().await.is_none(), client) });
     server.close(CloseCode::GOING_AWAY, "later").await.unwrap();
     drop(server); // async-std's `poll_close` only flushes: the drop closes.
@@ -111,7 +56,7 @@ async fn server_closes<R: Rt>() {
 /// `from_raw` on one side, raw bytes on the other: an unmasked frame from a
 /// client is a protocol error, answered with Close 1002; then EOF is 1006.
 async fn protocol_error_and_eof<R: Rt>() {
-    let (server, mut raw) = R::tcp().await;
+    let (server, mut raw) = tcp::<R>();
     let mut ws = WebSocket::from_raw(server, Role::Server, Config::default());
     raw.write_all(&[0x81, 0x01, b'a']).await.unwrap();
     assert!(matches!(ws.recv().await, Some(Err(Error::Protocol(_)))));
@@ -122,7 +67,7 @@ async fn protocol_error_and_eof<R: Rt>() {
         [0x88, 0x03, 0xEA],
         "Close 1002"
     );
-    let (server, raw) = R::tcp().await;
+    let (server, raw) = tcp::<R>();
     let mut ws = WebSocket::from_raw(server, Role::Server, Config::default());
     drop(raw);
     assert!(ws.recv().await.is_none());
@@ -132,7 +77,7 @@ async fn protocol_error_and_eof<R: Rt>() {
 async fn reject_and_subprotocol<R: Rt>() {
     let options = Options::default();
     for accept in [false, true] {
-        let (server, client) = R::tcp().await;
+        let (server, client) = tcp::<R>();
         let request = ClientRequest::new("ws://127.0.0.1/chat").unwrap();
         let request = request.protocol("chat");
         let serve = async {
@@ -160,7 +105,7 @@ async fn reject_and_subprotocol<R: Rt>() {
 
 /// Two tasks on a split client; then the halves are put back together.
 async fn split_echo_and_reunite<R: Rt>() {
-    let (server, client) = pair::<R>(&Options::default()).await;
+    let (server, client) = pair::<R>(&Options::default(), &Options::default()).await;
     let server = R::spawn(echo(server));
     let (mut read, mut write) = client.split();
     let writer = R::spawn(async move {
@@ -184,7 +129,7 @@ async fn split_echo_and_reunite<R: Rt>() {
 /// delivers the peer's messages and pings, and the pongs go out, in order,
 /// once the peer reads again.
 async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
-    let (ws, peer) = pair::<R>(&Options::default()).await;
+    let (ws, peer) = pair::<R>(&Options::default(), &Options::default()).await;
     let ((mut read, mut write), (mut peer_read, mut peer_write)) = (ws.split(), peer.split());
     let (sent, stop) = (
         Arc::new(AtomicUsize::new(0)),
@@ -198,7 +143,7 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
         }
         write.close(CloseCode::NORMAL, "").await.unwrap();
     });
-    within(5, async {
+    R::within(5, async {
         for i in 0..20u8 {
             peer_write.ping(Bytes::from(vec![i])).await.unwrap();
             peer_write.send(Message::text(i.to_string())).await.unwrap();
@@ -212,7 +157,7 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
     assert!(sent.load(SeqCst) < 256, "the write half is blocked");
     stop.store(true, SeqCst);
     let (mut pongs, mut messages) = (Vec::new(), 0);
-    within(20, async {
+    R::within(20, async {
         while let Some(event) = peer_read.recv_event().await {
             match event.unwrap() {
                 Event::Pong(payload) => pongs.push(payload[0]),
@@ -227,13 +172,13 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
     assert!(ordered && pongs.last() == Some(&19), "{pongs:?}");
     assert_eq!(messages, sent.load(SeqCst));
     peer_write.close(CloseCode::NORMAL, "").await.unwrap();
-    within(5, async { while read.recv().await.is_some() {} }).await;
+    R::within(5, async { while read.recv().await.is_some() {} }).await;
     writer.await;
 }
 
 /// `recv` dropped again and again by a select-style race loses nothing.
 async fn recv_is_cancel_safe<R: Rt>() {
-    let (server, mut client) = pair::<R>(&Options::default()).await;
+    let (server, mut client) = pair::<R>(&Options::default(), &Options::default()).await;
     let sender = R::spawn(async move {
         let mut server = server;
         for i in 0..50 {
@@ -268,7 +213,7 @@ async fn huge_durations<R: Rt>() {
         .with_close_timeout(Some(Duration::MAX));
     let options = Options::default().with_config(config);
     let options = options.with_handshake_timeout(Some(Duration::MAX));
-    let (server, mut client) = pair::<R>(&options).await;
+    let (server, mut client) = pair::<R>(&options, &options).await;
     let server = R::spawn(echo(server));
     let (mut sink, mut stream) = (&mut client).split();
     sink.send(Message::text("x")).await.unwrap();
@@ -282,7 +227,7 @@ async fn huge_durations<R: Rt>() {
 /// compression contexts, and the run loop's timer frees them once the
 /// connection has been idle for `release_contexts_after` (1 s by default).
 async fn idle_deflate_connections_free_their_compression_contexts<R: Rt>() {
-    let (mut server, mut client) = pair::<R>(&Options::default()).await;
+    let (mut server, mut client) = pair::<R>(&Options::default(), &Options::default()).await;
     assert!(client.connection().deflate().is_some(), "deflate agreed");
     let text = "{\"user\":\"ann\",\"text\":\"the deploy is done\"} ".repeat(20);
     client.send(Message::text(text.as_str())).await.unwrap();
@@ -301,20 +246,7 @@ async fn idle_deflate_connections_free_their_compression_contexts<R: Rt>() {
     assert!(idle <= 8 << 10, "only the windows once idle: {idle} B");
 }
 
-macro_rules! on_runtimes {
-    ($($test:ident),*) => {
-        mod smol_rt { $(#[test] fn $test() { super::run::<super::Smol>(super::$test::<super::Smol>()) })* }
-        mod async_std_rt {
-            $(#[test] fn $test() { super::run::<super::AsyncStd>(super::$test::<super::AsyncStd>()) })*
-        }
-    };
-}
-
-fn run<R: Rt>(test: impl Future<Output = ()>) {
-    R::block_on(within(30, test));
-}
-
-on_runtimes!(
+on_runtimes!(30;
     echo_and_close,
     server_closes,
     protocol_error_and_eof,

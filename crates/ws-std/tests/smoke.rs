@@ -3,10 +3,12 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use core::time::Duration;
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -16,35 +18,12 @@ use std::{
     time::Instant,
 };
 
-use ws_proto::{AcceptOptions, ClientHandshake, ServerHandshake};
+use common::{bounded, raw_client, serve};
+use ws_proto::{AcceptOptions, ServerHandshake};
 use ws_std::{
     Bytes, BytesMut, ClientRequest, CloseCode, Config, Connection, Driver, Error, Event,
     HandshakeError, Message, Options, Role, WebSocket,
 };
-
-/// Runs `f` on its own thread; fails the test past `secs`.
-fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || tx.send(f()).unwrap());
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!(),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not done within {secs} s"),
-    }
-}
-
-/// Serves one connection on 127.0.0.1:0 with `serve`.
-fn serve<T: Send + 'static>(
-    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
-) -> (String, thread::JoinHandle<T>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = thread::spawn(move || serve(listener.accept().unwrap().0));
-    (format!("ws://{addr}/"), handle)
-}
 
 /// An echo server with `config`; returns the close code it saw.
 fn echo_server(config: Config) -> (String, thread::JoinHandle<Option<u16>>) {
@@ -73,21 +52,6 @@ fn raw_server(mut stream: TcpStream) -> TcpStream {
         .write_all(request.accept(&AcceptOptions::new()).unwrap().response())
         .unwrap();
     stream
-}
-
-/// A hand-driven client after its handshake (and the bytes read past it).
-fn raw_client(url: &str) -> (TcpStream, BytesMut) {
-    let request = ClientRequest::new(url).unwrap();
-    let mut stream = TcpStream::connect((request.host(), request.port())).unwrap();
-    let mut handshake = ClientHandshake::new(&request).unwrap();
-    stream.write_all(handshake.request()).unwrap();
-    let mut buf = BytesMut::new();
-    while handshake.receive(&mut buf).unwrap().is_none() {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).unwrap();
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    (stream, buf)
 }
 
 /// An unmasked frame (server to client, or a protocol error from a client).

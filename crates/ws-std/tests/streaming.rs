@@ -4,44 +4,21 @@
 
 #![allow(missing_docs)]
 
-use core::time::Duration;
+mod common;
+
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     sync::mpsc,
     thread,
     time::Instant,
 };
 
-use ws_proto::{ClientHandshake, HandshakeConfig, Streaming};
+use common::{bounded, masked, raw_client, serve};
+use ws_proto::{HandshakeConfig, Streaming};
 use ws_std::{
-    BytesMut, ClientRequest, CloseCode, Config, Error, MaybeTlsStream, Message, Options, Utf8Bytes,
-    WebSocket,
+    ClientRequest, CloseCode, Config, Error, MaybeTlsStream, Message, Options, Utf8Bytes, WebSocket,
 };
-
-/// Runs `f` on its own thread; fails the test past `secs`.
-fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || tx.send(f()).unwrap());
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!(),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not done within {secs} s"),
-    }
-}
-
-/// Serves one connection on 127.0.0.1:0 with `serve`.
-fn serve<T: Send + 'static>(
-    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
-) -> (String, thread::JoinHandle<T>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = thread::spawn(move || serve(listener.accept().unwrap().0));
-    (format!("ws://{addr}/"), handle)
-}
 
 /// Options with `streaming`; permessage-deflate offered or not.
 fn options(streaming: Streaming, deflate: bool) -> Options {
@@ -207,15 +184,6 @@ fn a_writer_dropped_unfinished_closes_with_1011() {
     });
 }
 
-/// A masked client frame (payload under 126 bytes).
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let mut frame = vec![first, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&key);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    frame
-}
-
 /// Invalid UTF-8 inside a streamed text message: the pieces before it are
 /// delivered, then the protocol error, and Close 1007 goes out.
 #[test]
@@ -239,16 +207,7 @@ fn invalid_utf8_inside_a_streamed_text_message_fails_with_1007() {
             assert!(ws.recv().is_none());
             got
         });
-        let request = ClientRequest::new(&url).unwrap();
-        let mut stream = TcpStream::connect((request.host(), request.port())).unwrap();
-        let mut handshake = ClientHandshake::new(&request).unwrap();
-        stream.write_all(handshake.request()).unwrap();
-        let mut buf = BytesMut::new();
-        while handshake.receive(&mut buf).unwrap().is_none() {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let (mut stream, _) = raw_client(&url);
         stream.write_all(&masked(0x01, b"hello ")).unwrap();
         wait_first.recv().unwrap();
         stream.write_all(&masked(0x80, b"wor\xffld")).unwrap();

@@ -3,8 +3,11 @@
 //! is tested in ws-proto; these check the I/O plumbing. Every test binds
 //! 127.0.0.1:0 and is bounded by a timeout.
 
+mod common;
+
 use core::{future::Future, time::Duration};
 
+use common::masked;
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -97,15 +100,6 @@ async fn raw_pair(options: &Options) -> (TcpStream, WebSocket<TcpStream>) {
         }
     );
     (raw, server)
-}
-
-/// A masked client frame (payload below 126 bytes).
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1, 2, 3, 4];
-    let mut frame = vec![first, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&key);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    frame
 }
 
 /// Reads one (unmasked) server frame: first byte and payload.

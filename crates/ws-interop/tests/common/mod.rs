@@ -473,7 +473,7 @@ macro_rules! scenario {
     };
 }
 
-mod tokio_rt {
+pub(crate) mod tokio_rt {
     use ws_tokio as adapter;
 
     use super::*;
@@ -504,7 +504,8 @@ mod tokio_rt {
 
     scenario!(async await);
 
-    fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    /// A current-thread runtime, as every tokio side of these tests runs on.
+    pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -256,8 +256,9 @@ fn describe(event: Option<Result<Event, String>>) -> String {
 }
 
 /// The exchange (see the module doc), written once for the async adapters
-/// (`exchange!(async await)`) and the blocking one (`exchange!()`). The
-/// including module provides `adapter` (the crate) and `Stream`.
+/// (`exchange!(async await)`, which also get `accepted` and `connected`:
+/// our server and client around it) and the blocking one (`exchange!()`).
+/// The including module provides `adapter` (the crate) and `Stream`.
 macro_rules! exchange {
     ($($async:tt $aw:tt)?) => {
         type Ws = adapter::WebSocket<Stream>;
@@ -391,6 +392,26 @@ macro_rules! exchange {
             }
             Ok(figures)
         }
+
+        $(
+            /// Our server on an accepted connection: the handshake, then
+            /// the exchange.
+            $async fn accepted(stream: Stream, plan: Plan) -> Result<Figures, String> {
+                let mut ws = adapter::accept_with(stream, &plan.options(true))
+                    .$aw
+                    .map_err(|e| format!("accept: {e}"))?;
+                exchange(&mut ws, plan).$aw
+            }
+
+            /// Our client: connects to `url`, then the exchange.
+            $async fn connected(url: &str, plan: Plan) -> Result<Figures, String> {
+                let request = ws_proto::ClientRequest::new(url).map_err(|e| e.to_string())?;
+                let (mut ws, _) = adapter::connect_with(request, &plan.options(false))
+                    .$aw
+                    .map_err(|e| format!("connect: {e}"))?;
+                exchange(&mut ws, plan).$aw
+            }
+        )?
     };
 }
 
@@ -398,17 +419,11 @@ mod tokio_side {
     use ws_tokio as adapter;
 
     use super::*;
+    use crate::common::tokio_rt::runtime;
 
     type Stream = adapter::MaybeTlsStream;
 
     exchange!(async await);
-
-    fn runtime() -> Result<tokio::runtime::Runtime, String> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("runtime: {e}"))
-    }
 
     pub(crate) fn serve(listener: std::net::TcpListener, plan: Plan) -> Result<Figures, String> {
         runtime()?.block_on(async {
@@ -420,11 +435,7 @@ mod tokio_side {
                     .accept()
                     .await
                     .map_err(|e| format!("accept: {e}"))?;
-                let stream = adapter::MaybeTlsStream::Plain(tcp);
-                let mut ws = adapter::accept_with(stream, &plan.options(true))
-                    .await
-                    .map_err(|e| format!("accept: {e}"))?;
-                exchange(&mut ws, plan).await
+                accepted(Stream::Plain(tcp), plan).await
             };
             tokio::time::timeout(plan.limit(), run)
                 .await
@@ -434,14 +445,7 @@ mod tokio_side {
 
     pub(crate) fn connect(url: &str, plan: Plan) -> Result<Figures, String> {
         runtime()?.block_on(async {
-            let run = async {
-                let request = ws_proto::ClientRequest::new(url).map_err(|e| e.to_string())?;
-                let (mut ws, _) = adapter::connect_with(request, &plan.options(false))
-                    .await
-                    .map_err(|e| format!("connect: {e}"))?;
-                exchange(&mut ws, plan).await
-            };
-            tokio::time::timeout(plan.limit(), run)
+            tokio::time::timeout(plan.limit(), connected(url, plan))
                 .await
                 .map_err(|_| "the tokio client timed out".to_owned())?
         })
@@ -475,22 +479,12 @@ mod smol_side {
                 .accept()
                 .await
                 .map_err(|e| format!("accept: {e}"))?;
-            let stream = adapter::MaybeTlsStream::Plain(tcp);
-            let mut ws = adapter::accept_with(stream, &plan.options(true))
-                .await
-                .map_err(|e| format!("accept: {e}"))?;
-            exchange(&mut ws, plan).await
+            accepted(Stream::Plain(tcp), plan).await
         })
     }
 
     pub(crate) fn connect(url: &str, plan: Plan) -> Result<Figures, String> {
-        bounded(plan, "client", async {
-            let request = ws_proto::ClientRequest::new(url).map_err(|e| e.to_string())?;
-            let (mut ws, _) = adapter::connect_with(request, &plan.options(false))
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            exchange(&mut ws, plan).await
-        })
+        bounded(plan, "client", connected(url, plan))
     }
 }
 
