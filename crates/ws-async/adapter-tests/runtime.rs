@@ -32,7 +32,7 @@ pub(crate) type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A runtime the scenarios run on.
 pub(crate) trait Rt: 'static {
     /// Its TCP stream.
-    type S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
 
     /// Runs `f` to completion on a runtime of its own.
     fn block_on<T>(f: impl Future<Output = T>) -> T;

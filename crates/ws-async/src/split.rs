@@ -21,7 +21,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use ws_proto::adapter::{Error, Result};
-use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
+use ws_proto::{
+    Broadcast, CloseCode, CloseFrame, Connection, Driver, Event, Message, Offered, Op, WhenFull,
+};
 
 use crate::socket::{
     Done, Io, Link, Timer, command, not_message, poll_op, recv_api, report, send_api,
@@ -319,6 +321,41 @@ impl<S, R: Runtime<S>> WriteHalf<S, R> {
         poll_op(&mut self.0, cx, Op::WriteOut).map_ok(drop)
     }
 
+    /// Queues `message` without waiting: `Err` with
+    /// [`Error::is_full`] (the message is in it) when the outgoing queue is
+    /// at its high-water mark, [`Config::max_write_buffer`]; another `Err`
+    /// when the connection is closing or closed. The [`ReadHalf`]'s receive
+    /// writes it out (or this half's next `send` or `flush`): keep the
+    /// reader receiving.
+    ///
+    /// [`Config::max_write_buffer`]: ws_proto::Config::max_write_buffer
+    pub fn try_send(&self, message: Message) -> Result<()> {
+        lock(&self.0.shared.driver).send(message)?;
+        self.0.wake_all(); // a reader waiting to read writes the queue
+        Ok(())
+    }
+
+    /// Starts the close handshake without waiting: queues a Close (behind
+    /// whatever is queued, even in a full queue) and arms the close timer;
+    /// the [`ReadHalf`]'s receive finishes the handshake and ends with the
+    /// peer's Close, or drops a peer that does not answer within the close
+    /// timeout. For closing a connection from the task that sends to it,
+    /// or from a broadcast.
+    pub fn try_close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        self.start_close(code, reason)
+    }
+
+    /// Offers `message` as one connection of a broadcast: queued without
+    /// waiting, or, if the queue is full, skipped or the connection closed
+    /// as `when_full` says ([`Driver::offer`]). See [`broadcast`].
+    pub fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+        let offered = lock(&self.0.shared.driver).offer(message, when_full);
+        if offered != Offered::Skipped {
+            self.0.wake_all();
+        }
+        offered
+    }
+
     fn start_close(&self, code: CloseCode, reason: &str) -> Result<()> {
         lock(&self.0.shared.driver).close(code, reason)?;
         // The close timer starts: let the reader arm it.
@@ -346,3 +383,35 @@ send_api!(
     /// the reader) writes it.
     close
 );
+
+impl<S, R: Runtime<S>> AsRef<Self> for WriteHalf<S, R> {
+    fn as_ref(&self) -> &Self {
+        self
+    }
+}
+
+/// Sends `message` to every connection in `targets` without waiting for any
+/// of them: each takes it into its outgoing queue, and one whose queue is at
+/// its high-water mark ([`Config::max_write_buffer`]) misses it and stays
+/// open or is closed, as `when_full` says. A slow or stalled peer never
+/// holds up the others. Connections that are closing are skipped.
+///
+/// `targets` yields write halves, or anything that refers to one (`&`,
+/// `Arc`). The message's payload is shared, not copied, between them
+/// (with permessage-deflate each connection compresses its own copy).
+/// Each target's [`ReadHalf`] writes the queued bytes: keep them receiving.
+///
+/// [`Config::max_write_buffer`]: ws_proto::Config::max_write_buffer
+pub fn broadcast<S, R, T>(
+    targets: impl IntoIterator<Item = T>,
+    message: &Message,
+    when_full: WhenFull<'_>,
+) -> Broadcast
+where
+    R: Runtime<S>,
+    T: AsRef<WriteHalf<S, R>>,
+{
+    Broadcast::each(targets, message, |target, message| {
+        target.as_ref().offer(message, when_full)
+    })
+}

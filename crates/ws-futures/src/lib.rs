@@ -59,6 +59,14 @@
 //! answering pings) while the write half waits for a peer that does not
 //! read, and automatic replies go out in order with the writer's messages.
 //!
+//! For fan-out (chat rooms, game state), [`WriteHalf::try_send`] queues
+//! without waiting and fails fast ([`Error::is_full`]) once the
+//! connection's queue is at its high-water mark
+//! ([`Config::max_write_buffer`]); [`WriteHalf::try_close`] closes from any
+//! task; [`broadcast`] sends one message to many connections and skips, or
+//! closes ([`WhenFull`]), those that fall behind. Each connection's read
+//! half writes what was queued: keep it receiving.
+//!
 //! ## Streaming: messages of any size in bounded memory
 //! With [`Config::streaming`] on ([`Streaming::Always`], or
 //! [`Streaming::Above`] a size), received messages arrive in pieces as they

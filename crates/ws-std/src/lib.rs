@@ -38,6 +38,12 @@
 //! - Then [`WebSocket::recv`] / [`WebSocket::send`] / [`WebSocket::close`],
 //!   or [`WebSocket::split`] into a [`ReadHalf`] and a [`WriteHalf`] for two
 //!   threads.
+//! - Fan-out: [`WriteHalf::try_send`] queues without waiting and fails fast
+//!   ([`Error::is_full`]) at the queue's high-water mark
+//!   ([`Config::max_write_buffer`]); [`WriteHalf::try_close`];
+//!   [`broadcast`] to many connections, skipping or closing ([`WhenFull`])
+//!   those that fall behind. The read half writes what was queued within
+//!   100 ms (or the write half's `flush` at once): keep it receiving.
 //!
 //! ```no_run
 //! use std::{net::TcpListener, thread};
@@ -134,7 +140,7 @@ pub use crate::tls::TlsStream;
 pub use crate::{
     handshake::*,
     socket::WebSocket,
-    split::{ReadHalf, WriteHalf},
+    split::{ReadHalf, WriteHalf, broadcast},
     stream::{MessageReader, MessageWriter},
 };
 #[cfg(feature = "rustls")]

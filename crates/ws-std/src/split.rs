@@ -9,7 +9,9 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
-use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
+use ws_proto::{
+    Broadcast, CloseCode, CloseFrame, Connection, Driver, Event, Message, Offered, Op, WhenFull,
+};
 
 use crate::{
     Result, Transport, WebSocket,
@@ -266,9 +268,63 @@ impl<S> WriteHalf<S> {
         &self.shared.io
     }
 
+    /// Queues `message` without waiting: `Err` with
+    /// [`Error::is_full`](crate::Error::is_full) (the message is in it)
+    /// when the outgoing queue is at its high-water mark,
+    /// [`Config::max_write_buffer`](crate::Config::max_write_buffer);
+    /// another `Err` when the connection is closing or closed. It goes out
+    /// with this half's next [`flush`](Self::flush) or `send`, or from the
+    /// [`ReadHalf`]'s receive within 100 ms (a blocked read is not
+    /// interrupted): keep the reader receiving.
+    pub fn try_send(&self, message: Message) -> Result<()> {
+        Ok(self.with(|d| d.send(message))?)
+    }
+
+    /// Starts the close handshake without waiting: queues a Close (behind
+    /// whatever is queued, even in a full queue). The [`ReadHalf`]'s
+    /// receive writes it (within 100 ms), runs the close timer and ends
+    /// with the peer's Close.
+    pub fn try_close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        Ok(self.with(|d| d.close(code, reason))?)
+    }
+
+    /// Offers `message` as one connection of a broadcast: queued without
+    /// waiting, or, if the queue is full, skipped or the connection closed
+    /// as `when_full` says ([`Driver::offer`]). See [`broadcast`].
+    pub fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+        self.with(|d| d.offer(message, when_full))
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
         f(&mut lock(&self.shared.driver))
     }
+}
+
+impl<S> AsRef<Self> for WriteHalf<S> {
+    fn as_ref(&self) -> &Self {
+        self
+    }
+}
+
+/// Sends `message` to every connection in `targets` without waiting for any
+/// of them: each takes it into its outgoing queue, and one whose queue is at
+/// its high-water mark
+/// ([`Config::max_write_buffer`](crate::Config::max_write_buffer)) misses
+/// it and stays open or is closed, as `when_full` says. A slow or stalled
+/// peer never holds up the others. Connections that are closing are
+/// skipped.
+///
+/// `targets` yields write halves, or anything that refers to one (`&`,
+/// `Arc`). Each target's [`ReadHalf`] writes the queued bytes (within
+/// 100 ms): keep them receiving.
+pub fn broadcast<S, T: AsRef<WriteHalf<S>>>(
+    targets: impl IntoIterator<Item = T>,
+    message: &Message,
+    when_full: WhenFull<'_>,
+) -> Broadcast {
+    Broadcast::each(targets, message, |target, message| {
+        target.as_ref().offer(message, when_full)
+    })
 }
 
 impl<S> WriteHalf<S>

@@ -48,6 +48,15 @@
 //!   (the `tokio_hyper_server` and `tokio_axum_server` examples).
 //! - Two tasks: [`WebSocket::split`]; the read half keeps receiving (and
 //!   answering pings) even while the write half is blocked on a slow peer.
+//! - Fan-out (chat rooms, game state): [`WriteHalf::try_send`] queues
+//!   without waiting and fails fast ([`Error::is_full`]) once the
+//!   connection's queue is at its high-water mark
+//!   ([`Config::max_write_buffer`]); [`WriteHalf::try_close`] closes from
+//!   any task; [`broadcast`] sends one message to many connections and
+//!   skips, or closes ([`WhenFull`]), those that fall behind. Each
+//!   connection's read half writes what was queued: keep it receiving. A
+//!   task that broadcasts from a busy receive loop should yield now and
+//!   then (`tokio::task::yield_now`), so that the receivers' tasks run.
 //! - Cancellation: `recv`, `recv_event`, `flush` and `close` are
 //!   cancel-safe; `send`, `feed` and `ping` lose their message only if
 //!   dropped while waiting for room in a full outgoing buffer.

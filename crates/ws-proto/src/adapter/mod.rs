@@ -18,9 +18,9 @@ pub mod tls;
 pub mod exports {
     pub use super::{Error, Options, Result};
     pub use crate::{
-        AcceptOptions, Accepted, ClientRequest, ClientResponse, CloseCode, CloseFrame, Config,
-        Connection, Driver, Event, HandshakeConfig, HandshakeError, Message, Negotiated,
-        ProtocolError, Role, SendError, ServerRequest, Streaming, Utf8Bytes,
+        AcceptOptions, Accepted, Broadcast, ClientRequest, ClientResponse, CloseCode, CloseFrame,
+        Config, Connection, Driver, Event, HandshakeConfig, HandshakeError, Message, Negotiated,
+        Offered, ProtocolError, Role, SendError, ServerRequest, Streaming, Utf8Bytes, WhenFull,
         bytes::{self, Buf, BufMut, Bytes, BytesMut},
     };
     /// permessage-deflate settings, for [`Options::handshake`]'s `deflate`.
@@ -54,6 +54,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a send that does not wait (`try_send`) found the outgoing
+    /// queue at its high-water mark (`Config::max_write_buffer`): the peer
+    /// reads more slowly than it is sent to. The message is in the error
+    /// ([`SendError::Full`]).
+    pub fn is_full(&self) -> bool {
+        matches!(
+            self,
+            Self::Send(SendError::Full(_) | SendError::ControlFull(_))
+        )
+    }
+
     /// Whether a deadline passed: a read or write timeout the application
     /// set (`WouldBlock` / `TimedOut` from a blocking stream), or the
     /// handshake timeout. The connection is still usable after a read

@@ -94,11 +94,16 @@
 //! [`Op::Recv`] / [`Op::RecvMessage`] (it owns the timer), the writer
 //! [`Op::Reserve`] and [`Op::WriteOut`].
 
+mod broadcast;
 mod opening;
 mod pool;
 mod read_buffer;
 
-pub use self::{opening::Options, read_buffer::ReadBuffer};
+pub use self::{
+    broadcast::{Broadcast, Offered, WhenFull},
+    opening::Options,
+    read_buffer::ReadBuffer,
+};
 
 use alloc::{boxed::Box, collections::VecDeque};
 use core::time::Duration;
