@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use ws_tokio::{CloseCode, Config, MaybeTlsStream, Message, WebSocket};
 
-use crate::connect::{ConnectionArgs, connect_error, parse_secs, parse_url, target};
+use crate::connect::{ConnectionArgs, Dialer, connect_error, parse_secs, parse_url, target};
 
 /// Arguments of `wsx bench`.
 #[derive(Debug, clap::Args)]
@@ -168,14 +168,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let request = parse_url(&args.url)?;
     let (target, secure) = (target(&request), request.is_secure());
-    let options = args.connection.options(Config::default());
+    let dialer = Dialer::new(&args.connection, Config::default())?;
     let offered = !args.connection.no_deflate;
 
     // Every connection first, so that the clock starts with all of them open.
     let mut connecting = JoinSet::new();
     for index in 0..args.connections {
-        let (request, options) = (request.clone(), options.clone());
-        connecting.spawn(async move { (index, ws_tokio::connect_with(request, &options).await) });
+        let (request, dialer) = (request.clone(), dialer.clone());
+        connecting.spawn(async move { (index, dialer.connect(request).await) });
     }
     let mut sockets = Vec::with_capacity(args.connections as usize);
     let mut deflated = 0;

@@ -5,15 +5,18 @@
 //! wording of connection failures) are shared with `wsx bench`.
 
 use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use ws_tokio::rustls::ClientConfig;
 use ws_tokio::{
     ClientRequest, ClientResponse, CloseCode, CloseFrame, Config, DeflateConfig, Error,
-    HandshakeError, Message, Options,
+    HandshakeError, MaybeTlsStream, Message, Options, WebSocket,
 };
 
 /// Exit status when the peer closed with a code other than 1000 or 1001.
@@ -67,6 +70,10 @@ pub(crate) struct ConnectionArgs {
     /// How long to wait for the peer's Close after sending ours.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub(crate) close_timeout: Duration,
+    /// For `wss://`: trust the CA certificates in this PEM file instead of
+    /// Mozilla's roots (a private CA, a self-signed test server).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
 }
 
 impl ConnectionArgs {
@@ -80,6 +87,63 @@ impl ConnectionArgs {
             options
         }
     }
+}
+
+/// How to reach a server: the options, and the TLS configuration of
+/// `--cacert` (otherwise `wss://` uses Mozilla's roots).
+#[derive(Clone, Debug)]
+pub(crate) struct Dialer {
+    pub(crate) options: Options,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Dialer {
+    /// The dialer for `args`, with `config` for the connections.
+    pub(crate) fn new(args: &ConnectionArgs, config: Config) -> anyhow::Result<Self> {
+        let tls = args.cacert.as_deref().map(tls_config).transpose()?;
+        let options = args.options(config);
+        Ok(Self { options, tls })
+    }
+
+    /// Connects, over TLS with the `--cacert` roots when given.
+    pub(crate) async fn connect(
+        &self,
+        request: ClientRequest,
+    ) -> ws_tokio::Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
+        match &self.tls {
+            Some(tls) if request.is_secure() => {
+                ws_tokio::connect_with_tls(request, &self.options, Arc::clone(tls)).await
+            }
+            _ => ws_tokio::connect_with(request, &self.options).await,
+        }
+    }
+}
+
+/// A client TLS configuration trusting the certificates of the PEM file
+/// `path` (ALPN `http/1.1`, the opening handshake's protocol).
+fn tls_config(path: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+    use ws_tokio::rustls::pki_types::pem::PemObject;
+    use ws_tokio::rustls::{self, RootCertStore, pki_types::CertificateDer};
+
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read --cacert {}", path.display()))?
+    {
+        let cert = cert.with_context(|| format!("bad certificate in {}", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("unusable certificate in {}", path.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("no certificate in {}", path.display());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Parses a non-negative number of seconds, fractions allowed.
@@ -192,9 +256,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (target, secure) = (target(&request), request.is_secure());
     let config =
         Config::default().with_keepalive(args.ping_interval, Config::default().ping_timeout);
-    let options = args.connection.options(config);
+    let dialer = Dialer::new(&args.connection, config)?;
 
-    let (mut ws, response) = ws_tokio::connect_with(request, &options)
+    let (mut ws, response) = dialer
+        .connect(request)
         .await
         .map_err(|e| connect_error(&target, secure, e))?;
     eprintln!("connected to {} (101 Switching Protocols)", args.url);

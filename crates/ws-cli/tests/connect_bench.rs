@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -496,6 +496,43 @@ fn bench_connect_failure() {
 }
 
 // --- against wsx serve ---------------------------------------------------
+
+/// `wsx serve 127.0.0.1:0` over TLS with `cert` and `key`.
+fn wsx_serve_tls(cert: &Path, key: &Path) -> Server {
+    let mut command = wsx();
+    command
+        .args(["serve", "127.0.0.1:0", "--tls-cert"])
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .env("RUST_LOG", "warn");
+    start_server(command, |line| {
+        let addr = line.trim().strip_prefix("listening on https://")?;
+        Some(addr.trim_end_matches('/').to_owned())
+    })
+}
+
+#[test]
+fn connect_and_bench_over_wss_with_a_private_ca() {
+    let (cert, key) = self_signed();
+    let server = wsx_serve_tls(&cert, &key);
+    let port = server.base.rsplit(':').next().unwrap();
+    let url = format!("wss://localhost:{port}/echo");
+    let cacert = cert.to_str().unwrap();
+    let outcome = run_wsx(
+        &["connect", "--cacert", cacert, &url],
+        "hello\n",
+        Stdin::Close,
+    );
+    assert_exit(&outcome, 0);
+    assert_eq!(outcome.stdout, "hello\n", "{outcome:#?}");
+    let report = bench_json(&url, &["--cacert", cacert, "--duration", "0.5"]);
+    assert_eq!(report["deflate"], true, "{report}");
+    // Without the CA, the certificate is refused.
+    let outcome = run_wsx(&["connect", &url], "", Stdin::Close);
+    assert_exit(&outcome, 1);
+    assert!(outcome.stderr.contains("UnknownIssuer"), "{outcome:#?}");
+}
 
 #[test]
 fn serve_echo_round_trip() {
