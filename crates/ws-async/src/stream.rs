@@ -308,14 +308,10 @@ impl<S, R: Runtime<S>> fmt::Debug for MessageWriter<'_, S, R> {
     }
 }
 
-/// One write of a [`MessageWriter`] takes at most
-/// [`Config::max_write_buffer`](ws_proto::Config::max_write_buffer) bytes,
-/// or this many if that is less.
-const MIN_WRITE: usize = 64 * 1024;
-
 /// What queueing a frame of the message came to.
-enum Queued<T> {
-    Done,
+enum Queued<T, N> {
+    /// Queued; what the queueing returned (a write: the bytes taken).
+    Done(N),
     /// The queue filled meanwhile (the other half queued a reply): wait for
     /// room again.
     Full(T),
@@ -338,14 +334,14 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
     /// Runs `queue` on the sender and the connection: a full queue
     /// (`SendError::Full`) is handed back to wait for room again, unless the
     /// connection is over.
-    fn queue<T>(
+    fn queue<T, N>(
         &mut self,
-        queue: impl FnOnce(&mut PieceSender, &mut Driver) -> Result<(), SendError>,
+        queue: impl FnOnce(&mut PieceSender, &mut Driver) -> Result<N, SendError>,
         full: impl FnOnce(Message) -> T,
-    ) -> Result<Queued<T>> {
+    ) -> Result<Queued<T, N>> {
         let sender = &mut self.sender;
         self.conn.with(|d| match queue(sender, d) {
-            Ok(()) => Ok(Queued::Done),
+            Ok(taken) => Ok(Queued::Done(taken)),
             Err(SendError::Full(_)) if d.is_done() => Err(SendError::Closed.into()),
             Err(SendError::Full(message)) => Ok(Queued::Full(full(message))),
             Err(e) => Err(e.into()),
@@ -372,20 +368,18 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let most = self.conn.with(|d| d.connection().config().max_write_buffer);
-        let data = &data[..data.len().min(most.max(MIN_WRITE))];
-        loop {
+        let taken = loop {
             ready!(self.conn.poll_room(cx))?;
             let queued = self.queue(|s, d| s.write(d.connection_mut(), data), drop)?;
-            if let Queued::Done = queued {
-                break;
+            if let Queued::Done(taken) = queued {
+                break taken;
             }
-        }
+        };
         // Queued: the bytes are taken whatever the transport does now.
         if let Poll::Ready(Err(e)) = self.conn.poll_op(cx, self.conn.flush_op()) {
             return Poll::Ready(Err(e));
         }
-        Poll::Ready(Ok(data.len()))
+        Poll::Ready(Ok(taken))
     }
 
     /// Polls sending `piece`, which is taken (set to `None`) once queued;

@@ -165,7 +165,8 @@ impl<S> Drop for MessageReader<'_, S> {
 /// A data message sent piece by piece, from [`WebSocket::send_stream`] or
 /// [`WriteHalf::send_stream`](crate::WriteHalf::send_stream): each
 /// [`write`](Write::write) of its [`io::Write`] sends one frame (at most
-/// `Config::max_write_buffer` bytes of what it is given, copied; text is cut
+/// `Config::max_write_buffer` bytes of what it is given, or 64 KiB if that
+/// is less ([`PieceSender::write`](ws_proto::PieceSender::write)), copied; text is cut
 /// at code points, a code point the write ends inside waits for the next);
 /// [`send`](Self::send) sends an owned piece without copying;
 /// [`finish`](Self::finish) ends the message. Pings are still answered
@@ -218,10 +219,7 @@ impl<S> Write for MessageWriter<'_, S> {
     /// write timeout: they stay queued for the next call.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
-        let put = self.put(|sender, conn| {
-            let n = buf.len().min(conn.config().max_write_buffer.max(1));
-            sender.write(conn, &buf[..n]).map(|()| taken = n)
-        });
+        let put = self.put(|sender, conn| sender.write(conn, buf).map(|n| taken = n));
         match put {
             Err(e) if taken == 0 || !e.is_timeout() => Err(e.into()),
             _ => Ok(taken),

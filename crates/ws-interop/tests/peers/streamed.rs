@@ -334,12 +334,18 @@ macro_rules! exchange {
                     hasher.update(piece);
                     length += piece.len() as u64;
                 }
+                let mut rest = piece;
                 loop {
-                    let queued = match piece {
-                        Some(piece) => sender.write(ws.connection_mut(), piece),
+                    // A write takes a bounded part of a long piece: go on
+                    // with the rest.
+                    let queued = match rest {
+                        Some(bytes) => sender
+                            .write(ws.connection_mut(), bytes)
+                            .map(|n| rest = Some(&bytes[n..]).filter(|r| !r.is_empty())),
                         None => sender.finish(ws.connection_mut()),
                     };
                     match queued {
+                        Ok(()) if rest.is_some() => {}
                         Ok(()) => break,
                         // The outgoing queue is full: write it out, then retry.
                         Err(SendError::Full(_)) => ws.flush()$(.$aw)?

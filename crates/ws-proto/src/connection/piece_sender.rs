@@ -43,6 +43,11 @@ pub struct PieceSender {
 }
 
 impl PieceSender {
+    /// The most one [`write`](Self::write) takes when
+    /// [`Config::max_write_buffer`](crate::Config::max_write_buffer) is
+    /// smaller: a tiny queue limit does not make frames tiny.
+    pub const MIN_WRITE: usize = 64 * 1024;
+
     /// A text (`true`) or binary message, not started yet.
     pub const fn new(text: bool) -> Self {
         Self {
@@ -70,19 +75,27 @@ impl PieceSender {
         self.started && !self.finished
     }
 
-    /// Queues `data` (copied) as the message's next frame. A full outgoing
-    /// queue answers [`SendError::Full`] (with an empty message: the bytes
-    /// were not taken) before anything is copied: make room and write again.
-    /// Text that is not UTF-8 answers [`SendError::InvalidUtf8`].
-    pub fn write(&mut self, conn: &mut Connection, data: &[u8]) -> Result<(), SendError> {
+    /// Queues the start of `data` (copied) as the message's next frame and
+    /// returns how many bytes it took: all of them, or the first
+    /// [`Config::max_write_buffer`](crate::Config::max_write_buffer) (at
+    /// least [`MIN_WRITE`](Self::MIN_WRITE)) of a longer slice, so that one
+    /// write copies a bounded amount whatever it is given; write the rest
+    /// next. A full outgoing queue answers [`SendError::Full`] (with an
+    /// empty message: no byte was taken) before anything is copied: make
+    /// room and write again. Text that is not UTF-8 answers
+    /// [`SendError::InvalidUtf8`].
+    pub fn write(&mut self, conn: &mut Connection, data: &[u8]) -> Result<usize, SendError> {
         if data.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         if conn.is_write_buffer_full() {
             return Err(SendError::Full(Message::Binary(Bytes::new())));
         }
+        let most = conn.config().max_write_buffer.max(Self::MIN_WRITE);
+        let data = &data[..data.len().min(most)];
         if !self.text {
-            return self.queue(conn, Message::Binary(Bytes::copy_from_slice(data)), false);
+            self.queue(conn, Message::Binary(Bytes::copy_from_slice(data)), false)?;
+            return Ok(data.len());
         }
         let held = usize::from(self.held_len);
         let mut joined = Vec::with_capacity(held + data.len());
@@ -102,7 +115,7 @@ impl PieceSender {
             self.queue(conn, Message::Text(text), false)?;
         }
         (self.held, self.held_len) = (open_bytes, open as u8);
-        Ok(())
+        Ok(data.len())
     }
 
     /// Queues an owned piece without copying: binary, or text (which must
@@ -151,5 +164,29 @@ impl PieceSender {
         conn.send_fragment(piece, fin)?;
         self.started = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Role};
+
+    fn conn(max_write_buffer: usize) -> Connection {
+        let config = Config::default().with_max_write_buffer(max_write_buffer);
+        Connection::with_entropy(Role::Server, config, |_: &mut [u8]| {})
+    }
+
+    #[test]
+    fn one_write_takes_a_bounded_part_of_a_long_slice() {
+        let long = vec![b'a'; 3 << 20];
+        // The queue's limit, when it is large...
+        let mut binary = PieceSender::new(false);
+        assert_eq!(binary.write(&mut conn(1 << 20), &long), Ok(1 << 20));
+        // ...else 64 KiB: a tiny limit does not make frames tiny.
+        let mut text = PieceSender::new(true);
+        let taken = text.write(&mut conn(10), &long);
+        assert_eq!(taken, Ok(PieceSender::MIN_WRITE));
+        assert_eq!(text.write(&mut conn(10), &long[..5]), Ok(5));
     }
 }
