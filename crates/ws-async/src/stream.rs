@@ -18,7 +18,7 @@ use std::io;
 #[cfg(any(feature = "tokio", feature = "futures-io"))]
 use bytes::Buf;
 use bytes::Bytes;
-use ws_proto::adapter::{Error, Result};
+use ws_proto::adapter::{Result, next_piece};
 use ws_proto::{Driver, Event, Message, Op, PieceSender, SendError};
 
 use crate::socket::{Link, poll_op};
@@ -72,12 +72,6 @@ impl<S, R: Runtime<S>> Conn<'_, S, R> {
         }
         Poll::Ready(Ok(()))
     }
-}
-
-/// The error of a stream whose connection ended inside its message.
-fn cut_short() -> Error {
-    let why = "the connection ended inside a streamed message";
-    Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, why))
 }
 
 // ----- Receiving -----
@@ -162,26 +156,13 @@ impl<'a, S, R: Runtime<S>> MessageStream<'a, S, R> {
                 return Poll::Ready(None);
             }
             let outcome = ready!(self.conn.poll_op(cx, Op::RecvMessage));
-            match outcome {
-                Ok(Some(Event::Fragment {
-                    piece,
-                    first: false,
-                    last,
-                })) => {
-                    self.ended = last;
-                    self.piece = piece.into_bytes();
-                }
-                Ok(Some(event)) => {
-                    // The start of another message (which the core never
-                    // delivers inside one): it is the next receive's.
-                    self.conn.with(|d| d.put_back(event));
-                    self.ended = true;
-                    return Poll::Ready(Some(Err(cut_short())));
-                }
-                Ok(None) => {
-                    self.ended = true;
-                    return Poll::Ready(Some(Err(cut_short())));
-                }
+            let mut other = None;
+            let next = outcome.and_then(|received| next_piece(received, |e| other = Some(e)));
+            if let Some(event) = other {
+                self.conn.with(|d| d.put_back(event));
+            }
+            match next {
+                Ok((piece, last)) => (self.piece, self.ended) = (piece, last),
                 Err(e) => {
                     self.ended = true;
                     return Poll::Ready(Some(Err(e)));

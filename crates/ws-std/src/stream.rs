@@ -9,6 +9,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
+use ws_proto::adapter::next_piece;
 use ws_proto::{Connection, Driver, Event, Message, Op, PieceSender};
 
 use crate::{Error, Result, Transport, WebSocket, socket::Timer};
@@ -84,7 +85,7 @@ pub(crate) fn message<S>(
 /// end, it has the rest of the message skipped (read and dropped as it
 /// arrives), so the next receive gets the next message. A connection that
 /// fails or ends inside the message is an error (the protocol error, e.g.
-/// invalid UTF-8 closing with 1007; else `UnexpectedEof`), never a short
+/// invalid UTF-8 closing with 1007; else [`Error::CutShort`](crate::Error::CutShort)), never a short
 /// message.
 #[derive(Debug)]
 pub struct MessageReader<'a, S> {
@@ -134,12 +135,13 @@ impl<'a, S> MessageReader<'a, S> {
     /// Receives until a piece with bytes is held: `false` at the end.
     fn fill(&mut self) -> Result<bool> {
         while self.piece.is_empty() && !self.last {
-            match self.socket.recv()? {
-                Some(Event::Fragment { piece, last, .. }) => {
-                    (self.piece, self.last) = (piece.into_bytes(), last);
-                }
-                _ => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            let received = self.socket.recv()?;
+            let mut other = None;
+            let next = next_piece(received, |event| other = Some(event));
+            if let Some(event) = other {
+                self.socket.with(|d| d.put_back(event));
             }
+            (self.piece, self.last) = next?;
         }
         Ok(!self.piece.is_empty())
     }

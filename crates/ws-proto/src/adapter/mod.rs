@@ -51,6 +51,11 @@ pub enum Error {
     /// the adapter's `recv_stream` (or `recv_event`). Its first piece is
     /// kept for that call.
     Streamed,
+    /// The connection ended (closed, failed, or reset) inside a message
+    /// being received piece by piece: what was read of it is not the whole
+    /// message. As an `io::Error` (an adapter's `AsyncRead` or `io::Read`),
+    /// of kind `UnexpectedEof`.
+    CutShort,
 }
 
 impl Error {
@@ -75,6 +80,31 @@ impl Error {
             Self::Handshake(e) => *e == HandshakeError::TimedOut,
             _ => false,
         }
+    }
+}
+
+/// What a streamed message's reader (an adapter's message stream) makes of
+/// what its receive returned: the message's next piece and whether it is
+/// the last; or, when the connection ended inside the message,
+/// [`Error::CutShort`]: never a short message. An event that is not the
+/// message's next piece (the core delivers none inside a message) goes to
+/// `give_back` ([`Driver::put_back`](crate::Driver::put_back)) for the
+/// next receive, and the message is cut short too.
+pub fn next_piece(
+    received: Option<crate::Event>,
+    give_back: impl FnOnce(crate::Event),
+) -> Result<(bytes::Bytes, bool)> {
+    match received {
+        Some(crate::Event::Fragment {
+            piece,
+            first: false,
+            last,
+        }) => Ok((piece.into_bytes(), last)),
+        Some(other) => {
+            give_back(other);
+            Err(Error::CutShort)
+        }
+        None => Err(Error::CutShort),
     }
 }
 
@@ -114,6 +144,7 @@ impl fmt::Display for Error {
             Self::Streamed => {
                 f.write_str("a streamed message arrived: receive it with recv_stream or recv_event")
             }
+            Self::CutShort => f.write_str("the connection ended inside a streamed message"),
         }
     }
 }
@@ -125,7 +156,7 @@ impl core::error::Error for Error {
             Self::Protocol(e) => e,
             Self::Handshake(e) => e,
             Self::Send(e) => e,
-            Self::Streamed => return None,
+            Self::Streamed | Self::CutShort => return None,
         })
     }
 }
@@ -161,6 +192,7 @@ impl From<Error> for io::Error {
             Error::Protocol(_) | Error::Handshake(_) => io::ErrorKind::InvalidData,
             Error::Send(SendError::Closed) => io::ErrorKind::NotConnected,
             Error::Send(_) | Error::Streamed => io::ErrorKind::InvalidInput,
+            Error::CutShort => io::ErrorKind::UnexpectedEof,
         };
         match e {
             Error::Io(inner) => inner,
@@ -214,5 +246,25 @@ mod tests {
         assert!(!Error::Io(io::ErrorKind::ConnectionReset.into()).is_timeout());
         assert!(!Error::Send(SendError::Closed).is_timeout());
         assert!(Error::Handshake(HandshakeError::TimedOut).is_timeout());
+    }
+
+    #[test]
+    fn a_streamed_message_is_never_cut_short_silently() {
+        use crate::{Event, Message};
+        let piece = |first, last| Event::Fragment {
+            piece: Message::binary(&b"ab"[..]),
+            first,
+            last,
+        };
+        let mut given_back = None;
+        let next = next_piece(Some(piece(false, true)), |e| given_back = Some(e));
+        assert_eq!(next.unwrap(), (bytes::Bytes::from_static(b"ab"), true));
+        // The end of the connection, or another message's start.
+        assert!(matches!(next_piece(None, drop), Err(Error::CutShort)));
+        let next = next_piece(Some(piece(true, false)), |e| given_back = Some(e));
+        assert!(matches!(next, Err(Error::CutShort)));
+        assert_eq!(given_back, Some(piece(true, false)));
+        let as_io = io::Error::from(Error::CutShort);
+        assert_eq!(as_io.kind(), io::ErrorKind::UnexpectedEof);
     }
 }
