@@ -142,19 +142,10 @@ fn start_server(mut command: Command, parse: fn(&str) -> Option<String>) -> Serv
     }
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
+#[path = "../../ws-interop/shared/peers_location.rs"]
+mod peers_location;
 
-/// `interop/.venv/bin/python` when `interop/setup.sh` made it, else `python3`.
-fn python() -> PathBuf {
-    let venv = interop_dir().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
+use peers_location::{interop_dir, python};
 
 /// Whether Python `websockets` is there. If not: fails under `CI=true`,
 /// otherwise prints why the test is skipped.
@@ -166,16 +157,12 @@ fn python_ready() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    if installed {
-        return true;
-    }
-    let msg = "Python websockets is not installed; run `bash interop/setup.sh`";
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{msg}");
-    }
-    // Straight to stderr: libtest would capture `eprintln!` of a passing test.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
-    false
+    let installed = if installed {
+        Ok(())
+    } else {
+        Err("`import websockets` failed".to_owned())
+    };
+    peers_location::require("Python websockets", installed)
 }
 
 /// The Python echo server (`peer.py server 0`); with `deflate` it requires

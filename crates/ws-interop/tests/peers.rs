@@ -13,8 +13,7 @@ mod streamed;
 
 use core::time::Duration;
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    path::PathBuf,
+    io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
@@ -32,19 +31,10 @@ enum Peer {
     Node,
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
+#[path = "../shared/peers_location.rs"]
+mod peers_location;
 
-/// `interop/.venv/bin/python` when `interop/setup.sh` made it, else `python3`.
-fn python() -> PathBuf {
-    let venv = interop_dir().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
+use peers_location::{interop_dir, python};
 
 impl Peer {
     /// The interpreter and the peer script, with the working directory set.
@@ -107,20 +97,8 @@ impl Peer {
     /// `true` if the peer can run. If not: fails under `CI=true`, otherwise
     /// prints why the test is skipped and returns `false`.
     fn require(self) -> bool {
-        match self.check_installed() {
-            Ok(()) => true,
-            Err(why) => {
-                let msg = format!(
-                    "the {self:?} interop peer is not installed ({why}); run `bash interop/setup.sh`"
-                );
-                if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                    panic!("{msg}");
-                }
-                // Straight to stderr: libtest would capture `eprintln!` of a passing test.
-                let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
-                false
-            }
-        }
+        let peer = format!("the {self:?} interop peer");
+        peers_location::require(&peer, self.check_installed())
     }
 }
 
