@@ -1,0 +1,78 @@
+//! # ws-compio: WebSockets on compio (io_uring)
+//!
+//! A thin adapter that runs the sans-IO [`ws_proto::Driver`] on
+//! [compio](https://docs.rs/compio), a completion-based runtime: io_uring on
+//! Linux, or compio's polling driver where io_uring is unavailable (this
+//! crate enables both; compio picks at runtime). It performs the reads,
+//! writes, shutdown and the one timer the driver asks for and maps types;
+//! every policy (what to read and when, what a transport error means, the
+//! close handshake) is the core's.
+//!
+//! ```no_run
+//! use compio::net::TcpListener;
+//! use ws_compio::{CloseCode, Message};
+//!
+//! # async fn demo() -> ws_compio::Result<()> {
+//! // Server: accept and echo, one task per connection.
+//! let listener = TcpListener::bind("127.0.0.1:9002").await?;
+//! compio::runtime::spawn(async move {
+//!     while let Ok((stream, _)) = listener.accept().await {
+//!         compio::runtime::spawn(async move {
+//!             let mut ws = ws_compio::accept(stream).await?;
+//!             while let Some(message) = ws.recv().await {
+//!                 ws.send(message?).await?;
+//!             }
+//!             Ok::<(), ws_compio::Error>(())
+//!         })
+//!         .detach();
+//!     }
+//! })
+//! .detach();
+//!
+//! // Client.
+//! let (mut ws, _response) = ws_compio::connect("ws://127.0.0.1:9002/").await?;
+//! ws.send(Message::text("hello")).await?;
+//! if let Some(echo) = ws.recv().await {
+//!     println!("{:?}", echo?);
+//! }
+//! ws.close(CloseCode::NORMAL, "bye").await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - Client: [`connect`], [`connect_with`] (`ws://` only: no TLS), or
+//!   [`client`] over a stream you connected.
+//! - Server: [`accept`], [`accept_with`], or [`read_request`] then
+//!   [`Incoming::accept`] / [`Incoming::reject`].
+//! - A stream upgraded elsewhere: [`WebSocket::from_raw`] or
+//!   [`WebSocket::from_driver`].
+//! - Two tasks: [`WebSocket::split`] into a [`ReadHalf`] and a
+//!   [`WriteHalf`] (tasks of one runtime: compio's futures are not `Send`).
+//!
+//! ## Owned buffers
+//! Completion I/O hands buffers to the kernel until the operation ends, so
+//! the reads, writes, the shutdown and the timer's sleep are kept in flight
+//! in the socket across calls, and every receive and flush is cancel-safe.
+//! Writes pass the driver's own chunks ([`Driver::pop_chunk`], `Bytes`) to
+//! the kernel without a copy. Reads land in an owned `BytesMut` sized by
+//! the driver's read size and are appended to its buffer (one copy: see
+//! `Io::poll_read` in the source for why).
+//!
+//! A read that must not wait ([`flush`](WebSocket::flush) answering pings
+//! while the application only sends) is submitted and polled once; it
+//! stays in flight, and the next call collects it. So pings that arrive
+//! while the application only sends are answered by its next `flush`.
+
+#![forbid(unsafe_code)]
+
+mod handshake;
+mod socket;
+mod split;
+
+pub use ws_proto::{self, adapter::exports::*};
+
+pub use crate::{
+    handshake::*,
+    socket::{Transport, WebSocket},
+    split::{ReadHalf, WriteHalf},
+};

@@ -1,0 +1,383 @@
+//! The WebSocket, its I/O in flight, and the one run loop that it and both
+//! split halves use: ask the [`Driver`], perform the [`Action`], report.
+//!
+//! Completion-based I/O owns its buffers until the kernel is done with them,
+//! so a read, a write, a shutdown and the timer's sleep are futures kept in
+//! the socket, not in a call: a call that returns `Pending`, or is dropped
+//! (`select!`), leaves them in flight, and the next call polls the same ones.
+//! Nothing is cancelled half way, so nothing read or written is lost.
+
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+use core::time::Duration;
+use std::{io, time::Instant};
+
+use bytes::{BufMut, BytesMut};
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use ws_proto::adapter::{Error, Result};
+use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role};
+
+use crate::Bytes;
+
+/// A future kept across calls: compio's futures are not `Send`, neither is
+/// this.
+type Flight<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// A duplex stream whose clones read and write the same connection
+/// (`compio::net::TcpStream`, `UnixStream`): the read in flight owns one
+/// clone, the write in flight another, so that both run at once.
+pub trait Transport: AsyncRead + AsyncWrite + Clone + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Clone + 'static> Transport for T {}
+
+/// The I/O in flight of one connection.
+pub(crate) struct Io<S> {
+    pub(crate) stream: S,
+    /// The read in flight, with the buffer it reads into.
+    read: Option<Flight<(io::Result<usize>, BytesMut)>>,
+    /// Where reads land between two reads (see [`Io::poll_read`]).
+    landing: BytesMut,
+    /// The write in flight (one owned chunk, then a flush): its length.
+    write: Option<Flight<io::Result<usize>>>,
+    /// The shutdown in flight.
+    shutdown: Option<Flight<()>>,
+}
+
+impl<S> core::fmt::Debug for Io<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Io")
+            .field("reading", &self.read.is_some())
+            .field("writing", &self.write.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Transport> Io<S> {
+    fn new(stream: S) -> Self {
+        let (read, landing, write, shutdown) = (None, BytesMut::new(), None, None);
+        Self {
+            stream,
+            read,
+            landing,
+            write,
+            shutdown,
+        }
+    }
+
+    /// Performs [`Action::Read`], `wait`ing or not: polls the read in flight
+    /// (starting one first if there is none) and reports it.
+    ///
+    /// compio's `IoBufMut` has `unsafe fn set_len` (through `SetLen`), so
+    /// this `forbid(unsafe_code)` crate cannot lend the driver's
+    /// `ReadBuffer` to the kernel: the kernel reads into an owned
+    /// `BytesMut` (compio's own impl), sized by the driver's read size, and
+    /// what arrived is appended to the driver's buffer: one copy of the
+    /// bytes read, no allocation (the landing buffer is reused).
+    ///
+    /// `wait: false` (the reads of [`Op::Flush`]) polls once, like every
+    /// async adapter: a read cannot be "tried" without being submitted, and
+    /// cancelling a submitted read may lose what it read. So the read stays
+    /// in flight, owned by the socket, and the next operation, waiting or
+    /// not, polls it again: pings that arrive while the application only
+    /// sends are answered by its next `flush` (or receive).
+    fn poll_read(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<io::Result<()>> {
+        let read = self.read.get_or_insert_with(|| {
+            let room = driver.read_buf().chunk_mut().len();
+            let mut landing = core::mem::take(&mut self.landing);
+            if landing.capacity() > 2 * room {
+                landing = BytesMut::new(); // An idle connection's read is small.
+            }
+            landing.clear();
+            landing.reserve(room);
+            let mut stream = self.stream.clone();
+            Box::pin(async move {
+                let BufResult(read, landing) = stream.read(landing.slice(..room)).await;
+                (read, landing.into_inner())
+            })
+        });
+        let Poll::Ready((read, landing)) = read.as_mut().poll(cx) else {
+            driver.read_blocked();
+            return Poll::Pending;
+        };
+        self.read = None;
+        let n = read?;
+        driver.read_buf().put_slice(&landing[..n]);
+        driver.filled(n);
+        self.landing = landing;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Performs [`Action::Write`]: the write in flight, or the next owned
+    /// chunk of the queue handed to the kernel ([`Driver::pop_chunk`], no
+    /// copy), then flushed. `wait: false` needs nothing more: a submitted
+    /// write never holds up the caller, it is polled, and left in flight.
+    fn poll_write(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<io::Result<()>> {
+        let write = match &mut self.write {
+            Some(write) => write,
+            None => {
+                let Some(chunk) = driver.pop_chunk() else {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                };
+                self.write.insert(write_all(self.stream.clone(), chunk))
+            }
+        };
+        let Poll::Ready(written) = write.as_mut().poll(cx) else {
+            driver.write_blocked();
+            return Poll::Pending;
+        };
+        self.write = None;
+        driver.wrote(written?);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Performs [`Action::Shutdown`] (its error does not matter), dropping
+    /// (cancelling) the write in flight first if `discard`.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>, discard: bool) -> Poll<()> {
+        if discard {
+            self.write = None;
+        }
+        let shutdown = self.shutdown.get_or_insert_with(|| {
+            let mut stream = self.stream.clone();
+            Box::pin(async move {
+                let _ = stream.shutdown().await;
+            })
+        });
+        ready!(shutdown.as_mut().poll(cx));
+        self.shutdown = None;
+        Poll::Ready(())
+    }
+}
+
+/// Writes `chunk` whole, then flushes: the adapter-wide rule that what was
+/// written is flushed before the driver waits is kept by the write itself.
+fn write_all<S: Transport>(mut stream: S, chunk: Bytes) -> Flight<io::Result<usize>> {
+    Box::pin(async move {
+        let len = chunk.len();
+        let BufResult(written, _) = stream.write_all(chunk).await;
+        written?;
+        stream.flush().await?;
+        Ok(len)
+    })
+}
+
+/// The one timer: a sleep re-armed when the driver's deadline moves, on a
+/// clock that starts at its first use.
+#[derive(Default)]
+pub(crate) struct Timer {
+    origin: Option<Instant>,
+    /// The deadline armed, and its sleep.
+    sleep: Option<(Duration, Flight<()>)>,
+}
+
+impl core::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let armed = self.sleep.as_ref().map(|(deadline, _)| deadline);
+        f.debug_struct("Timer").field("armed", &armed).finish()
+    }
+}
+
+impl Timer {
+    /// Performs [`Action::Timer`]: `Pending` while the sleep runs.
+    fn poll(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<()> {
+        let origin = *self.origin.get_or_insert_with(Instant::now);
+        let Some(deadline) = driver.timer(origin.elapsed()) else {
+            return Poll::Ready(());
+        };
+        let (_, sleep) = match &mut self.sleep {
+            Some(armed) if armed.0 == deadline => armed,
+            slot => slot.insert((
+                deadline,
+                Box::pin(compio::time::sleep_until(origin + deadline)),
+            )),
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            driver.timer_blocked();
+            return Poll::Pending;
+        }
+        self.sleep = None;
+        driver.timer_fired(deadline);
+        Poll::Ready(())
+    }
+}
+
+/// A WebSocket over a compio stream `S` (by default a TCP stream), after
+/// the opening handshake.
+///
+/// Receiving drives everything: [`recv`](Self::recv) answers pings, echoes
+/// Close frames, sends keepalive pings and enforces the close timeout. All
+/// state, I/O in flight included, lives in the socket: every method is
+/// cancel-safe except `send` and `ping`, whose message is lost if dropped
+/// while waiting for room in a full outgoing queue.
+#[derive(Debug)]
+pub struct WebSocket<S = compio::net::TcpStream> {
+    pub(crate) io: Io<S>,
+    pub(crate) driver: Driver,
+    pub(crate) timer: Timer,
+    /// A report reached the driver in the last operation (split halves
+    /// then wake each other).
+    pub(crate) progress: bool,
+}
+
+/// The run loop of operation `op`: `Some(event)` delivered, `None` the
+/// operation is over. `shared`: a split half, whose driver waits for what
+/// either half reported blocked.
+pub(crate) fn poll_op<S: Transport>(
+    ws: &mut WebSocket<S>,
+    cx: &mut Context<'_>,
+    op: Op,
+    shared: bool,
+) -> Poll<Result<Option<Event>>> {
+    let WebSocket {
+        io,
+        driver,
+        timer,
+        progress,
+    } = ws;
+    let mut blocked = false;
+    loop {
+        let outcome = match driver.poll(op) {
+            Action::Deliver => return Poll::Ready(Ok(driver.take_event())),
+            Action::Done => {
+                return Poll::Ready(driver.take_error().map_or(Ok(None), |e| Err(e.into())));
+            }
+            Action::Write { .. } => io.poll_write(cx, driver),
+            Action::Read { .. } => io.poll_read(cx, driver),
+            Action::Timer => timer.poll(cx, driver).map(Ok),
+            Action::Shutdown { discard } => {
+                ready!(io.poll_shutdown(cx, discard));
+                driver.shut_down();
+                Poll::Ready(Ok(()))
+            }
+            // This half has no wakeup yet for what the other one reported
+            // blocked; the driver forgot it at `Wait`: ask again.
+            Action::Wait if shared && !blocked => continue,
+            Action::Wait => return Poll::Pending,
+        };
+        match outcome {
+            Poll::Pending => blocked = true,
+            Poll::Ready(Ok(())) => *progress = true,
+            Poll::Ready(Err(e)) => {
+                *progress = true;
+                if driver.io_error() {
+                    return Poll::Ready(Err(e.into()));
+                }
+            }
+        }
+    }
+}
+
+impl<S: Transport> WebSocket<S> {
+    /// Wraps a stream on which the opening handshake already happened
+    /// elsewhere. Bytes read past the handshake go in first through
+    /// [`from_driver`](Self::from_driver) with
+    /// `Driver::with_buffer(Connection::new(role, config), bytes)`.
+    pub fn from_raw(stream: S, role: Role, config: Config) -> Self {
+        Self::from_driver(stream, Driver::new(Connection::new(role, config)))
+    }
+
+    /// Wraps a stream and the driver of a connection the opening handshake
+    /// produced (`Accepted::connection`, `ClientResponse::connection`), so
+    /// that what was negotiated reaches it.
+    pub fn from_driver(stream: S, driver: Driver) -> Self {
+        let (timer, progress) = (Timer::default(), false);
+        Self {
+            io: Io::new(stream),
+            driver,
+            timer,
+            progress,
+        }
+    }
+
+    pub(crate) async fn run(&mut self, op: Op) -> Result<Option<Event>> {
+        poll_fn(|cx| poll_op(self, cx, op, false)).await
+    }
+
+    /// Receives the next data message. Pings are answered and Close frames
+    /// echoed inside; `None` once the connection is over (see
+    /// [`close_frame`](Self::close_frame) for why). A protocol error is
+    /// returned once, after its Close frame was flushed and the transport
+    /// shut down; so is an I/O error that ends the connection. A message
+    /// that arrives in pieces ([`Config::streaming`]) is
+    /// [`Error::Streamed`]; receive it with [`recv_event`](Self::recv_event).
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        message(self.run(Op::RecvMessage).await, |e| self.driver.put_back(e))
+    }
+
+    /// Like [`recv`](Self::recv), but yields every event: pings (already
+    /// answered), pongs, the Close, and the pieces of a streamed message.
+    pub async fn recv_event(&mut self) -> Option<Result<Event>> {
+        self.run(Op::Recv).await.transpose()
+    }
+
+    /// Queues `message` (once it fits in the outgoing queue) and writes
+    /// everything queued; see [`flush`](Self::flush).
+    pub async fn send(&mut self, message: Message) -> Result<()> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues `message` without writing, unless the outgoing queue is full
+    /// ([`Config::max_write_buffer`]): then it writes until it fits.
+    pub async fn feed(&mut self, message: Message) -> Result<()> {
+        self.run(Op::Reserve).await?;
+        Ok(self.driver.send(message)?)
+    }
+
+    /// Writes everything queued, then polls the read in flight once (see
+    /// the crate docs), so that pings are answered and Close frames echoed
+    /// while the application only sends; what it reads is kept for the next
+    /// receive.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.run(Op::Flush).await.map(drop)
+    }
+
+    /// Sends a ping (payload up to 125 bytes); its pong arrives as
+    /// [`Event::Pong`] from [`recv_event`](Self::recv_event).
+    pub async fn ping(&mut self, payload: Bytes) -> Result<()> {
+        self.driver.ping(payload)?;
+        self.flush().await
+    }
+
+    /// Closes: queues a Close with `code` and `reason` (unless the close
+    /// handshake already started), then runs the handshake to its end: the
+    /// peer's Close (and, for a client, the end of the stream), bounded by
+    /// the close timeout. Data messages that arrive meanwhile are kept for
+    /// later [`recv`](Self::recv) calls.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.driver.close(code, reason)?;
+        self.run(Op::Close).await.map(drop)
+    }
+
+    ws_proto::driver_accessors!(driver);
+
+    /// The underlying stream.
+    pub const fn get_ref(&self) -> &S {
+        &self.io.stream
+    }
+
+    /// The underlying stream; I/O in flight is cancelled, queued bytes are
+    /// dropped.
+    pub fn into_inner(self) -> S {
+        self.io.stream
+    }
+}
+
+/// What `recv` makes of a receive: a data message, `None` (the connection
+/// is over), or a streamed message's piece, given back to the driver.
+pub(crate) fn message(
+    received: Result<Option<Event>>,
+    put_back: impl FnOnce(Event),
+) -> Option<Result<Message>> {
+    match received {
+        Ok(Some(Event::Message(message))) => Some(Ok(message)),
+        Ok(Some(event @ Event::Fragment { .. })) => {
+            put_back(event);
+            Some(Err(Error::Streamed))
+        }
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
+}

@@ -1,0 +1,244 @@
+//! Loopback tests of the compio adapter: echo, a mebibyte, ping/pong, the
+//! close handshake, a protocol error from a raw client, split halves, the
+//! server against ws-tokio and ws-std clients (permessage-deflate on), and
+//! compio's polling driver. Each test is bounded in time.
+
+use core::future::Future;
+use core::time::Duration;
+use std::{
+    io::{Read, Write},
+    net,
+    sync::mpsc,
+    thread,
+};
+
+use compio::driver::{DriverType, ProactorBuilder};
+use compio::net::{TcpListener, TcpStream};
+use compio::runtime::{Runtime, RuntimeBuilder};
+use ws_compio::{BytesMut, ClientRequest, CloseCode, Error, Event, Message};
+use ws_proto::ClientHandshake;
+
+#[path = "../../ws-async/adapter-tests/frames.rs"]
+mod frames;
+
+/// Runs `f` on its own thread; fails the test past `secs`.
+fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = thread::spawn(move || tx.send(f()).unwrap());
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!(),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not done within {secs} s"),
+    }
+}
+
+/// A compio runtime: compio's choice of driver, or the polling one.
+fn runtime(polling: bool) -> Runtime {
+    let mut proactor = ProactorBuilder::new();
+    if polling {
+        proactor.driver_type(DriverType::Poll);
+    }
+    RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .build()
+        .unwrap()
+}
+
+/// Serves one connection on 127.0.0.1:0 with `serve`, on a compio runtime
+/// of its own thread.
+fn serve<T, F>(
+    polling: bool,
+    serve: impl FnOnce(TcpStream) -> F + Send + 'static,
+) -> (String, thread::JoinHandle<T>)
+where
+    T: Send + 'static,
+    F: Future<Output = T>,
+{
+    let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        runtime(polling).block_on(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            serve(listener.accept().await.unwrap().0).await
+        })
+    });
+    (format!("ws://{addr}/"), handle)
+}
+
+/// An echo server; returns the close code it saw.
+fn echo_server(polling: bool) -> (String, thread::JoinHandle<Option<CloseCode>>) {
+    serve(polling, |stream| async move {
+        let mut ws = ws_compio::accept(stream).await.unwrap();
+        while let Some(message) = ws.recv().await {
+            ws.send(message.unwrap()).await.unwrap();
+        }
+        ws.close_frame().map(|frame| frame.code)
+    })
+}
+
+/// A compio client's echo round trips, a ping, then the close handshake.
+async fn client_round_trips(url: &str) {
+    let (mut ws, response) = ws_compio::connect(url).await.unwrap();
+    assert!(response.deflate.is_some(), "permessage-deflate agreed");
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    for message in [
+        Message::text("hello"),
+        Message::binary(vec![1, 2, 3]),
+        Message::binary(big),
+    ] {
+        ws.send(message.clone()).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), message);
+    }
+    ws.ping(ws_compio::Bytes::from_static(b"p")).await.unwrap();
+    match ws.recv_event().await.unwrap().unwrap() {
+        Event::Pong(payload) => assert_eq!(&payload[..], b"p"),
+        other => panic!("expected the pong, got {other:?}"),
+    }
+    ws.close(CloseCode::from(4001), "bye").await.unwrap();
+    assert_eq!(
+        ws.close_frame().map(|f| f.code),
+        Some(CloseCode::from(4001))
+    );
+    assert!(ws.recv().await.is_none());
+}
+
+#[test]
+fn echo_text_binary_and_a_mebibyte_then_ping_and_close() {
+    bounded(60, || {
+        let (url, server) = echo_server(false);
+        runtime(false).block_on(client_round_trips(&url));
+        assert_eq!(server.join().unwrap(), Some(CloseCode::from(4001)));
+    });
+}
+
+#[test]
+fn the_polling_driver_runs_the_same() {
+    bounded(60, || {
+        let (url, server) = echo_server(true);
+        let rt = runtime(true);
+        assert_eq!(rt.driver_type(), DriverType::Poll);
+        rt.block_on(client_round_trips(&url));
+        assert_eq!(server.join().unwrap(), Some(CloseCode::from(4001)));
+    });
+}
+
+/// Reads one frame: opcode and (unmasked) payload.
+fn read_frame(stream: &mut impl Read) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    assert!(head[1] < 126, "a short frame");
+    let mut payload = vec![0; usize::from(head[1])];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+#[test]
+fn a_protocol_error_is_answered_with_1002() {
+    bounded(20, || {
+        let (url, server) = serve(false, |stream| async move {
+            let mut ws = ws_compio::accept(stream).await.unwrap();
+            let text = ws.recv().await.unwrap().unwrap();
+            let failed = matches!(ws.recv().await, Some(Err(Error::Protocol(_))));
+            (text, failed && ws.recv().await.is_none())
+        });
+        let request = ClientRequest::new(&url).unwrap();
+        let mut stream = net::TcpStream::connect((request.host(), request.port())).unwrap();
+        let mut handshake = ClientHandshake::new(&request).unwrap();
+        stream.write_all(handshake.request()).unwrap();
+        let mut buf = BytesMut::new();
+        while handshake.receive(&mut buf).unwrap().is_none() {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        stream.write_all(&frames::masked(0x81, b"raw")).unwrap();
+        stream
+            .write_all(&frames::masked(0x83, b"reserved opcode"))
+            .unwrap();
+        let (opcode, payload) = read_frame(&mut stream);
+        assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+        assert_eq!(
+            stream.read(&mut [0; 16]).unwrap(),
+            0,
+            "the server ends the stream"
+        );
+        assert_eq!(server.join().unwrap(), (Message::text("raw"), true));
+    });
+}
+
+#[test]
+fn split_halves_send_and_receive_from_two_tasks() {
+    bounded(30, || {
+        let (url, server) = echo_server(false);
+        runtime(false).block_on(async move {
+            let (ws, _) = ws_compio::connect(&url).await.unwrap();
+            let (mut read, mut write) = ws.split();
+            let writer = compio::runtime::spawn(async move {
+                for i in 0..100 {
+                    write.send(Message::text(i.to_string())).await.unwrap();
+                }
+                write.close(CloseCode::NORMAL, "done").await.unwrap();
+                write
+            });
+            for i in 0..100 {
+                assert_eq!(
+                    read.recv().await.unwrap().unwrap(),
+                    Message::text(i.to_string())
+                );
+            }
+            assert!(read.recv().await.is_none(), "the close handshake ends");
+            assert_eq!(read.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
+            let write = writer.await.unwrap();
+            read.reunite(write).unwrap();
+        });
+        assert_eq!(server.join().unwrap(), Some(CloseCode::NORMAL));
+    });
+}
+
+#[test]
+fn the_server_talks_to_a_ws_tokio_client() {
+    bounded(60, || {
+        let (url, server) = echo_server(false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut ws, response) = ws_tokio::connect(&url).await.unwrap();
+            assert!(response.deflate.is_some(), "permessage-deflate agreed");
+            let text = "compressible ".repeat(100_000);
+            for message in [Message::text(text), Message::binary(vec![0; 300_000])] {
+                ws.send(message.clone()).await.unwrap();
+                assert_eq!(ws.recv().await.unwrap().unwrap(), message);
+            }
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+        });
+        assert_eq!(server.join().unwrap(), Some(CloseCode::NORMAL));
+    });
+}
+
+#[test]
+fn the_server_talks_to_a_ws_std_client() {
+    bounded(60, || {
+        let (url, server) = echo_server(false);
+        let (mut ws, response) = ws_std::connect(&url).unwrap();
+        assert!(response.deflate.is_some(), "permessage-deflate agreed");
+        for message in [Message::text("std"), Message::binary(vec![7; 1 << 20])] {
+            ws.send(message.clone()).unwrap();
+            assert_eq!(ws.recv().unwrap().unwrap(), message);
+        }
+        ws.close(CloseCode::GOING_AWAY, "").unwrap();
+        assert_eq!(server.join().unwrap(), Some(CloseCode::GOING_AWAY));
+    });
+}
+
+#[test]
+fn wss_is_refused_without_tls() {
+    runtime(false).block_on(async {
+        let refused = ws_compio::connect("wss://127.0.0.1:9/").await;
+        assert!(matches!(refused, Err(Error::Handshake(_))));
+    });
+}
