@@ -54,9 +54,9 @@
 //! the reads, writes, the shutdown and the timer's sleep are kept in flight
 //! in the socket across calls, and every receive and flush is cancel-safe.
 //! Writes pass the driver's own chunks ([`Driver::pop_chunk`], `Bytes`) to
-//! the kernel without a copy. Reads land in an owned `BytesMut` sized by
-//! the driver's read size and are appended to its buffer (one copy: see
-//! `Io::poll_read` in the source for why).
+//! the kernel without a copy. Reads land straight in the driver's buffer:
+//! its spare room is lent to the kernel as an owned `BytesMut`
+//! ([`Driver::take_read_room`]) and rejoins it without a copy.
 //!
 //! A read that must not wait ([`flush`](WebSocket::flush) answering pings
 //! while the application only sends) is submitted and polled once; it

@@ -13,7 +13,7 @@ use core::task::{Context, Poll, ready};
 use core::time::Duration;
 use std::{io, time::Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -38,8 +38,6 @@ pub(crate) struct Io<S> {
     pub(crate) stream: S,
     /// The read in flight, with the buffer it reads into.
     read: Option<Flight<(io::Result<usize>, BytesMut)>>,
-    /// Where reads land between two reads (see [`Io::poll_read`]).
-    landing: BytesMut,
     /// The write in flight (one owned chunk, then a flush): its length.
     write: Option<Flight<io::Result<usize>>>,
     /// The shutdown in flight.
@@ -57,11 +55,10 @@ impl<S> core::fmt::Debug for Io<S> {
 
 impl<S: Transport> Io<S> {
     fn new(stream: S) -> Self {
-        let (read, landing, write, shutdown) = (None, BytesMut::new(), None, None);
+        let (read, write, shutdown) = (None, None, None);
         Self {
             stream,
             read,
-            landing,
             write,
             shutdown,
         }
@@ -70,12 +67,10 @@ impl<S: Transport> Io<S> {
     /// Performs [`Action::Read`], `wait`ing or not: polls the read in flight
     /// (starting one first if there is none) and reports it.
     ///
-    /// compio's `IoBufMut` has `unsafe fn set_len` (through `SetLen`), so
-    /// this `forbid(unsafe_code)` crate cannot lend the driver's
-    /// `ReadBuffer` to the kernel: the kernel reads into an owned
-    /// `BytesMut` (compio's own impl), sized by the driver's read size, and
-    /// what arrived is appended to the driver's buffer: one copy of the
-    /// bytes read, no allocation (the landing buffer is reused).
+    /// The kernel reads straight into the driver's buffer: its spare room is
+    /// split off as an owned `BytesMut` ([`Driver::take_read_room`], lent to
+    /// the kernel through compio's own `IoBufMut` impl) and rejoins the
+    /// buffer without a copy once the read completes.
     ///
     /// `wait: false` (the reads of [`Op::Flush`]) polls once, like every
     /// async adapter: a read cannot be "tried" without being submitted, and
@@ -85,29 +80,28 @@ impl<S: Transport> Io<S> {
     /// sends are answered by its next `flush` (or receive).
     fn poll_read(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<io::Result<()>> {
         let read = self.read.get_or_insert_with(|| {
-            let room = driver.read_buf().chunk_mut().len();
-            let mut landing = core::mem::take(&mut self.landing);
-            if landing.capacity() > 2 * room {
-                landing = BytesMut::new(); // An idle connection's read is small.
-            }
-            landing.clear();
-            landing.reserve(room);
+            let (room, len) = driver.take_read_room();
             let mut stream = self.stream.clone();
             Box::pin(async move {
-                let BufResult(read, landing) = stream.read(landing.slice(..room)).await;
-                (read, landing.into_inner())
+                let BufResult(read, room) = stream.read(room.slice(..len)).await;
+                (read, room.into_inner())
             })
         });
-        let Poll::Ready((read, landing)) = read.as_mut().poll(cx) else {
+        let Poll::Ready((read, room)) = read.as_mut().poll(cx) else {
             driver.read_blocked();
             return Poll::Pending;
         };
         self.read = None;
-        let n = read?;
-        driver.read_buf().put_slice(&landing[..n]);
-        driver.filled(n);
-        self.landing = landing;
-        Poll::Ready(Ok(()))
+        match read {
+            Ok(n) => {
+                driver.give_read_room(room, Some(n));
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => {
+                driver.give_read_room(room, None);
+                Poll::Ready(Err(e))
+            }
+        }
     }
 
     /// Performs [`Action::Write`]: the write in flight, or the next owned

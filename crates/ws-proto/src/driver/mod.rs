@@ -18,7 +18,7 @@
 //! | [`Deliver`](Action::Deliver) | hand the application the event [`take_event`](Driver::take_event) returns | nothing: the operation is over |
 //! | [`Write`](Action::Write) | write (waiting only if `wait`) from [`outgoing`](Driver::outgoing) (a `Buf`), `advance` it | [`wrote`](Driver::wrote), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Timer`](Action::Timer) | read the clock, call [`timer`](Driver::timer); arm a sleep at the deadline it gives | [`timer_fired`](Driver::timer_fired), or [`timer_blocked`](Driver::timer_blocked) |
-//! | [`Read`](Action::Read) | read into [`read_buf`](Driver::read_buf) (or [`read_slice`](Driver::read_slice)) | [`filled`](Driver::filled) (0 is end of stream), or [`read_blocked`](Driver::read_blocked), or [`io_error`](Driver::io_error) |
+//! | [`Read`](Action::Read) | read into [`read_buf`](Driver::read_buf) (or [`read_slice`](Driver::read_slice); completion I/O lends the kernel [`take_read_room`](Driver::take_read_room)) | [`filled`](Driver::filled) (0 is end of stream), or [`read_blocked`](Driver::read_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Shutdown`](Action::Shutdown) | shut the transport's write side (errors do not matter), dropping held bytes if `discard` | [`shut_down`](Driver::shut_down) |
 //! | [`Wait`](Action::Wait) | wait for whatever reported blocked (async: return `Pending`) | nothing |
 //! | [`Done`](Action::Done) | finish the operation: failed with [`take_error`](Driver::take_error)'s error, if any | nothing |
@@ -816,6 +816,39 @@ impl Driver {
     pub fn give_read_buf(&mut self, buf: ReadBuffer, read: Option<usize>) {
         self.read = buf;
         self.buf_out = false;
+        match read {
+            Some(n) => self.filled(n),
+            None => self.read_blocked(),
+        }
+    }
+
+    /// Splits the read room off the read buffer as an owned, empty
+    /// `BytesMut`, for completion-based I/O (io_uring), where the kernel
+    /// fills a buffer it was lent: read into at most the first `room` bytes
+    /// of its spare capacity (`room`, returned: the read size, or the
+    /// read-ahead of a large frame), then hand it back with
+    /// [`give_read_room`](Self::give_read_room). Meanwhile the driver parses
+    /// what it already holds. The room comes from the buffer's own
+    /// allocation and rejoins it without a copy.
+    pub fn take_read_room(&mut self) -> (BytesMut, usize) {
+        self.make_room();
+        let len = self.read.buf.len();
+        let room = (self.read.buf.capacity() - len).min(self.read_size.max(self.ahead()));
+        self.read.room = room;
+        (self.read.buf.split_off(len), room)
+    }
+
+    /// Returns the room from [`take_read_room`](Self::take_read_room) with
+    /// the outcome of the read: `Some(n)`, the `n` bytes it now holds were
+    /// read (0: end of stream); `None`, failed (report
+    /// [`io_error`](Self::io_error) too).
+    pub fn give_read_room(&mut self, room: BytesMut, read: Option<usize>) {
+        debug_assert_eq!(
+            room.len(),
+            read.unwrap_or(0),
+            "the room holds what was read"
+        );
+        self.read.buf.unsplit(room);
         match read {
             Some(n) => self.filled(n),
             None => self.read_blocked(),

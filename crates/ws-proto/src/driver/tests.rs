@@ -396,3 +396,33 @@ fn popped_bytes_count_as_unwritten_until_reported() {
     assert!(t.shut);
     assert_eq!(t.now, Duration::from_secs(3));
 }
+
+#[test]
+fn a_read_room_lent_out_rejoins_the_buffer_without_a_copy() {
+    let mut driver = server(Config::default());
+    let frames = [masked(0x81, b"one"), masked(0x81, b"two")].concat();
+    // The first read brings a frame and a half.
+    assert!(matches!(driver.poll(Op::RecvMessage), Action::Read { .. }));
+    let (mut room, len) = driver.take_read_room();
+    assert!(len >= frames.len() && room.is_empty() && room.capacity() >= len);
+    let start = room.as_ptr();
+    room.extend_from_slice(&frames[..12]);
+    driver.give_read_room(room, Some(12));
+    assert_eq!(driver.poll(Op::RecvMessage), Action::Deliver);
+    assert_eq!(
+        driver.take_event(),
+        Some(Event::Message(Message::text("one")))
+    );
+    // The rest lands right after the half frame kept, in the same
+    // allocation: the room came from it.
+    assert!(matches!(driver.poll(Op::RecvMessage), Action::Read { .. }));
+    let (mut room, _) = driver.take_read_room();
+    assert_eq!(room.as_ptr(), start.wrapping_add(12));
+    room.extend_from_slice(&frames[12..]);
+    driver.give_read_room(room, Some(frames.len() - 12));
+    assert_eq!(driver.poll(Op::RecvMessage), Action::Deliver);
+    assert_eq!(
+        driver.take_event(),
+        Some(Event::Message(Message::text("two")))
+    );
+}
