@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use compio::runtime::Runtime;
 use ws_proto::adapter::{Error, Result};
 use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role};
 
@@ -106,9 +107,23 @@ impl<S: Transport> Io<S> {
 
     /// Performs [`Action::Write`]: the write in flight, or the next owned
     /// chunk of the queue handed to the kernel ([`Driver::pop_chunk`], no
-    /// copy), then flushed. `wait: false` needs nothing more: a submitted
-    /// write never holds up the caller, it is polled, and left in flight.
-    fn poll_write(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<io::Result<()>> {
+    /// copy), then flushed.
+    ///
+    /// A write that must not wait (`wait: false`: a receive answering a
+    /// ping) is only queued for the kernel by its first poll. Reported
+    /// blocked then, it would let the receive parse on, and a burst of pings
+    /// would get only the last pong (RFC 6455 allows that; Autobahn 2.10 and
+    /// every readiness adapter answer each). So the runtime's driver gets
+    /// one non-blocking turn, which submits it (the kernel completes a send
+    /// that has room at once), and only a write still pending after that,
+    /// held up by the peer, is reported blocked.
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        driver: &mut Driver,
+        wait: bool,
+    ) -> Poll<io::Result<()>> {
+        let fresh = self.write.is_none();
         let write = match &mut self.write {
             Some(write) => write,
             None => {
@@ -118,7 +133,12 @@ impl<S: Transport> Io<S> {
                 self.write.insert(write_all(self.stream.clone(), chunk))
             }
         };
-        let Poll::Ready(written) = write.as_mut().poll(cx) else {
+        let mut polled = write.as_mut().poll(cx);
+        if polled.is_pending() && fresh && !wait {
+            Runtime::with_current(|runtime| runtime.poll_with(Some(Duration::ZERO)));
+            polled = write.as_mut().poll(cx);
+        }
+        let Poll::Ready(written) = polled else {
             driver.write_blocked();
             return Poll::Pending;
         };
@@ -237,7 +257,7 @@ pub(crate) fn poll_op<S: Transport>(
             Action::Done => {
                 return Poll::Ready(driver.take_error().map_or(Ok(None), |e| Err(e.into())));
             }
-            Action::Write { .. } => io.poll_write(cx, driver),
+            Action::Write { wait } => io.poll_write(cx, driver, wait),
             Action::Read { .. } => io.poll_read(cx, driver),
             Action::Timer => timer.poll(cx, driver).map(Ok),
             Action::Shutdown { discard } => {

@@ -242,3 +242,43 @@ fn wss_is_refused_without_tls() {
         assert!(matches!(refused, Err(Error::Handshake(_))));
     });
 }
+
+#[test]
+fn a_burst_of_pings_gets_every_pong() {
+    // Autobahn 2.10: ten pings in one read. A write in flight on a
+    // completion runtime is not a blocked transport: each pong goes out
+    // before the next ping is parsed, as with the readiness adapters.
+    bounded(20, || {
+        for polling in [false, true] {
+            burst_of_pings(polling);
+        }
+    });
+}
+
+fn burst_of_pings(polling: bool) {
+    {
+        let (url, server) = echo_server(polling);
+        let request = ClientRequest::new(&url).unwrap();
+        let mut stream = net::TcpStream::connect((request.host(), request.port())).unwrap();
+        let mut handshake = ClientHandshake::new(&request).unwrap();
+        stream.write_all(handshake.request()).unwrap();
+        let mut buf = BytesMut::new();
+        while handshake.receive(&mut buf).unwrap().is_none() {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let pings: Vec<u8> = (0..10u8)
+            .flat_map(|i| frames::masked(0x89, &[i; 10]))
+            .collect();
+        stream.write_all(&pings).unwrap();
+        for i in 0..10u8 {
+            assert_eq!(read_frame(&mut stream), (0xA, vec![i; 10]), "pong {i}");
+        }
+        stream
+            .write_all(&frames::masked(0x88, &1000u16.to_be_bytes()))
+            .unwrap();
+        assert_eq!(read_frame(&mut stream).0, 0x8);
+        drop(server);
+    }
+}
