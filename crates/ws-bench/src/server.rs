@@ -1,11 +1,13 @@
 //! The echo server, once per library: a `current_thread` tokio runtime, one
 //! task per connection, each text or binary message sent back as it came
 //! (text as text, UTF-8 validated as each library does by default).
+//! ws-compio runs the same echo on compio's own single-threaded runtime
+//! (io_uring; compio's polling driver where the kernel refuses io_uring).
 //!
-//! Every library runs with its default configuration: all four accept
-//! frames and messages of at least 16 MiB by default (ws-tokio 16 MiB
-//! frames / 64 MiB messages, tungstenite 16 / 64 MiB, fastwebsockets
-//! 64 MiB, tokio-websockets 64 MiB), so no limit is changed.
+//! Every library runs with its default configuration: all five accept
+//! frames and messages of at least 16 MiB by default (ws-tokio and
+//! ws-compio 16 MiB frames / 64 MiB messages, tungstenite 16 / 64 MiB,
+//! fastwebsockets 64 MiB, tokio-websockets 64 MiB), so no limit is changed.
 //!
 //! The permessage-deflate servers (RFC 7692) accept a client's offer:
 //! ws-tokio with a [`DeflateConfig`](ws_tokio::DeflateConfig) per
@@ -50,6 +52,8 @@ fn echoed() {
 pub enum Library {
     /// This workspace's `ws-tokio`.
     WsTokio,
+    /// This workspace's `ws-compio`, on compio's runtime (io_uring).
+    WsCompio,
     /// `tokio-tungstenite` 0.30.
     TokioTungstenite,
     /// `fastwebsockets` 0.10.
@@ -77,9 +81,10 @@ pub enum Library {
 }
 
 impl Library {
-    /// The four libraries of the uncompressed scenarios, ws-tokio first.
-    pub const ALL: [Self; 4] = [
+    /// The libraries of the uncompressed scenarios, this workspace's first.
+    pub const ALL: [Self; 5] = [
         Self::WsTokio,
+        Self::WsCompio,
         Self::TokioTungstenite,
         Self::Fastwebsockets,
         Self::TokioWebsockets,
@@ -97,6 +102,7 @@ impl Library {
     pub const fn name(self) -> &'static str {
         match self {
             Self::WsTokio => "ws-tokio",
+            Self::WsCompio => "ws-compio",
             Self::TokioTungstenite => "tokio-tungstenite",
             Self::Fastwebsockets => "fastwebsockets",
             Self::TokioWebsockets => "tokio-websockets",
@@ -168,6 +174,9 @@ impl Library {
 /// connection to `port + 1` with `report()` (the allocation counters of
 /// `bench_server_counting`).
 pub fn run(library: Library, port: u16, report: Option<fn() -> String>) -> io::Result<()> {
+    if library == Library::WsCompio {
+        return run_compio(port, report);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -202,12 +211,62 @@ pub fn run(library: Library, port: u16, report: Option<fn() -> String>) -> io::R
     })
 }
 
+/// [`run`] for ws-compio: the same server on compio's runtime (one thread,
+/// one task per connection; io_uring, or compio's polling driver where
+/// io_uring is unavailable).
+fn run_compio(port: u16, report: Option<fn() -> String>) -> io::Result<()> {
+    use compio::{io::AsyncWriteExt, net::TcpListener, runtime::spawn};
+
+    compio::runtime::Runtime::new()?.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        tune::set_congestion(&listener)?;
+        if let Some(report) = report {
+            let control = TcpListener::bind(("127.0.0.1", port + 1)).await?;
+            spawn(async move {
+                while let Ok((mut stream, _)) = control.accept().await {
+                    let _ = stream.write_all(report()).await;
+                }
+            })
+            .detach();
+        }
+        let mut stdout = io::stdout();
+        writeln!(stdout, "READY")?;
+        stdout.flush()?;
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    spawn(async move {
+                        // Load generators vanish at the end of each run.
+                        let _ = ws_compio_echo(stream).await;
+                    })
+                    .detach();
+                }
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    compio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+async fn ws_compio_echo(stream: compio::net::TcpStream) -> Result<(), BoxError> {
+    tune::tune(&stream)?;
+    let mut ws = ws_compio::accept(stream).await?;
+    while let Some(message) = ws.recv().await {
+        ws.send(message?).await?;
+        echoed();
+    }
+    Ok(())
+}
+
 async fn serve(library: Library, stream: TcpStream) -> Result<(), BoxError> {
     tune::tune(&stream)?;
     // Boxed one by one: an unboxed match would make every connection's task
     // as large as the largest library's future, skewing memory per connection.
     match library {
         Library::WsTokio => Box::pin(ws_tokio_echo(stream)).await,
+        Library::WsCompio => Err("ws-compio runs on compio's runtime (`run_compio`)".into()),
         Library::TokioTungstenite => Box::pin(tokio_tungstenite_echo(stream)).await,
         Library::Fastwebsockets => Box::pin(fastwebsockets_echo(stream)).await,
         Library::TokioWebsockets => Box::pin(tokio_websockets_echo(stream)).await,

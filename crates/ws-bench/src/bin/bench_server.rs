@@ -1,6 +1,7 @@
 //! The echo server: `bench_server <library> <port> [--exit-after-echoes N]`,
-//! with `<library>` one of `ws-tokio`, `tokio-tungstenite`,
-//! `fastwebsockets`, `tokio-websockets`, or a permessage-deflate server:
+//! with `<library>` one of `ws-tokio`, `ws-compio` (on compio's runtime:
+//! io_uring), `tokio-tungstenite`, `fastwebsockets`, `tokio-websockets`, or
+//! a permessage-deflate server:
 //! `ws-tokio-deflate`, `ws-tokio-deflate-yawclike`, `ws-tokio-deflate-nct`,
 //! `yawc` (run the load generator with `--deflate` against those). Prints `READY` once it listens on
 //! `127.0.0.1:<port>`. With `--exit-after-echoes N` (N > 0), the process
@@ -11,7 +12,7 @@ use std::{process::ExitCode, sync::atomic::Ordering};
 
 use ws_bench::server::{self, EXIT_AFTER, Library};
 
-const USAGE: &str = "usage: bench_server <ws-tokio|tokio-tungstenite|fastwebsockets|tokio-websockets\
+const USAGE: &str = "usage: bench_server <ws-tokio|ws-compio|tokio-tungstenite|fastwebsockets|tokio-websockets\
                      |ws-tokio-deflate|ws-tokio-deflate-yawclike|ws-tokio-deflate-nct|yawc> \
                      <port> [--exit-after-echoes N]";
 

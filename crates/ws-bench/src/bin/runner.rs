@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! runner [--repeats 3] [--secs 3] [--warmup 1] [--scenarios abcdefghi]
-//!        [--libs ws-tokio,tokio-tungstenite,fastwebsockets,tokio-websockets]
+//!        [--libs ws-tokio,ws-compio,tokio-tungstenite,fastwebsockets,tokio-websockets]
 //!        [--deflate-libs ws-tokio-deflate,ws-tokio-deflate-yawclike,yawc]
 //!        [--deflate-mem-libs ws-tokio-deflate,ws-tokio-deflate-yawclike,ws-tokio-deflate-nct,yawc]
 //!        [--idle-conns 10000] [--deflate-idle-conns 1000]
@@ -831,8 +831,9 @@ fn loadgen_args(s: &Scenario, port: u16, mode: [(&str, String); 2]) -> Vec<Strin
 
 /// The ratio columns after the libraries' own: for the uncompressed
 /// libraries, the best peer (the highest of `values` when `higher_is_better`,
-/// else the lowest) and ws-tokio / best peer; for the deflate servers, each
-/// ws-tokio variant / yawc.
+/// else the lowest) and ws-tokio / best peer, then, with ws-compio in
+/// `libs`, the best epoll server (every tokio one, ws-tokio included) and
+/// ws-compio / that; for the deflate servers, each ws-tokio variant / yawc.
 fn ratio_columns(
     values: &HashMap<Library, f64>,
     libs: &[Library],
@@ -855,16 +856,29 @@ fn ratio_columns(
             })
             .collect();
     }
-    let peers = libs.iter().filter(|l| **l != Library::WsTokio).map(value);
-    let best_peer = if higher_is_better {
-        peers.fold(f64::NAN, f64::max)
-    } else {
-        peers.fold(f64::NAN, f64::min)
+    // The best of `libs` except `excluded`.
+    let best = |excluded: &[Library]| {
+        let others = libs.iter().filter(|l| !excluded.contains(l)).map(value);
+        if higher_is_better {
+            others.fold(f64::NAN, f64::max)
+        } else {
+            others.fold(f64::NAN, f64::min)
+        }
     };
-    vec![
+    let best_peer = best(&[Library::WsTokio, Library::WsCompio]);
+    let mut columns = vec![
         ("best peer".to_owned(), best_peer),
         ("ratio".to_owned(), value(&Library::WsTokio) / best_peer),
-    ]
+    ];
+    if libs.contains(&Library::WsCompio) {
+        let best_epoll = best(&[Library::WsCompio]);
+        columns.push(("best epoll".to_owned(), best_epoll));
+        columns.push((
+            "compio/ep".to_owned(),
+            value(&Library::WsCompio) / best_epoll,
+        ));
+    }
+    columns
 }
 
 /// A short name for a ratio column's header.
@@ -964,7 +978,9 @@ fn throughput_table(opts: &Options, rows: &[Row], libs: &[Library], deflate: boo
         out += "wtd = ws-tokio-deflate, wtd-yl = ws-tokio-deflate-yawclike, wtd-nct = \
                 ws-tokio-deflate-nct; x/yawc = x's median / yawc's (above 1: x is faster); ";
     } else {
-        out += "ratio = ws-tokio / best peer; ";
+        out += "ratio = ws-tokio / best peer (the best of the other tokio libraries); \
+                best epoll = the best tokio (epoll) server, ws-tokio included; compio/ep = \
+                ws-compio / best epoll; ";
     }
     out += "srv cpu = lowest server CPU use of any run \
             (1.00 = a full core: the server was the bottleneck); lg cpu = highest load \
@@ -1056,8 +1072,10 @@ fn instructions_table(
         out += "x/yawc = x's instructions per echo / yawc's (below 1: x executes fewer; the \
                 target for ws-tokio-deflate is 0.7 or less).\n";
     } else {
-        out += "best peer = fewest instructions among the other libraries; ratio = ws-tokio / \
-                best peer (below 1: ws-tokio executes fewer instructions per echo).\n";
+        out += "best peer = fewest instructions among the other tokio libraries; ratio = \
+                ws-tokio / best peer (below 1: ws-tokio executes fewer instructions per echo); \
+                best epoll = fewest among the tokio (epoll) servers, ws-tokio included; \
+                compio/ep = ws-compio / best epoll.\n";
     }
     print!("{out}");
     let _ = std::io::stdout().flush();
