@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the Autobahn|Testsuite (wstest 0.8.2, Python 2.7) against the ws-tokio,
-# ws-futures and ws-std adapters, as servers (fuzzingclient) and as clients
-# (fuzzingserver), then summarise the JSON reports.
+# ws-futures, ws-std and ws-compio adapters, as servers (fuzzingclient) and as
+# clients (fuzzingserver), then summarise the JSON reports.
 #
 # From scratch on Debian 12 (bookworm) as root:
 #   1. Python 2.7: bookworm ships none, so Debian 11 (bullseye) is added as an
@@ -13,10 +13,10 @@
 #      pinned versions (what pip resolved for 0.8.2 on 2.7).
 #   3. cargo builds each adapter's <prefix>_autobahn_server and
 #      <prefix>_autobahn_client examples (prefix: the crate name without
-#      "ws-", e.g. tokio_autobahn_server), one crate at a time, copying each
-#      binary aside under a per-adapter name.
-#   4. fuzzingclient: the three servers listen on 127.0.0.1:$PORT,+1,+2 and one
-#      wstest run tests them all into reports/servers.
+#      "ws-", e.g. tokio_autobahn_server, compio_autobahn_server), one crate
+#      at a time, copying each binary aside under a per-adapter name.
+#   4. fuzzingclient: the servers listen on 127.0.0.1:$PORT,+1,+2,.. (one port
+#      per adapter) and one wstest run tests them all into reports/servers.
 #   5. fuzzingserver: wstest listens on $PORT (it binds all interfaces; only
 #      loopback is used), each client runs the cases into reports/clients.
 #   6. summary.md: per role and agent the count of each outcome, and every
@@ -28,18 +28,18 @@
 #   REPO=<this repository>   workspace to build
 #   AUTOBAHN_DIR=$REPO/target/autobahn  work dir (venvs, binaries, specs, reports, logs)
 #   PORT=9001                first port
-#   ADAPTERS="ws-tokio ws-futures ws-std"
+#   ADAPTERS="ws-tokio ws-futures ws-std ws-compio"
 #   SKIP_BUILD=1             reuse $AUTOBAHN_DIR/bin/* from an earlier run
-#   DEFLATE_ADAPTERS="ws-tokio ws-futures ws-std"  the adapters that also run
-#                            cases 12.* and 13.* (permessage-deflate; slow:
+#   DEFLATE_ADAPTERS="ws-tokio ws-futures ws-std ws-compio"  the adapters
+#                            that also run cases 12.* and 13.* (permessage-deflate; slow:
 #                            several minutes per adapter and role)
 set -euo pipefail
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 DIR=${AUTOBAHN_DIR:-$REPO/target/autobahn}
 PORT=${PORT:-9001}
-ADAPTERS=${ADAPTERS:-"ws-tokio ws-futures ws-std"}
-DEFLATE_ADAPTERS=${DEFLATE_ADAPTERS-"ws-tokio ws-futures ws-std"}
+ADAPTERS=${ADAPTERS:-"ws-tokio ws-futures ws-std ws-compio"}
+DEFLATE_ADAPTERS=${DEFLATE_ADAPTERS-"ws-tokio ws-futures ws-std ws-compio"}
 PY2_VENV=$DIR/py2
 TOOLS_VENV=$DIR/venv-tools
 LOGS=$DIR/logs
@@ -66,11 +66,16 @@ wait_port() { # port: wait up to 20 s until something accepts on 127.0.0.1:port
     return 1
 }
 
-port_free() {
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-        echo "port $1 is already in use; set PORT=" >&2
-        return 1
-    fi
+port_free() { # port: wait up to 10 s until nothing accepts on 127.0.0.1:port
+    # A server just killed may hold its port a moment longer: ws-compio's
+    # listening socket is released when the kernel tears its io_uring down,
+    # after the process is gone.
+    for _ in $(seq 100); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 is already in use; set PORT=" >&2
+    return 1
 }
 
 # ---------------------------------------------------------------- 1. python2.7
@@ -156,7 +161,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     for a in $ADAPTERS; do
         log "building $a examples"
-        prefix=${a#ws-} # ws-tokio -> tokio_autobahn_server, ...
+        prefix=${a#ws-} # ws-tokio -> tokio_autobahn_server, ws-compio -> compio_...
         (cd "$REPO" && cargo build --release -q -p "$a" \
             --example "${prefix}_autobahn_server" --example "${prefix}_autobahn_client")
         cp "$TARGET/release/examples/${prefix}_autobahn_server" "$DIR/bin/server-$a"
@@ -230,7 +235,7 @@ t=$(date +%s)
 for a in $ADAPTERS; do
     log "fuzzingserver: testing the $a client"
     ta=$(date +%s)
-    timeout 900 "$DIR/bin/client-$a" "ws://127.0.0.1:$PORT" "$a" > "$LOGS/client-$a.log" 2>&1 \
+    timeout 1500 "$DIR/bin/client-$a" "ws://127.0.0.1:$PORT" "$a" > "$LOGS/client-$a.log" 2>&1 \
         || log "client $a exited with $?"
     log "client $a done in $(( $(date +%s) - ta )) s"
 done

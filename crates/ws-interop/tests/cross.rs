@@ -1,5 +1,5 @@
 //! Every adapter's client against every adapter's server: tokio, smol,
-//! async-std and std, 16 pairs. Each pair runs the scenario of
+//! async-std, std and compio, 25 pairs. Each pair runs the scenario of
 //! `common::Plan` (echo at 0 B .. 1 MiB and 16 MiB, ping/pong both ways,
 //! close from either side with code and reason checked on the other side).
 
@@ -47,4 +47,13 @@ pairs! {
     std_client_smol_server: Std -> Smol;
     std_client_async_std_server: Std -> AsyncStd;
     std_client_std_server: Std -> Std;
+    tokio_client_compio_server: Tokio -> Compio;
+    smol_client_compio_server: Smol -> Compio;
+    async_std_client_compio_server: AsyncStd -> Compio;
+    std_client_compio_server: Std -> Compio;
+    compio_client_tokio_server: Compio -> Tokio;
+    compio_client_smol_server: Compio -> Smol;
+    compio_client_async_std_server: Compio -> AsyncStd;
+    compio_client_std_server: Compio -> Std;
+    compio_client_compio_server: Compio -> Compio;
 }

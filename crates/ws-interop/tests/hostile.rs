@@ -1,7 +1,7 @@
 //! Hostile peers against every adapter.
 //!
 //! Each scenario runs against the server of each runtime (tokio, smol,
-//! async-std, blocking std) with a raw TCP socket as the malicious client;
+//! async-std, blocking std, compio) with a raw TCP socket as the malicious client;
 //! the client scenarios run each runtime's client against a raw malicious
 //! server. Every test is bounded by [`TEST_TIMEOUT`], and the connection
 //! timers are short so the whole file runs in seconds.
@@ -190,6 +190,7 @@ impl Adapter {
             Self::Smol => smol_rt::serve(opts, mode),
             Self::AsyncStd => async_std_rt::serve(opts, mode),
             Self::Std => std_rt::serve(opts, mode),
+            Self::Compio => compio_rt::serve(opts, mode),
         }
     }
 
@@ -200,6 +201,7 @@ impl Adapter {
             Self::Smol => smol_rt::client(url, opts, mode),
             Self::AsyncStd => async_std_rt::client(url, opts, mode),
             Self::Std => std_rt::client(url, opts, mode),
+            Self::Compio => compio_rt::client(url, opts, mode),
         }
     }
 }
@@ -440,6 +442,46 @@ mod std_rt {
     }
 }
 
+mod compio_rt {
+    use ws_compio as adapter;
+
+    use super::*;
+
+    type Stream = compio::net::TcpStream;
+
+    async fn connect(
+        request: ClientRequest,
+        options: &adapter::Options,
+    ) -> adapter::Result<(adapter::WebSocket<Stream>, ClientResponse)> {
+        adapter::connect_with(request, options).await
+    }
+
+    our_side!(async await);
+
+    /// compio's runtime runs on the calling thread (its futures are not
+    /// `Send`).
+    fn runtime() -> compio::runtime::Runtime {
+        compio::runtime::Runtime::new().expect("runtime")
+    }
+
+    pub(super) fn serve(opts: Opts, mode: Mode) -> Server {
+        spawn_server(move |addr_tx| {
+            let listener = listener(opts.send_buffer);
+            listener.set_nonblocking(false).expect("blocking");
+            runtime().block_on(async move {
+                let listener = compio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = addr_tx.send(listener.local_addr().expect("addr"));
+                let (stream, _) = listener.accept().await.expect("accept");
+                serve_stream(stream, &opts, &mode).await
+            })
+        })
+    }
+
+    pub(super) fn client(url: &str, opts: Opts, mode: Mode) -> Outcome {
+        runtime().block_on(client_main(url, &opts, &mode))
+    }
+}
+
 /// Runs a test body on its own thread, bounded by [`TEST_TIMEOUT`];
 /// re-raises its panic.
 fn bounded(body: impl FnOnce() + Send + 'static) {
@@ -460,9 +502,11 @@ fn bounded(body: impl FnOnce() + Send + 'static) {
 }
 
 /// One test per runtime for each scenario: `name_tokio`, `name_smol`,
-/// `name_async_std`, `name_std`, each calling `scenario(Adapter::..)`.
+/// `name_async_std`, `name_std`, `name_compio`, each calling
+/// `scenario(Adapter::..)`.
 macro_rules! per_runtime {
-    ($scenario:expr => $tokio:ident, $smol:ident, $async_std:ident, $std:ident) => {
+    ($scenario:expr => $tokio:ident, $smol:ident, $async_std:ident, $std:ident,
+        $compio:ident) => {
         #[test]
         fn $tokio() {
             bounded(|| $scenario(Adapter::Tokio));
@@ -478,6 +522,10 @@ macro_rules! per_runtime {
         #[test]
         fn $std() {
             bounded(|| $scenario(Adapter::Std));
+        }
+        #[test]
+        fn $compio() {
+            bounded(|| $scenario(Adapter::Compio));
         }
     };
 }
@@ -758,7 +806,7 @@ fn slowloris_handshake(adapter: Adapter) {
 }
 
 per_runtime!(slowloris_handshake => slowloris_handshake_tokio, slowloris_handshake_smol,
-    slowloris_handshake_async_std, slowloris_handshake_std);
+    slowloris_handshake_async_std, slowloris_handshake_std, slowloris_handshake_compio);
 
 // ----- 2. Stall mid-frame with keepalive -----
 
@@ -793,7 +841,7 @@ fn stall_mid_frame(adapter: Adapter) {
 }
 
 per_runtime!(stall_mid_frame => stall_mid_frame_tokio, stall_mid_frame_smol,
-    stall_mid_frame_async_std, stall_mid_frame_std);
+    stall_mid_frame_async_std, stall_mid_frame_std, stall_mid_frame_compio);
 
 // ----- 3. Ping flood -----
 
@@ -849,8 +897,8 @@ fn ping_flood(adapter: Adapter) {
     assert_eq!(out.close, Some(1000), "{out:?}");
 }
 
-per_runtime!(ping_flood => ping_flood_tokio, ping_flood_smol, ping_flood_async_std,
-    ping_flood_std);
+per_runtime!(ping_flood => ping_flood_tokio, ping_flood_smol, ping_flood_async_std, ping_flood_std,
+    ping_flood_compio);
 
 /// What the raw peer reads after sending too much: Close 1009 within
 /// [`SLACK`], then the end of the stream; and the server's protocol error.
@@ -881,7 +929,7 @@ fn huge_length(adapter: Adapter) {
 }
 
 per_runtime!(huge_length => huge_length_tokio, huge_length_smol, huge_length_async_std,
-    huge_length_std);
+    huge_length_std, huge_length_compio);
 
 // ----- 4b. A deflate bomb -----
 
@@ -922,7 +970,7 @@ fn deflate_bomb(adapter: Adapter) {
 }
 
 per_runtime!(deflate_bomb => deflate_bomb_tokio, deflate_bomb_smol, deflate_bomb_async_std,
-    deflate_bomb_std);
+    deflate_bomb_std, deflate_bomb_compio);
 
 // ----- 5. A million 1-byte fragments -----
 
@@ -977,7 +1025,7 @@ fn fragments_over_limit(adapter: Adapter) {
 }
 
 per_runtime!(fragments_over_limit => fragments_over_limit_tokio, fragments_over_limit_smol,
-    fragments_over_limit_async_std, fragments_over_limit_std);
+    fragments_over_limit_async_std, fragments_over_limit_std, fragments_over_limit_compio);
 
 /// Under `max_message_size` (2 MiB): the whole message arrives intact.
 fn fragments_within_limit(adapter: Adapter) {
@@ -1002,8 +1050,8 @@ fn fragments_within_limit(adapter: Adapter) {
     assert_eq!(out.close, Some(1000), "{out:?}");
 }
 
-per_runtime!(fragments_within_limit => fragments_within_limit_tokio,
-    fragments_within_limit_smol, fragments_within_limit_async_std, fragments_within_limit_std);
+per_runtime!(fragments_within_limit => fragments_within_limit_tokio, fragments_within_limit_smol,
+    fragments_within_limit_async_std, fragments_within_limit_std, fragments_within_limit_compio);
 
 // ----- 6. Abrupt ends -----
 
@@ -1071,21 +1119,26 @@ fn abrupt(adapter: Adapter, cut: Cut, reset: bool) {
 }
 
 per_runtime!(|a| abrupt(a, Cut::Handshake, false) => abrupt_mid_handshake_tokio,
-    abrupt_mid_handshake_smol, abrupt_mid_handshake_async_std, abrupt_mid_handshake_std);
-per_runtime!(|a| abrupt(a, Cut::Header, false) => abrupt_mid_header_tokio,
-    abrupt_mid_header_smol, abrupt_mid_header_async_std, abrupt_mid_header_std);
+    abrupt_mid_handshake_smol, abrupt_mid_handshake_async_std, abrupt_mid_handshake_std,
+    abrupt_mid_handshake_compio);
+per_runtime!(|a| abrupt(a, Cut::Header, false) => abrupt_mid_header_tokio, abrupt_mid_header_smol,
+    abrupt_mid_header_async_std, abrupt_mid_header_std, abrupt_mid_header_compio);
 per_runtime!(|a| abrupt(a, Cut::Payload, false) => abrupt_mid_payload_tokio,
-    abrupt_mid_payload_smol, abrupt_mid_payload_async_std, abrupt_mid_payload_std);
+    abrupt_mid_payload_smol, abrupt_mid_payload_async_std, abrupt_mid_payload_std,
+    abrupt_mid_payload_compio);
 per_runtime!(|a| abrupt(a, Cut::AfterClose, false) => abrupt_after_close_tokio,
-    abrupt_after_close_smol, abrupt_after_close_async_std, abrupt_after_close_std);
+    abrupt_after_close_smol, abrupt_after_close_async_std, abrupt_after_close_std,
+    abrupt_after_close_compio);
 per_runtime!(|a| abrupt(a, Cut::Handshake, true) => reset_mid_handshake_tokio,
-    reset_mid_handshake_smol, reset_mid_handshake_async_std, reset_mid_handshake_std);
-per_runtime!(|a| abrupt(a, Cut::Header, true) => reset_mid_header_tokio,
-    reset_mid_header_smol, reset_mid_header_async_std, reset_mid_header_std);
-per_runtime!(|a| abrupt(a, Cut::Payload, true) => reset_mid_payload_tokio,
-    reset_mid_payload_smol, reset_mid_payload_async_std, reset_mid_payload_std);
+    reset_mid_handshake_smol, reset_mid_handshake_async_std, reset_mid_handshake_std,
+    reset_mid_handshake_compio);
+per_runtime!(|a| abrupt(a, Cut::Header, true) => reset_mid_header_tokio, reset_mid_header_smol,
+    reset_mid_header_async_std, reset_mid_header_std, reset_mid_header_compio);
+per_runtime!(|a| abrupt(a, Cut::Payload, true) => reset_mid_payload_tokio, reset_mid_payload_smol,
+    reset_mid_payload_async_std, reset_mid_payload_std, reset_mid_payload_compio);
 per_runtime!(|a| abrupt(a, Cut::AfterClose, true) => reset_after_close_tokio,
-    reset_after_close_smol, reset_after_close_async_std, reset_after_close_std);
+    reset_after_close_smol, reset_after_close_async_std, reset_after_close_std,
+    reset_after_close_compio);
 
 // ----- 7. No data loss on a graceful close -----
 
@@ -1126,11 +1179,11 @@ fn graceful_close_pair(server: Adapter, client: Adapter, server_closes: bool) {
 }
 
 per_runtime!(|a| graceful_close(a, false) => graceful_close_by_client_tokio,
-    graceful_close_by_client_smol, graceful_close_by_client_async_std,
-    graceful_close_by_client_std);
+    graceful_close_by_client_smol, graceful_close_by_client_async_std, graceful_close_by_client_std,
+    graceful_close_by_client_compio);
 per_runtime!(|a| graceful_close(a, true) => graceful_close_by_server_tokio,
-    graceful_close_by_server_smol, graceful_close_by_server_async_std,
-    graceful_close_by_server_std);
+    graceful_close_by_server_smol, graceful_close_by_server_async_std, graceful_close_by_server_std,
+    graceful_close_by_server_compio);
 
 /// [`graceful_close`] between this runtime's server and each other
 /// runtime's client, in both directions.
@@ -1140,6 +1193,7 @@ fn graceful_close_cross(server: Adapter) {
         Adapter::Smol,
         Adapter::AsyncStd,
         Adapter::Std,
+        Adapter::Compio,
     ];
     for client in all.into_iter().filter(|&c| c != server) {
         for server_closes in [false, true] {
@@ -1151,7 +1205,7 @@ fn graceful_close_cross(server: Adapter) {
 
 per_runtime!(graceful_close_cross => graceful_close_cross_server_tokio,
     graceful_close_cross_server_smol, graceful_close_cross_server_async_std,
-    graceful_close_cross_server_std);
+    graceful_close_cross_server_std, graceful_close_cross_server_compio);
 
 // ----- 8. Hostile servers against each client -----
 
@@ -1204,7 +1258,7 @@ fn client_rejects_masked_frame(adapter: Adapter) {
 
 per_runtime!(client_rejects_masked_frame => client_rejects_masked_frame_tokio,
     client_rejects_masked_frame_smol, client_rejects_masked_frame_async_std,
-    client_rejects_masked_frame_std);
+    client_rejects_masked_frame_std, client_rejects_masked_frame_compio);
 
 /// The server sends half of its 101 response and stalls: the client's
 /// handshake times out.
@@ -1229,4 +1283,4 @@ fn client_half_response(adapter: Adapter) {
 }
 
 per_runtime!(client_half_response => client_half_response_tokio, client_half_response_smol,
-    client_half_response_async_std, client_half_response_std);
+    client_half_response_async_std, client_half_response_std, client_half_response_compio);

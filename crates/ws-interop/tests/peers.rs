@@ -280,6 +280,8 @@ peer_clients! {
     node_client_smol_server: Node -> Smol;
     node_client_async_std_server: Node -> AsyncStd;
     node_client_std_server: Node -> Std;
+    python_client_compio_server: Python -> Compio;
+    node_client_compio_server: Node -> Compio;
 }
 
 peer_servers! {
@@ -291,6 +293,8 @@ peer_servers! {
     smol_client_node_server: Smol -> Node;
     async_std_client_node_server: AsyncStd -> Node;
     std_client_node_server: Std -> Node;
+    compio_client_python_server: Compio -> Python;
+    compio_client_node_server: Compio -> Node;
 }
 
 /// Each pair with permessage-deflate negotiated, once per [`DEFLATE_SPECS`]
@@ -333,6 +337,10 @@ deflate_pairs! {
         deflate_async_std_client_node_server: AsyncStd -> Node;
     deflate_node_client_std_server: Node -> Std;
         deflate_std_client_node_server: Std -> Node;
+    deflate_python_client_compio_server: Python -> Compio;
+        deflate_compio_client_python_server: Compio -> Python;
+    deflate_node_client_compio_server: Node -> Compio;
+        deflate_compio_client_node_server: Compio -> Node;
 }
 
 /// Python `websockets` over TLS (its `ssl` support) against the adapters'

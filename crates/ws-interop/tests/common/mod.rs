@@ -32,7 +32,8 @@ pub(crate) const CLIENT_CLOSE: (u16, &str) = (4000, "done");
 /// The code and reason servers close with on `close-me`.
 pub(crate) const SERVER_CLOSE: (u16, &str) = (4001, "bye");
 
-/// The four adapters: three async runtimes and the blocking one.
+/// The five adapters: three readiness-based async runtimes, the blocking
+/// one, and compio's completion-based one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Adapter {
     /// `ws-tokio` on a tokio current-thread runtime.
@@ -43,6 +44,9 @@ pub(crate) enum Adapter {
     AsyncStd,
     /// `ws-std`, blocking.
     Std,
+    /// `ws-compio` on a compio runtime (io_uring, or its polling driver) of
+    /// its own thread.
+    Compio,
 }
 
 impl Adapter {
@@ -54,12 +58,14 @@ impl Adapter {
             Self::Smol => smol_rt::start_server(connections),
             Self::AsyncStd => async_std_rt::start_server(connections),
             Self::Std => std_rt::start_server(connections),
+            Self::Compio => compio_rt::start_server(connections),
         }
     }
 
     /// [`start_server`](Self::start_server) over TLS (`wss://localhost`);
     /// async-std's streams go through `ws_futures::client` / `accept`, as
-    /// any futures-io stream would, and are left out.
+    /// any futures-io stream would, and ws-compio speaks no TLS: both are
+    /// left out.
     pub(crate) fn start_tls_server(self, connections: usize) -> Server {
         match self {
             Self::Tokio => tokio_rt::start_tls_server(connections),
@@ -77,6 +83,7 @@ impl Adapter {
             Self::Smol => smol_rt::run_client(&url, plan),
             Self::AsyncStd => async_std_rt::run_client(&url, plan),
             Self::Std => std_rt::run_client(&url, plan),
+            Self::Compio => compio_rt::run_client(&url, plan),
         })
     }
 }
@@ -816,6 +823,78 @@ mod std_rt {
 
     pub(crate) fn run_client(url: &str, plan: Plan) -> Result<(), String> {
         client_main(url, plan)
+    }
+}
+
+mod compio_rt {
+    use ws_compio as adapter;
+
+    use super::*;
+
+    type Stream = compio::net::TcpStream;
+
+    /// `ws://` only: ws-compio speaks no TLS.
+    async fn connect(
+        request: ClientRequest,
+        options: &adapter::Options,
+    ) -> Result<(adapter::WebSocket<Stream>, ClientResponse), adapter::Error> {
+        adapter::connect_with(request, options).await
+    }
+
+    async fn connect_url(
+        url: &str,
+    ) -> Result<(adapter::WebSocket<Stream>, ClientResponse), adapter::Error> {
+        adapter::connect(url).await
+    }
+
+    /// Nothing to set up: every wait is bounded by the runtime's timer.
+    fn prepare(_ws: &mut adapter::WebSocket<Stream>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    scenario!(async await);
+
+    async fn with_timeout<T>(
+        what: &str,
+        future: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        compio::time::timeout(TIMEOUT, future)
+            .await
+            .map_err(|_| format!("{what} timed out"))?
+    }
+
+    /// compio's runtime runs on the calling thread (its futures are not
+    /// `Send`): the server's thread of [`spawn_server`], the client's of
+    /// [`bounded`].
+    fn runtime() -> Result<compio::runtime::Runtime, String> {
+        compio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))
+    }
+
+    pub(crate) fn start_server(connections: usize) -> Server {
+        spawn_server(move |addr_tx| {
+            runtime()?.block_on(async move {
+                let listener = compio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| format!("bind: {e}"))?;
+                let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string())?);
+                with_timeout("compio server", async {
+                    let mut reports = Vec::new();
+                    for _ in 0..connections {
+                        let (stream, _) = listener
+                            .accept()
+                            .await
+                            .map_err(|e| format!("accept: {e}"))?;
+                        reports.push(serve_stream(stream, reports.len()).await);
+                    }
+                    Ok(reports)
+                })
+                .await
+            })
+        })
+    }
+
+    pub(crate) fn run_client(url: &str, plan: Plan) -> Result<(), String> {
+        runtime()?.block_on(with_timeout("compio client", client_main(url, plan)))
     }
 }
 
