@@ -4,36 +4,22 @@
 //! compio's polling driver. Each test is bounded in time.
 
 use core::future::Future;
-use core::time::Duration;
 use std::{
     io::{Read, Write},
-    net,
-    sync::mpsc,
-    thread,
+    net, thread,
 };
 
 use compio::driver::{DriverType, ProactorBuilder};
 use compio::net::{TcpListener, TcpStream};
 use compio::runtime::{Runtime, RuntimeBuilder};
-use ws_compio::{BytesMut, ClientRequest, CloseCode, Error, Event, Message};
-use ws_proto::ClientHandshake;
+use ws_compio::{CloseCode, Error, Event, Message};
 
-#[path = "../../ws-async/adapter-tests/frames.rs"]
-mod frames;
+// What ws-std's tests share: a time limit, a client handshaken by hand, raw
+// masked frames.
+#[path = "../../ws-std/tests/common/mod.rs"]
+mod common;
 
-/// Runs `f` on its own thread; fails the test past `secs`.
-fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || tx.send(f()).unwrap());
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!(),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not done within {secs} s"),
-    }
-}
+use common::{bounded, masked, raw_client};
 
 /// A compio runtime: compio's choice of driver, or the polling one.
 fn runtime(polling: bool) -> Runtime {
@@ -144,20 +130,9 @@ fn a_protocol_error_is_answered_with_1002() {
             let failed = matches!(ws.recv().await, Some(Err(Error::Protocol(_))));
             (text, failed && ws.recv().await.is_none())
         });
-        let request = ClientRequest::new(&url).unwrap();
-        let mut stream = net::TcpStream::connect((request.host(), request.port())).unwrap();
-        let mut handshake = ClientHandshake::new(&request).unwrap();
-        stream.write_all(handshake.request()).unwrap();
-        let mut buf = BytesMut::new();
-        while handshake.receive(&mut buf).unwrap().is_none() {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        stream.write_all(&frames::masked(0x81, b"raw")).unwrap();
-        stream
-            .write_all(&frames::masked(0x83, b"reserved opcode"))
-            .unwrap();
+        let (mut stream, _) = raw_client(&url);
+        stream.write_all(&masked(0x81, b"raw")).unwrap();
+        stream.write_all(&masked(0x83, b"reserved opcode")).unwrap();
         let (opcode, payload) = read_frame(&mut stream);
         assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
         assert_eq!(
@@ -258,25 +233,14 @@ fn a_burst_of_pings_gets_every_pong() {
 fn burst_of_pings(polling: bool) {
     {
         let (url, server) = echo_server(polling);
-        let request = ClientRequest::new(&url).unwrap();
-        let mut stream = net::TcpStream::connect((request.host(), request.port())).unwrap();
-        let mut handshake = ClientHandshake::new(&request).unwrap();
-        stream.write_all(handshake.request()).unwrap();
-        let mut buf = BytesMut::new();
-        while handshake.receive(&mut buf).unwrap().is_none() {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let pings: Vec<u8> = (0..10u8)
-            .flat_map(|i| frames::masked(0x89, &[i; 10]))
-            .collect();
+        let (mut stream, _) = raw_client(&url);
+        let pings: Vec<u8> = (0..10u8).flat_map(|i| masked(0x89, &[i; 10])).collect();
         stream.write_all(&pings).unwrap();
         for i in 0..10u8 {
             assert_eq!(read_frame(&mut stream), (0xA, vec![i; 10]), "pong {i}");
         }
         stream
-            .write_all(&frames::masked(0x88, &1000u16.to_be_bytes()))
+            .write_all(&masked(0x88, &1000u16.to_be_bytes()))
             .unwrap();
         assert_eq!(read_frame(&mut stream).0, 0x8);
         drop(server);
