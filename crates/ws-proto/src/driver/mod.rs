@@ -855,6 +855,31 @@ impl Driver {
         }
     }
 
+    /// Bytes read and not yet parsed (the start of a frame in progress).
+    ///
+    /// A completion-based adapter uses it to lend the kernel no room while
+    /// it is 0: a connection between messages then reads into a buffer the
+    /// kernel picks when bytes arrive (io_uring's provided buffers) and
+    /// hands them over with [`filled_from`](Self::filled_from), so that an
+    /// idle connection pins no read buffer of its own.
+    #[inline]
+    pub fn buffered(&self) -> usize {
+        self.read.len()
+    }
+
+    /// Reports a read into a buffer the adapter owns: `bytes` are copied
+    /// into the read buffer (taken from the pool) and parsed as if read
+    /// there; empty, the transport reached end of stream.
+    pub fn filled_from(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.make_room();
+            self.read.buf.extend_from_slice(bytes);
+        }
+        // A read as large as the read size hints that more is waiting.
+        self.read.room = self.read_size;
+        self.filled(bytes.len());
+    }
+
     /// Read-ahead advice for the frame in progress (see
     /// [`Connection::read_ahead`]).
     fn ahead(&self) -> usize {

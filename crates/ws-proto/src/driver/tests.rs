@@ -426,3 +426,31 @@ fn a_read_room_lent_out_rejoins_the_buffer_without_a_copy() {
         Some(Event::Message(Message::text("two")))
     );
 }
+
+#[test]
+fn bytes_read_elsewhere_are_parsed_and_the_buffer_counts_what_is_left() {
+    let mut driver = server(Config::default());
+    let frames = [masked(0x81, b"one"), masked(0x81, b"two")].concat();
+    assert!(matches!(driver.poll(Op::RecvMessage), Action::Read { .. }));
+    assert_eq!(driver.buffered(), 0, "nothing read yet");
+    // A frame and a half, from a buffer the adapter owns.
+    driver.filled_from(&frames[..12]);
+    assert_eq!(driver.poll(Op::RecvMessage), Action::Deliver);
+    assert_eq!(
+        driver.take_event(),
+        Some(Event::Message(Message::text("one")))
+    );
+    assert!(matches!(driver.poll(Op::RecvMessage), Action::Read { .. }));
+    assert_eq!(driver.buffered(), 3, "the half frame is kept");
+    driver.filled_from(&frames[12..]);
+    assert_eq!(driver.poll(Op::RecvMessage), Action::Deliver);
+    assert_eq!(
+        driver.take_event(),
+        Some(Event::Message(Message::text("two")))
+    );
+    assert!(matches!(driver.poll(Op::RecvMessage), Action::Read { .. }));
+    assert_eq!(driver.buffered(), 0);
+    // Nothing: the end of the stream, a 1006 for the application.
+    driver.filled_from(&[]);
+    assert!(matches!(driver.poll(Op::RecvMessage), Action::Shutdown { .. } | Action::Done));
+}
