@@ -16,7 +16,8 @@ use std::{io, time::Instant};
 use bytes::BytesMut;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use compio::driver::BufferRef;
+use compio::io::{AsyncRead, AsyncReadManaged, AsyncWrite, AsyncWriteExt};
 use compio::runtime::Runtime;
 use ws_proto::adapter::{Error, Result};
 use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role};
@@ -30,15 +31,29 @@ type Flight<T> = Pin<Box<dyn Future<Output = T>>>;
 /// A duplex stream whose clones read and write the same connection
 /// (`compio::net::TcpStream`, `UnixStream`): the read in flight owns one
 /// clone, the write in flight another, so that both run at once.
-pub trait Transport: AsyncRead + AsyncWrite + Clone + 'static {}
+///
+/// Between messages a read lands in a buffer of the runtime's pool
+/// ([`AsyncReadManaged`]), so that an idle connection pins none of its own.
+pub trait Transport:
+    AsyncRead + AsyncReadManaged<Buffer = BufferRef> + AsyncWrite + Clone + 'static
+{
+}
 
-impl<T: AsyncRead + AsyncWrite + Clone + 'static> Transport for T {}
+impl<T> Transport for T where
+    T: AsyncRead + AsyncReadManaged<Buffer = BufferRef> + AsyncWrite + Clone + 'static
+{
+}
 
 /// The I/O in flight of one connection.
 pub(crate) struct Io<S> {
     pub(crate) stream: S,
     /// The read in flight, with the buffer it reads into.
-    read: Option<Flight<(io::Result<usize>, BytesMut)>>,
+    read: Option<Flight<Landed>>,
+    /// Whether reads may land in the runtime's buffer pool (io_uring's
+    /// provided buffers), found out at the first read.
+    pooled: Option<bool>,
+    /// The pool had no buffer for the last read.
+    pool_dry: bool,
     /// The write in flight (one owned chunk, then a flush): its length.
     write: Option<Flight<io::Result<usize>>>,
     /// The shutdown in flight.
@@ -60,6 +75,8 @@ impl<S: Transport> Io<S> {
         Self {
             stream,
             read,
+            pooled: None,
+            pool_dry: false,
             write,
             shutdown,
         }
@@ -68,10 +85,16 @@ impl<S: Transport> Io<S> {
     /// Performs [`Action::Read`], `wait`ing or not: polls the read in flight
     /// (starting one first if there is none) and reports it.
     ///
-    /// The kernel reads straight into the driver's buffer: its spare room is
-    /// split off as an owned `BytesMut` ([`Driver::take_read_room`], lent to
-    /// the kernel through compio's own `IoBufMut` impl) and rejoins the
-    /// buffer without a copy once the read completes.
+    /// What the read lands in depends on what the driver holds. Between
+    /// messages (nothing buffered) it is a buffer the kernel picks from the
+    /// runtime's pool when bytes arrive (io_uring's provided buffers,
+    /// compio's `read_managed`): an idle connection lends the kernel no
+    /// memory of its own, and the bytes are copied into the driver
+    /// ([`Driver::filled_from`]). Within a frame, the kernel reads straight
+    /// into the driver's buffer: its spare room is split off as an owned
+    /// `BytesMut` ([`Driver::take_read_room`]) and rejoins the buffer
+    /// without a copy. The pool is io_uring's; with compio's polling driver,
+    /// or when the pool is empty (`ENOBUFS`), the read lends its room.
     ///
     /// `wait: false` (the reads of [`Op::Flush`]) polls once, like every
     /// async adapter: a read cannot be "tried" without being submitted, and
@@ -80,28 +103,42 @@ impl<S: Transport> Io<S> {
     /// not, polls it again: pings that arrive while the application only
     /// sends are answered by its next `flush` (or receive).
     fn poll_read(&mut self, cx: &mut Context<'_>, driver: &mut Driver) -> Poll<io::Result<()>> {
-        let read = self.read.get_or_insert_with(|| {
-            let (room, len) = driver.take_read_room();
-            let mut stream = self.stream.clone();
-            Box::pin(async move {
-                let BufResult(read, room) = stream.read(room.slice(..len)).await;
-                (read, room.into_inner())
-            })
-        });
-        let Poll::Ready((read, room)) = read.as_mut().poll(cx) else {
-            driver.read_blocked();
-            return Poll::Pending;
-        };
-        self.read = None;
-        match read {
-            Ok(n) => {
-                driver.give_read_room(room, Some(n));
-                Poll::Ready(Ok(()))
-            }
-            Err(e) => {
-                driver.give_read_room(room, None);
-                Poll::Ready(Err(e))
-            }
+        loop {
+            let read = self.read.get_or_insert_with(|| {
+                let mut stream = self.stream.clone();
+                let pooled = *self.pooled.get_or_insert_with(pool_usable);
+                if pooled && !core::mem::take(&mut self.pool_dry) && driver.buffered() == 0 {
+                    // 0: as much as one of the pool's buffers holds.
+                    return Box::pin(async move { Landed::Pool(stream.read_managed(0).await) });
+                }
+                let (room, len) = driver.take_read_room();
+                Box::pin(async move {
+                    let BufResult(read, room) = stream.read(room.slice(..len)).await;
+                    Landed::Room(read, room.into_inner())
+                })
+            });
+            let Poll::Ready(landed) = read.as_mut().poll(cx) else {
+                driver.read_blocked();
+                return Poll::Pending;
+            };
+            self.read = None;
+            return Poll::Ready(match landed {
+                Landed::Room(read, room) => {
+                    driver.give_read_room(room, read.as_ref().ok().copied());
+                    read.map(drop)
+                }
+                Landed::Pool(Ok(bytes)) => {
+                    driver.filled_from(bytes.as_deref().unwrap_or_default());
+                    Ok(())
+                }
+                // The pool ran dry (more connections got bytes at once than
+                // it has buffers): the next read lends its room instead.
+                Landed::Pool(Err(e)) if e.kind() == io::ErrorKind::ResourceBusy => {
+                    self.pool_dry = true;
+                    continue;
+                }
+                Landed::Pool(Err(e)) => Err(e),
+            });
         }
     }
 
@@ -163,6 +200,22 @@ impl<S: Transport> Io<S> {
         self.shutdown = None;
         Poll::Ready(())
     }
+}
+
+/// What a read landed in: the driver's own room, or a buffer of the
+/// runtime's pool (`None`: end of stream).
+enum Landed {
+    Room(io::Result<usize>, BytesMut),
+    Pool(io::Result<Option<BufferRef>>),
+}
+
+/// Whether this thread's runtime lends buffers from a pool the kernel picks
+/// from (io_uring): compio's polling driver takes one per read submitted,
+/// which would pin a buffer per idle connection again.
+fn pool_usable() -> bool {
+    Runtime::with_current(|runtime| {
+        runtime.driver_type().is_iouring() && runtime.buffer_pool().is_ok()
+    })
 }
 
 /// Writes `chunk` whole, then flushes: the adapter-wide rule that what was

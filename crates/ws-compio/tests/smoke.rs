@@ -246,3 +246,60 @@ fn burst_of_pings(polling: bool) {
         drop(server);
     }
 }
+
+#[test]
+fn connections_share_a_pool_smaller_than_their_reads_in_flight() {
+    // Between messages a read lands in a buffer of the runtime's pool
+    // (io_uring's provided buffers). A pool of one buffer for 12 busy
+    // connections runs dry all the time: the reads that find it empty
+    // (ENOBUFS) lend their own room instead, and nothing is lost.
+    const CONNECTIONS: usize = 12;
+    bounded(60, || {
+        let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let server = thread::spawn(move || {
+            let mut proactor = ProactorBuilder::new();
+            proactor.buffer_pool_size(core::num::NonZero::new(1).unwrap());
+            let runtime = RuntimeBuilder::new()
+                .with_proactor(proactor)
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let mut tasks = Vec::new();
+                for _ in 0..CONNECTIONS {
+                    let stream = listener.accept().await.unwrap().0;
+                    tasks.push(compio::runtime::spawn(async move {
+                        let mut ws = ws_compio::accept(stream).await.unwrap();
+                        while let Some(message) = ws.recv().await {
+                            ws.send(message.unwrap()).await.unwrap();
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            });
+        });
+        let clients: Vec<_> = (0..CONNECTIONS)
+            .map(|c| {
+                let url = url.clone();
+                thread::spawn(move || {
+                    let (mut ws, _) = ws_std::connect(&url).unwrap();
+                    for i in 0..60usize {
+                        // 1 byte to 24 KiB: within one pool buffer and across several.
+                        let size = 1 + (c * 977 + i * 4099) % (24 << 10);
+                        let message = Message::binary(vec![(c + i) as u8; size]);
+                        ws.send(message.clone()).unwrap();
+                        assert_eq!(ws.recv().unwrap().unwrap(), message, "client {c}, message {i}");
+                    }
+                    ws.close(CloseCode::NORMAL, "").unwrap();
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().unwrap();
+        }
+        server.join().unwrap();
+    });
+}
