@@ -8,7 +8,9 @@ use std::time::Instant;
 use compio::net::TcpStream;
 use ws_proto::ServerRequest;
 use ws_proto::adapter::{Error, Options, Result, plain_tcp_target};
-use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op, SendError};
+use ws_proto::{
+    AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op, SendError,
+};
 
 use crate::socket::{Timer, Transport, WebSocket, poll_op};
 
@@ -65,7 +67,10 @@ pub async fn client<S: Transport>(
 pub fn accept<S: Transport>(stream: S) -> impl Future<Output = Result<WebSocket<S>>> {
     // The options are read here, not kept in the future: a connection's
     // task carries that future for as long as it lives.
-    accept_plain(WebSocket::from_driver(stream, Driver::server(&Options::default())))
+    accept_plain(WebSocket::from_driver(
+        stream,
+        Driver::server(&Options::default()),
+    ))
 }
 
 /// Accepts a WebSocket with the given options and no subprotocol.

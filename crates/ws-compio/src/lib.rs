@@ -48,15 +48,30 @@
 //!   [`WebSocket::from_driver`].
 //! - Two tasks: [`WebSocket::split`] into a [`ReadHalf`] and a
 //!   [`WriteHalf`] (tasks of one runtime: compio's futures are not `Send`).
+//!   [`WriteHalf::try_send`], [`WriteHalf::try_close`] and [`broadcast`]
+//!   queue without waiting, for fan-out (one slow peer never holds up the
+//!   others).
+//! - `futures` traits: [`WebSocket`] and [`ReadHalf`] are `Stream`s of
+//!   messages, [`WebSocket`] and [`WriteHalf`] `Sink<Message>`s.
 //!
 //! ## Owned buffers
 //! Completion I/O hands buffers to the kernel until the operation ends, so
 //! the reads, writes, the shutdown and the timer's sleep are kept in flight
 //! in the socket across calls, and every receive and flush is cancel-safe.
 //! Writes pass the driver's own chunks ([`Driver::pop_chunk`], `Bytes`) to
-//! the kernel without a copy. Reads land straight in the driver's buffer:
-//! its spare room is lent to the kernel as an owned `BytesMut`
-//! ([`Driver::take_read_room`]) and rejoins it without a copy.
+//! the kernel without a copy.
+//!
+//! Between messages, when the driver holds nothing, a read lands in a
+//! buffer the kernel picks when bytes arrive, from the runtime's pool
+//! (io_uring's provided buffers): an idle connection lends the kernel no
+//! memory of its own, and what arrives is copied into the driver
+//! ([`Driver::filled_from`]). Within a frame, reads land straight in the
+//! driver's buffer: its spare room is lent to the kernel as an owned
+//! `BytesMut` ([`Driver::take_read_room`]) and rejoins it without a copy.
+//! compio's pool holds 8 buffers of 8 KiB unless the runtime is built with
+//! another size (`ProactorBuilder::buffer_pool_size`); a read that finds it
+//! empty lends its room instead, so a larger pool only saves those reads.
+//! With compio's polling driver every read lends its room.
 //!
 //! A read that must not wait ([`flush`](WebSocket::flush) answering pings
 //! while the application only sends) is submitted and polled once; it
@@ -74,5 +89,5 @@ pub use ws_proto::{self, adapter::exports::*};
 pub use crate::{
     handshake::*,
     socket::{Transport, WebSocket},
-    split::{ReadHalf, WriteHalf},
+    split::{ReadHalf, WriteHalf, broadcast},
 };

@@ -370,13 +370,24 @@ impl<S: Transport> WebSocket<S> {
     /// that arrives in pieces ([`Config::streaming`]) is
     /// [`Error::Streamed`]; receive it with [`recv_event`](Self::recv_event).
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        message(self.run(Op::RecvMessage).await, |e| self.driver.put_back(e))
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next data message; see [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let received = ready!(poll_op(self, cx, Op::RecvMessage, false));
+        Poll::Ready(message(received, |e| self.driver.put_back(e)))
     }
 
     /// Like [`recv`](Self::recv), but yields every event: pings (already
     /// answered), pongs, the Close, and the pieces of a streamed message.
     pub async fn recv_event(&mut self) -> Option<Result<Event>> {
-        self.run(Op::Recv).await.transpose()
+        poll_fn(|cx| self.poll_recv_event(cx)).await
+    }
+
+    /// Polls for the next event; see [`recv_event`](Self::recv_event).
+    pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        poll_op(self, cx, Op::Recv, false).map(Result::transpose)
     }
 
     /// Queues `message` (once it fits in the outgoing queue) and writes
@@ -398,7 +409,12 @@ impl<S: Transport> WebSocket<S> {
     /// while the application only sends; what it reads is kept for the next
     /// receive.
     pub async fn flush(&mut self) -> Result<()> {
-        self.run(Op::Flush).await.map(drop)
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Polls [`flush`](Self::flush) to its end.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_op(self, cx, Op::Flush, false).map_ok(drop)
     }
 
     /// Sends a ping (payload up to 125 bytes); its pong arrives as
@@ -429,6 +445,39 @@ impl<S: Transport> WebSocket<S> {
     /// dropped.
     pub fn into_inner(self) -> S {
         self.io.stream
+    }
+}
+
+/// The data messages, as [`WebSocket::recv`] returns them.
+impl<S: Transport + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+/// Messages sent as [`WebSocket::feed`] and [`WebSocket::flush`] do;
+/// `poll_close` closes with 1000, as [`WebSocket::close`].
+impl<S: Transport + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_op(self.get_mut(), cx, Op::Reserve, false).map_ok(drop)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<()> {
+        Ok(self.get_mut().driver.send(message)?)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let ws = self.get_mut();
+        ws.driver.close(CloseCode::NORMAL, "")?;
+        poll_op(ws, cx, Op::Close, false).map_ok(drop)
     }
 }
 

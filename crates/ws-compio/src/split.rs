@@ -10,11 +10,14 @@
 
 use core::cell::RefCell;
 use core::future::poll_fn;
-use core::task::{Context, Poll, Waker};
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker, ready};
 use std::{io, rc::Rc};
 
-use ws_proto::adapter::Result;
-use ws_proto::{CloseCode, CloseFrame, Connection, Driver, Event, Message, Op};
+use ws_proto::adapter::{Error, Result};
+use ws_proto::{
+    Broadcast, CloseCode, CloseFrame, Connection, Driver, Event, Message, Offered, Op, WhenFull,
+};
 
 use crate::Bytes;
 use crate::socket::{Transport, WebSocket, message, poll_op};
@@ -103,19 +106,27 @@ impl<S: Transport> WebSocket<S> {
 }
 
 impl<S: Transport> ReadHalf<S> {
-    async fn run(&self, op: Op) -> Result<Option<Event>> {
-        poll_fn(|cx| poll_half(&self.0, cx, op, READER)).await
-    }
-
     /// Like [`WebSocket::recv`].
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        let received = self.run(Op::RecvMessage).await;
-        message(received, |e| with(&self.0, None, |d| d.put_back(e)))
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Like [`WebSocket::poll_recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let received = ready!(poll_half(&self.0, cx, Op::RecvMessage, READER));
+        Poll::Ready(message(received, |e| {
+            with(&self.0, None, |d| d.put_back(e))
+        }))
     }
 
     /// Like [`WebSocket::recv_event`].
     pub async fn recv_event(&mut self) -> Option<Result<Event>> {
-        self.run(Op::Recv).await.transpose()
+        poll_fn(|cx| self.poll_recv_event(cx)).await
+    }
+
+    /// Like [`WebSocket::poll_recv_event`].
+    pub fn poll_recv_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        poll_half(&self.0, cx, Op::Recv, READER).map(Result::transpose)
     }
 
     /// Like [`WebSocket::close_frame`] (a copy).
@@ -155,7 +166,12 @@ impl<S: Transport> WriteHalf<S> {
 
     /// Writes everything queued; never reads (the [`ReadHalf`] does).
     pub async fn flush(&mut self) -> Result<()> {
-        self.run(Op::WriteOut).await.map(drop)
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Polls [`flush`](Self::flush) to its end.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_half(&self.0, cx, Op::WriteOut, WRITER).map_ok(drop)
     }
 
     /// Sends a ping (payload up to 125 bytes); its pong arrives at the
@@ -177,8 +193,23 @@ impl<S: Transport> WriteHalf<S> {
     /// (unless it already started) and returns; the [`ReadHalf`] finishes
     /// it (it runs the close timer): keep receiving there until `None`.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        with(&self.0, Some(READER), |d| d.close(code, reason))?;
+        self.try_close(code, reason)?;
         self.flush().await
+    }
+
+    /// Starts the close handshake without waiting: queues a Close (behind
+    /// whatever is queued, even in a full queue) and arms the close timer;
+    /// the [`ReadHalf`]'s receive writes it, finishes the handshake, and
+    /// drops a peer that does not answer within the close timeout.
+    pub fn try_close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        Ok(with(&self.0, Some(READER), |d| d.close(code, reason))?)
+    }
+
+    /// Offers `message` as one connection of a broadcast: queued without
+    /// waiting, or, if the queue is full, skipped or the connection closed
+    /// as `when_full` says ([`Driver::offer`]). See [`broadcast`].
+    pub fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+        with(&self.0, Some(READER), |d| d.offer(message, when_full))
     }
 
     /// Runs `f` on the shared connection (e.g. `send_fragment`); then
@@ -186,4 +217,66 @@ impl<S: Transport> WriteHalf<S> {
     pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         with(&self.0, None, |d| f(d.connection_mut()))
     }
+}
+
+/// The data messages, as [`ReadHalf::recv`] returns them.
+impl<S: Transport> futures_core::Stream for ReadHalf<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+/// Messages sent as [`WriteHalf::feed`] and [`WriteHalf::flush`] do;
+/// `poll_close` writes a Close with 1000, as [`WriteHalf::close`].
+impl<S: Transport> futures_sink::Sink<Message> for WriteHalf<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_half(&self.0, cx, Op::Reserve, WRITER).map_ok(drop)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<()> {
+        Ok(with(&self.0, None, |d| d.send(message))?)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let half = self.get_mut();
+        half.try_close(CloseCode::NORMAL, "")?;
+        half.poll_flush(cx)
+    }
+}
+
+impl<S> AsRef<Self> for WriteHalf<S> {
+    fn as_ref(&self) -> &Self {
+        self
+    }
+}
+
+/// Sends `message` to every connection in `targets` without waiting for any
+/// of them: each takes it into its outgoing queue, and one whose queue is at
+/// its high-water mark ([`Config::max_write_buffer`](crate::Config::max_write_buffer))
+/// misses it and stays open or is closed, as `when_full` says. A slow peer
+/// never holds up the others; connections that are closing are skipped.
+///
+/// `targets` yields write halves or anything that refers to one (`&`,
+/// `Rc`); the payload is shared, not copied. Each target's [`ReadHalf`]
+/// writes the queued bytes: keep them receiving.
+pub fn broadcast<S, T>(
+    targets: impl IntoIterator<Item = T>,
+    message: &Message,
+    when_full: WhenFull<'_>,
+) -> Broadcast
+where
+    S: Transport,
+    T: AsRef<WriteHalf<S>>,
+{
+    Broadcast::each(targets, message, |target, message| {
+        target.as_ref().offer(message, when_full)
+    })
 }

@@ -291,7 +291,11 @@ fn connections_share_a_pool_smaller_than_their_reads_in_flight() {
                         let size = 1 + (c * 977 + i * 4099) % (24 << 10);
                         let message = Message::binary(vec![(c + i) as u8; size]);
                         ws.send(message.clone()).unwrap();
-                        assert_eq!(ws.recv().unwrap().unwrap(), message, "client {c}, message {i}");
+                        assert_eq!(
+                            ws.recv().unwrap().unwrap(),
+                            message,
+                            "client {c}, message {i}"
+                        );
                     }
                     ws.close(CloseCode::NORMAL, "").unwrap();
                 })
@@ -301,5 +305,91 @@ fn connections_share_a_pool_smaller_than_their_reads_in_flight() {
             client.join().unwrap();
         }
         server.join().unwrap();
+    });
+}
+
+#[test]
+fn stream_and_sink() {
+    // The socket as a `Stream` of messages and a `Sink` of them: the server
+    // forwards what it receives back into itself, the client sends through
+    // `SinkExt` and reads through `StreamExt`; closing the sink closes with
+    // 1000.
+    use futures_util::{SinkExt, StreamExt};
+    bounded(20, || {
+        let (url, server) = serve(false, |stream| async move {
+            let ws = ws_compio::accept(stream).await.unwrap();
+            let (read, write) = ws.split();
+            read.forward(write).await.unwrap();
+        });
+        runtime(false).block_on(async move {
+            let (mut ws, _) = ws_compio::connect(&url).await.unwrap();
+            for i in 0..20u8 {
+                let message = Message::binary(vec![i; 1 + usize::from(i) * 1000]);
+                SinkExt::send(&mut ws, message.clone()).await.unwrap();
+                assert_eq!(StreamExt::next(&mut ws).await.unwrap().unwrap(), message);
+            }
+            SinkExt::close(&mut ws).await.unwrap();
+            assert_eq!(ws.close_frame().unwrap().code, CloseCode::NORMAL);
+            assert!(StreamExt::next(&mut ws).await.is_none());
+        });
+        server.join().unwrap();
+    });
+}
+
+#[test]
+fn a_broadcast_reaches_every_split_connection_then_try_close_ends_them() {
+    use ws_compio::{WhenFull, broadcast};
+    const CONNECTIONS: usize = 3;
+    bounded(30, || {
+        let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let server = thread::spawn(move || {
+            runtime(false).block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let (mut writers, mut readers) = (Vec::new(), Vec::new());
+                for _ in 0..CONNECTIONS {
+                    let stream = listener.accept().await.unwrap().0;
+                    let (mut read, write) = ws_compio::accept(stream).await.unwrap().split();
+                    // Each reader writes what the broadcast queued.
+                    readers.push(compio::runtime::spawn(async move {
+                        while read.recv().await.is_some() {}
+                        read.close_frame().map(|frame| frame.code)
+                    }));
+                    writers.push(write);
+                }
+                for i in 0..100u32 {
+                    let sent = broadcast(&writers, &Message::text(i.to_string()), WhenFull::Skip);
+                    assert_eq!(sent.queued, CONNECTIONS, "message {i}");
+                }
+                for write in &writers {
+                    write.try_close(CloseCode::GOING_AWAY, "done").unwrap();
+                }
+                let mut codes = Vec::new();
+                for reader in readers {
+                    codes.push(reader.await.unwrap());
+                }
+                codes
+            })
+        });
+        let clients: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let url = url.clone();
+                thread::spawn(move || {
+                    let (mut ws, _) = ws_std::connect(&url).unwrap();
+                    for i in 0..100u32 {
+                        assert_eq!(ws.recv().unwrap().unwrap(), Message::text(i.to_string()));
+                    }
+                    assert!(ws.recv().is_none(), "the Close ends the stream");
+                    ws.close_frame().map(|frame| frame.code)
+                })
+            })
+            .collect();
+        for client in clients {
+            assert_eq!(client.join().unwrap(), Some(CloseCode::GOING_AWAY));
+        }
+        assert_eq!(
+            server.join().unwrap(),
+            vec![Some(CloseCode::GOING_AWAY); CONNECTIONS]
+        );
     });
 }

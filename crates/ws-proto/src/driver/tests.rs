@@ -452,5 +452,8 @@ fn bytes_read_elsewhere_are_parsed_and_the_buffer_counts_what_is_left() {
     assert_eq!(driver.buffered(), 0);
     // Nothing: the end of the stream, a 1006 for the application.
     driver.filled_from(&[]);
-    assert!(matches!(driver.poll(Op::RecvMessage), Action::Shutdown { .. } | Action::Done));
+    assert!(matches!(
+        driver.poll(Op::RecvMessage),
+        Action::Shutdown { .. } | Action::Done
+    ));
 }
