@@ -136,6 +136,9 @@ enum Side {
         deciding: bool,
         /// The `101` response is queued: once written, the connection opens.
         accepted: bool,
+        /// Accept any valid request with no subprotocol, without handing it
+        /// out ([`Driver::accepting`]).
+        accept_any: bool,
     },
 }
 
@@ -214,6 +217,18 @@ impl Driver {
     /// the application to [`accept`](Self::accept) or
     /// [`reject`](Self::reject), and `Op::Open` again writes the answer.
     pub fn server(options: &Options) -> Self {
+        Self::server_side(options, false)
+    }
+
+    /// A server's driver that accepts any valid request with no subprotocol
+    /// and no extra headers, as every adapter's `accept` does:
+    /// [`Op::Open`](super::Op::Open) reads the request and writes the `101`
+    /// in one run, with no request to take.
+    pub fn accepting(options: &Options) -> Self {
+        Self::server_side(options, true)
+    }
+
+    fn server_side(options: &Options, accept_any: bool) -> Self {
         let conn = Connection::with_entropy(
             crate::Role::Server,
             options.config.clone(),
@@ -225,6 +240,7 @@ impl Driver {
             request: None,
             deciding: false,
             accepted: false,
+            accept_any,
         };
         driver.opening = Some(Opening::new(side, options));
         driver
@@ -292,10 +308,7 @@ impl Driver {
         };
         let answer = request.accept(options)?;
         (*deciding, *accepted) = (false, true);
-        self.conn.set_negotiated(answer.negotiated().clone());
-        self.conn
-            .outgoing()
-            .push(Bytes::from(answer.into_response()));
+        queue_answer(&mut self.conn, answer);
         Ok(())
     }
 
@@ -393,8 +406,17 @@ impl Driver {
                 Err(error) => Err(error),
             },
             Side::Server {
-                handshake, request, ..
+                handshake,
+                request,
+                accepted,
+                accept_any,
+                ..
             } => match handshake.receive(buf) {
+                Ok(Some(head)) if *accept_any => head.accept(&AcceptOptions::new()).map(|answer| {
+                    queue_answer(&mut self.conn, answer);
+                    *accepted = true;
+                    true
+                }),
                 Ok(Some(head)) => {
                     *request = Some(head);
                     Ok(true)
@@ -444,4 +466,11 @@ impl Driver {
             opening.eof = true;
         }
     }
+}
+
+/// Queues the `101` response of `answer` and configures the connection with
+/// what it negotiated.
+fn queue_answer(conn: &mut Connection, answer: crate::Accepted) {
+    conn.set_negotiated(answer.negotiated().clone());
+    conn.outgoing().push(Bytes::from(answer.into_response()));
 }

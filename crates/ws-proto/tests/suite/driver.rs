@@ -1026,6 +1026,51 @@ fn bytes_after_the_heads_reach_the_connections() {
 }
 
 #[test]
+fn an_accepting_server_opens_in_one_run_at_every_chunking() {
+    // `Driver::accepting`: what every adapter's `accept` does (any valid
+    // request, no subprotocol) in one `Op::Open`, bytes behind the request
+    // kept; a malformed request still gets its error response.
+    for chunk in [1, 7, usize::MAX] {
+        let mut net = Net::default();
+        net.server.read_chunk = chunk;
+        net.server.write_chunk = chunk;
+        let request = ClientRequest::new("ws://example.com/")
+            .unwrap()
+            .protocol("chat.v2");
+        let mut client = Driver::client(&request, &options()).unwrap();
+        let mut server = Driver::accepting(&options());
+        assert_eq!(
+            net.run(Role::Client, &mut client, Op::Open, false),
+            Outcome::Wait
+        );
+        net.inject(Role::Server, &frame_to(Role::Server, true, 0x1, b"early"));
+        assert_eq!(
+            net.run(Role::Server, &mut server, Op::Open, false),
+            Outcome::Done(Ok(()))
+        );
+        assert!(server.is_open(), "chunk {chunk}");
+        assert!(server.take_request().is_err(), "nothing to decide");
+        assert_eq!(server.connection().protocol(), None, "none chosen");
+        assert_eq!(
+            net.run(Role::Client, &mut client, Op::Open, false),
+            Outcome::Done(Ok(()))
+        );
+        assert_eq!(client.take_response().unwrap().protocol, None);
+        let got = message(net.run(Role::Server, &mut server, Op::RecvMessage, false));
+        assert_eq!(got, Message::text("early"), "chunk {chunk}");
+    }
+    let mut net = Net::default();
+    let mut server = Driver::accepting(&options());
+    net.inject(Role::Server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(matches!(
+        net.run(Role::Server, &mut server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    ));
+    assert!(server.handshake_result().is_err(), "not an upgrade");
+    assert!(!server.is_open());
+}
+
+#[test]
 fn a_malformed_request_is_answered_then_the_transport_is_shut() {
     let mut net = Net::default();
     let mut server = Driver::server(&options());
