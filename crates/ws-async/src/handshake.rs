@@ -76,18 +76,20 @@ pub async fn client<S, R: Runtime<S>>(
 }
 
 /// Accepts a WebSocket connection with `options` and no subprotocol.
-pub async fn accept_with<S, R: Runtime<S>>(
+///
+/// The options are read at once, and the handshake's future is boxed: a
+/// connection task that awaits it carries one pointer for it, not the
+/// handshake's state (nor the options) for the connection's whole life (a
+/// task is as large as its largest state).
+pub fn accept_with<S, R: Runtime<S>>(
     stream: S,
     options: &Options,
-) -> Result<WebSocket<S, R>> {
-    // Boxed: the handshake's state lives on the heap only while it runs,
-    // not in the connection task's future for the connection's whole life
-    // (a task is as large as its largest state).
+) -> impl Future<Output = Result<WebSocket<S, R>>> + use<S, R> {
+    let mut ws = WebSocket::from_driver(stream, Driver::accepting(options));
     Box::pin(async move {
-        let incoming = read_request_with(stream, options).await?;
-        incoming.accept(&AcceptOptions::new()).await
+        open(&mut ws).await?;
+        Ok(ws)
     })
-    .await
 }
 
 /// A valid opening request waiting for the application's answer.

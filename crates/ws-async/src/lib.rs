@@ -272,21 +272,25 @@ macro_rules! adapter {
 
         /// Accepts a WebSocket connection with the default [`Options`] and
         /// no subprotocol, within the handshake timeout for reading the
-        /// request. Cancelling drops the stream mid-handshake.
-        pub async fn accept<S>(stream: S) -> Result<WebSocket<S>>
+        /// request. Cancelling drops the stream mid-handshake. The
+        /// handshake's state is boxed: a task awaiting it carries a pointer.
+        pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>>>
         where
             $rt: $crate::Runtime<S>,
         {
-            $crate::accept_with(stream, &Options::default()).await
+            $crate::accept_with(stream, &Options::default())
         }
 
-        /// Accepts a WebSocket connection with `options` and no subprotocol.
-        /// Cancelling drops the stream mid-handshake.
-        pub async fn accept_with<S>(stream: S, options: &Options) -> Result<WebSocket<S>>
+        /// Accepts a WebSocket connection with `options` (read at once) and
+        /// no subprotocol. Cancelling drops the stream mid-handshake.
+        pub fn accept_with<S>(
+            stream: S,
+            options: &Options,
+        ) -> impl Future<Output = Result<WebSocket<S>>> + use<S>
         where
             $rt: $crate::Runtime<S>,
         {
-            $crate::accept_with(stream, options).await
+            $crate::accept_with(stream, options)
         }
 
         /// Reads the opening request with the default [`Options`]; see
