@@ -109,7 +109,9 @@ pub fn accept<S: Transport>(stream: S) -> Result<WebSocket<S>> {
 
 /// Accepts a WebSocket with the given options and no subprotocol.
 pub fn accept_with<S: Transport>(stream: S, options: &Options) -> Result<WebSocket<S>> {
-    read_request_with(stream, options)?.accept(&AcceptOptions::new())
+    let mut ws = WebSocket::from_driver(stream, Driver::accepting(options));
+    open(&mut ws)?;
+    Ok(ws)
 }
 
 /// Reads the opening request with the default [`Options`]; see
