@@ -1,18 +1,15 @@
 //! The opening handshake. The driver runs it ([`Op::Open`]), bounded by its
 //! timer (the handshake timeout); this module only connects sockets.
 
-use core::future::{Future, poll_fn};
-use core::task::{Poll, ready};
+use core::future::Future;
 use std::time::Instant;
 
 use compio::net::TcpStream;
 use ws_proto::ServerRequest;
-use ws_proto::adapter::{Error, Options, Result, plain_tcp_target};
-use ws_proto::{
-    AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op, SendError,
-};
+use ws_proto::adapter::{Options, Result, plain_tcp_target};
+use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
-use crate::socket::{Timer, Transport, WebSocket, poll_op};
+use crate::socket::{Timer, Transport, WebSocket};
 
 /// Runs the opening handshake of `ws`'s driver to the application's turn.
 async fn open<S: Transport>(ws: &mut WebSocket<S>) -> Result<()> {
@@ -65,41 +62,22 @@ pub async fn client<S: Transport>(
 
 /// Accepts a WebSocket with the default options and no subprotocol.
 pub fn accept<S: Transport>(stream: S) -> impl Future<Output = Result<WebSocket<S>>> {
-    // The options are read here, not kept in the future: a connection's
-    // task carries that future for as long as it lives.
-    accept_plain(WebSocket::from_driver(
-        stream,
-        Driver::server(&Options::default()),
-    ))
+    accept_with(stream, &Options::default())
 }
 
 /// Accepts a WebSocket with the given options and no subprotocol.
+///
+/// The options are read at once, and the handshake's future is boxed: a
+/// connection task that awaits it carries one pointer for it, not the
+/// handshake's state for the connection's whole life.
 pub fn accept_with<S: Transport>(
     stream: S,
     options: &Options,
 ) -> impl Future<Output = Result<WebSocket<S>>> + use<S> {
-    accept_plain(WebSocket::from_driver(stream, Driver::server(options)))
-}
-
-/// Reads the request and accepts it with no subprotocol, as a future that
-/// holds the socket once (an `async fn` would keep its argument and its
-/// local copy: twice the socket in every connection's task).
-fn accept_plain<S: Transport>(ws: WebSocket<S>) -> impl Future<Output = Result<WebSocket<S>>> {
-    let (mut ws, mut answered) = (Some(ws), false);
-    poll_fn(move |cx| {
-        let socket = ws.as_mut().ok_or(Error::Send(SendError::Closed))?;
-        loop {
-            ready!(poll_op(socket, cx, Op::Open, false))?;
-            // The handshake's sleep is not the connection's.
-            socket.timer = Timer::default();
-            socket.driver.handshake_result()?;
-            if answered {
-                return Poll::Ready(ws.take().ok_or(Error::Send(SendError::Closed)));
-            }
-            let request = socket.driver.take_request()?;
-            socket.driver.accept(&request, &AcceptOptions::new())?;
-            answered = true;
-        }
+    let mut ws = WebSocket::from_driver(stream, Driver::accepting(options));
+    Box::pin(async move {
+        open(&mut ws).await?;
+        Ok(ws)
     })
 }
 
