@@ -13,7 +13,7 @@ use core::task::{Context, Poll, ready};
 use core::time::Duration;
 use std::{io, time::Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
 use compio::driver::BufferRef;
@@ -27,6 +27,15 @@ use crate::Bytes;
 /// A future kept across calls: compio's futures are not `Send`, neither is
 /// this.
 type Flight<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The outcome of a write (the bytes written), and its list of chunks.
+type Written = (io::Result<usize>, Vec<Bytes>);
+
+/// The most chunks one vectored write takes (the rest goes in the next).
+const WRITE_IOV: usize = 16;
+
+/// The most bytes one vectored write gathers: a larger chunk goes alone.
+const VECTORED_MAX: usize = 256 << 10;
 
 /// A duplex stream whose clones read and write the same connection
 /// (`compio::net::TcpStream`, `UnixStream`): the read in flight owns one
@@ -55,7 +64,9 @@ pub(crate) struct Io<S> {
     /// The pool had no buffer for the last read.
     pool_dry: bool,
     /// The write in flight (one owned chunk, then a flush): its length.
-    write: Option<Flight<io::Result<usize>>>,
+    write: Option<Flight<Written>>,
+    /// The list of chunks handed to the kernel, kept between writes.
+    chunks: Vec<Bytes>,
     /// The shutdown in flight.
     shutdown: Option<Flight<()>>,
 }
@@ -77,6 +88,7 @@ impl<S: Transport> Io<S> {
             read,
             pooled: None,
             pool_dry: false,
+            chunks: Vec::new(),
             write,
             shutdown,
         }
@@ -143,8 +155,9 @@ impl<S: Transport> Io<S> {
     }
 
     /// Performs [`Action::Write`]: the write in flight, or the next owned
-    /// chunk of the queue handed to the kernel ([`Driver::pop_chunk`], no
-    /// copy), then flushed.
+    /// chunks of the queue (up to [`WRITE_IOV`]: a large frame's header and
+    /// payload, several queued messages) handed to the kernel in one
+    /// vectored write ([`Driver::pop_chunk`], no copy), then flushed.
     ///
     /// A write that must not wait (`wait: false`: a receive answering a
     /// ping) is only queued for the kernel by its first poll. Reported
@@ -164,10 +177,23 @@ impl<S: Transport> Io<S> {
         let write = match &mut self.write {
             Some(write) => write,
             None => {
-                let Some(chunk) = driver.pop_chunk() else {
+                let mut chunks = core::mem::take(&mut self.chunks);
+                let mut len = 0;
+                while chunks.len() < WRITE_IOV {
+                    let next = driver.outgoing().chunk().len();
+                    if next == 0 || (len > 0 && len + next > VECTORED_MAX) {
+                        break;
+                    }
+                    let Some(chunk) = driver.pop_chunk() else {
+                        break;
+                    };
+                    len += chunk.len();
+                    chunks.push(chunk);
+                }
+                if chunks.is_empty() {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                };
-                self.write.insert(write_all(self.stream.clone(), chunk))
+                }
+                self.write.insert(write_all(self.stream.clone(), chunks))
             }
         };
         let mut polled = write.as_mut().poll(cx);
@@ -175,11 +201,14 @@ impl<S: Transport> Io<S> {
             Runtime::with_current(|runtime| runtime.poll_with(Some(Duration::ZERO)));
             polled = write.as_mut().poll(cx);
         }
-        let Poll::Ready(written) = polled else {
+        let Poll::Ready((written, mut chunks)) = polled else {
             driver.write_blocked();
             return Poll::Pending;
         };
         self.write = None;
+        // The list goes back for the next write: no allocation per write.
+        chunks.clear();
+        self.chunks = chunks;
         driver.wrote(written?);
         Poll::Ready(Ok(()))
     }
@@ -218,15 +247,26 @@ fn pool_usable() -> bool {
     })
 }
 
-/// Writes `chunk` whole, then flushes: the adapter-wide rule that what was
-/// written is flushed before the driver waits is kept by the write itself.
-fn write_all<S: Transport>(mut stream: S, chunk: Bytes) -> Flight<io::Result<usize>> {
+/// Writes `chunks` whole (one chunk with a plain write, several with a
+/// vectored one), then flushes: the adapter-wide rule that what was written
+/// is flushed before the driver waits is kept by the write itself. The
+/// list comes back with the outcome, for the next write.
+fn write_all<S: Transport>(mut stream: S, mut chunks: Vec<Bytes>) -> Flight<Written> {
     Box::pin(async move {
-        let len = chunk.len();
-        let BufResult(written, _) = stream.write_all(chunk).await;
-        written?;
-        stream.flush().await?;
-        Ok(len)
+        let len = chunks.iter().map(Bytes::len).sum();
+        let written = if chunks.len() == 1 {
+            let chunk = chunks.pop().unwrap_or_default();
+            stream.write_all(chunk).await.0
+        } else {
+            let BufResult(written, back) = stream.write_vectored_all(chunks).await;
+            chunks = back;
+            written
+        };
+        let flushed = match written {
+            Ok(()) => stream.flush().await.map(|()| len),
+            Err(e) => Err(e),
+        };
+        (flushed, chunks)
     })
 }
 

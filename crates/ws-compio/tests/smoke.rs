@@ -393,3 +393,29 @@ fn a_broadcast_reaches_every_split_connection_then_try_close_ends_them() {
         );
     });
 }
+
+#[test]
+fn queued_messages_of_every_size_go_out_in_order() {
+    // Several queued frames (headers, small frames encoded back to back,
+    // large payloads as their own chunks) leave in vectored writes of up
+    // to 16 chunks; a chunk too large to gather goes alone.
+    bounded(30, || {
+        let (url, server) = echo_server(false);
+        runtime(false).block_on(async move {
+            let (mut ws, _) = ws_compio::connect(&url).await.unwrap();
+            let sizes = [10, 5_000, 70_000, 0, 300_000, 126, 65_536];
+            let messages: Vec<Message> = (0..42)
+                .map(|i| Message::binary(vec![i as u8; sizes[i % sizes.len()]]))
+                .collect();
+            for message in &messages {
+                ws.feed(message.clone()).await.unwrap();
+            }
+            ws.flush().await.unwrap();
+            for (i, message) in messages.iter().enumerate() {
+                assert_eq!(&ws.recv().await.unwrap().unwrap(), message, "message {i}");
+            }
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+        });
+        assert_eq!(server.join().unwrap(), Some(CloseCode::NORMAL));
+    });
+}
