@@ -989,22 +989,27 @@ fn the_opening_handshake_hands_over_to_the_connection_at_every_chunking() {
     }
 }
 
+/// The client sends its request and a frame right behind it ("early");
+/// the server's `Op::Open` reads both.
+fn request_then_early_frame(net: &mut Net, client: &mut Driver, server: &mut Driver) {
+    assert_eq!(
+        net.run(Role::Client, client, Op::Open, false),
+        Outcome::Wait
+    );
+    net.inject(Role::Server, &frame_to(Role::Server, true, 0x1, b"early"));
+    assert_eq!(
+        net.run(Role::Server, server, Op::Open, false),
+        Outcome::Done(Ok(()))
+    );
+}
+
 #[test]
 fn bytes_after_the_heads_reach_the_connections() {
     let mut net = Net::default();
     let request = ClientRequest::new("ws://example.com/").unwrap();
     let mut client = Driver::client(&request, &options()).unwrap();
     let mut server = Driver::server(&options());
-    assert_eq!(
-        net.run(Role::Client, &mut client, Op::Open, false),
-        Outcome::Wait
-    );
-    // A client that sends a frame right behind its request.
-    net.inject(Role::Server, &frame_to(Role::Server, true, 0x1, b"early"));
-    assert_eq!(
-        net.run(Role::Server, &mut server, Op::Open, false),
-        Outcome::Done(Ok(()))
-    );
+    request_then_early_frame(&mut net, &mut client, &mut server);
     let request = server.take_request().unwrap();
     server.accept(&request, &AcceptOptions::new()).unwrap();
     // The server's first message travels with its 101 response.
@@ -1039,15 +1044,7 @@ fn an_accepting_server_opens_in_one_run_at_every_chunking() {
             .protocol("chat.v2");
         let mut client = Driver::client(&request, &options()).unwrap();
         let mut server = Driver::accepting(&options());
-        assert_eq!(
-            net.run(Role::Client, &mut client, Op::Open, false),
-            Outcome::Wait
-        );
-        net.inject(Role::Server, &frame_to(Role::Server, true, 0x1, b"early"));
-        assert_eq!(
-            net.run(Role::Server, &mut server, Op::Open, false),
-            Outcome::Done(Ok(()))
-        );
+        request_then_early_frame(&mut net, &mut client, &mut server);
         assert!(server.is_open(), "chunk {chunk}");
         assert!(server.take_request().is_err(), "nothing to decide");
         assert_eq!(server.connection().protocol(), None, "none chosen");
