@@ -43,12 +43,34 @@ where
     T: Send + 'static,
     F: Future<Output = T>,
 {
+    serve_all(
+        move || runtime(polling),
+        1,
+        |mut streams| serve(streams.pop().unwrap()),
+    )
+}
+
+/// Accepts `count` connections on 127.0.0.1:0 and serves them with
+/// `serve`, on the runtime `make` builds in a thread of its own.
+fn serve_all<T, F>(
+    make: impl FnOnce() -> Runtime + Send + 'static,
+    count: usize,
+    serve: impl FnOnce(Vec<TcpStream>) -> F + Send + 'static,
+) -> (String, thread::JoinHandle<T>)
+where
+    T: Send + 'static,
+    F: Future<Output = T>,
+{
     let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
-        runtime(polling).block_on(async move {
+        make().block_on(async move {
             let listener = TcpListener::from_std(listener).unwrap();
-            serve(listener.accept().await.unwrap().0).await
+            let mut streams = Vec::new();
+            for _ in 0..count {
+                streams.push(listener.accept().await.unwrap().0);
+            }
+            serve(streams).await
         })
     });
     (format!("ws://{addr}/"), handle)
@@ -255,31 +277,26 @@ fn connections_share_a_pool_smaller_than_their_reads_in_flight() {
     // (ENOBUFS) lend their own room instead, and nothing is lost.
     const CONNECTIONS: usize = 12;
     bounded(60, || {
-        let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        let server = thread::spawn(move || {
+        let one_buffer = || {
             let mut proactor = ProactorBuilder::new();
             proactor.buffer_pool_size(core::num::NonZero::new(1).unwrap());
-            let runtime = RuntimeBuilder::new()
-                .with_proactor(proactor)
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener).unwrap();
-                let mut tasks = Vec::new();
-                for _ in 0..CONNECTIONS {
-                    let stream = listener.accept().await.unwrap().0;
-                    tasks.push(compio::runtime::spawn(async move {
+            let builder = RuntimeBuilder::new().with_proactor(proactor).build();
+            builder.unwrap()
+        };
+        let (url, server) = serve_all(one_buffer, CONNECTIONS, |streams| async move {
+            let tasks: Vec<_> = (streams.into_iter())
+                .map(|stream| {
+                    compio::runtime::spawn(async move {
                         let mut ws = ws_compio::accept(stream).await.unwrap();
                         while let Some(message) = ws.recv().await {
                             ws.send(message.unwrap()).await.unwrap();
                         }
-                    }));
-                }
-                for task in tasks {
-                    task.await.unwrap();
-                }
-            });
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
         });
         let clients: Vec<_> = (0..CONNECTIONS)
             .map(|c| {
@@ -341,14 +358,12 @@ fn a_broadcast_reaches_every_split_connection_then_try_close_ends_them() {
     use ws_compio::{WhenFull, broadcast};
     const CONNECTIONS: usize = 3;
     bounded(30, || {
-        let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        let server = thread::spawn(move || {
-            runtime(false).block_on(async move {
-                let listener = TcpListener::from_std(listener).unwrap();
+        let (url, server) = serve_all(
+            || runtime(false),
+            CONNECTIONS,
+            |streams| async move {
                 let (mut writers, mut readers) = (Vec::new(), Vec::new());
-                for _ in 0..CONNECTIONS {
-                    let stream = listener.accept().await.unwrap().0;
+                for stream in streams {
                     let (mut read, write) = ws_compio::accept(stream).await.unwrap().split();
                     // Each reader writes what the broadcast queued.
                     readers.push(compio::runtime::spawn(async move {
@@ -369,8 +384,8 @@ fn a_broadcast_reaches_every_split_connection_then_try_close_ends_them() {
                     codes.push(reader.await.unwrap());
                 }
                 codes
-            })
-        });
+            },
+        );
         let clients: Vec<_> = (0..CONNECTIONS)
             .map(|_| {
                 let url = url.clone();
