@@ -70,7 +70,10 @@
 //! `BytesMut` ([`Driver::take_read_room`]) and rejoins it without a copy.
 //! compio's pool holds 8 buffers of 8 KiB unless the runtime is built with
 //! another size (`ProactorBuilder::buffer_pool_size`); a read that finds it
-//! empty lends its room instead, so a larger pool only saves those reads.
+//! empty (`ENOBUFS`) is made again with its own room, so nothing is lost,
+//! but each costs a second operation. Size the pool for the connections
+//! that receive at once: with 100 busy connections, 40% of such reads
+//! found compio's default pool empty, none found a pool of 128.
 //! With compio's polling driver every read lends its room.
 //!
 //! A read that must not wait ([`flush`](WebSocket::flush) answering pings
