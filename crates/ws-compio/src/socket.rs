@@ -63,7 +63,8 @@ pub(crate) struct Io<S> {
     pooled: Option<bool>,
     /// The pool had no buffer for the last read.
     pool_dry: bool,
-    /// The write in flight (one owned chunk, then a flush): its length.
+    /// The write in flight (owned chunks, then a flush): its length, and
+    /// the list of chunks back.
     write: Option<Flight<Written>>,
     /// The list of chunks handed to the kernel, kept between writes.
     chunks: Vec<Bytes>,
