@@ -18,7 +18,7 @@ use std::io;
 #[cfg(any(feature = "tokio", feature = "futures-io"))]
 use bytes::Buf;
 use bytes::Bytes;
-use ws_proto::adapter::{Result, next_piece};
+use ws_proto::adapter::{PieceReader, Result};
 use ws_proto::{Driver, Event, Message, Op, PieceSender, SendError};
 
 use crate::socket::{Link, poll_op};
@@ -94,81 +94,51 @@ impl<S, R: Runtime<S>> Conn<'_, S, R> {
 /// was closed with 1007), then ends.
 pub struct MessageStream<'a, S, R: Runtime<S>> {
     conn: Conn<'a, S, R>,
-    text: bool,
-    /// What is left of the piece being read.
-    piece: Bytes,
-    /// The message's last piece was received, or the connection ended:
-    /// nothing more of it comes from the connection.
-    ended: bool,
+    /// The piece in hand and what each receive means for the message.
+    reader: PieceReader,
 }
 
 impl<S, R: Runtime<S>> fmt::Debug for MessageStream<'_, S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageStream")
-            .field("text", &self.text)
-            .field("buffered", &self.piece.len())
-            .field("ended", &self.ended)
+            .field("reader", &self.reader)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a, S, R: Runtime<S>> MessageStream<'a, S, R> {
     /// The outcome of a receive ([`Op::RecvMessage`]) on `conn` as the
-    /// stream of its message: a whole message is one piece, a streamed one
-    /// starts with its first piece.
+    /// stream of its message.
     pub(crate) fn start(
         conn: Conn<'a, S, R>,
         outcome: Result<Option<Event>>,
     ) -> Option<Result<Self>> {
-        let (piece, ended) = match outcome {
-            Err(e) => return Some(Err(e)),
-            Ok(Some(Event::Message(message))) => (message, true),
-            // A piece that is not the first continues a message whose first
-            // piece `recv_event` delivered: the stream has the rest of it.
-            Ok(Some(Event::Fragment { piece, last, .. })) => (piece, last),
-            // The driver delivers nothing else to `Op::RecvMessage`.
-            Ok(_) => return None,
-        };
-        let text = piece.is_text();
-        let piece = piece.into_bytes();
-        Some(Ok(Self {
-            conn,
-            text,
-            piece,
-            ended,
-        }))
+        PieceReader::start(outcome).map(|reader| reader.map(|reader| Self { conn, reader }))
     }
 
     /// Whether the message is text: every piece is then whole UTF-8 code
     /// points (checked), so it can be read with `Utf8Bytes` or
     /// `str::from_utf8` piece by piece.
     pub const fn is_text(&self) -> bool {
-        self.text
+        self.reader.is_text()
+    }
+
+    /// Receives until a piece is in hand or the message is over.
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        while self.reader.wants_more() {
+            let received = ready!(self.conn.poll_op(cx, Op::RecvMessage));
+            let reader = &mut self.reader;
+            self.conn.with(|d| reader.receive(received, d))?;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Polls for the next piece; see [`next_piece`](Self::next_piece).
     pub fn poll_next_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
-        loop {
-            if !self.piece.is_empty() {
-                return Poll::Ready(Some(Ok(core::mem::take(&mut self.piece))));
-            }
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            let outcome = ready!(self.conn.poll_op(cx, Op::RecvMessage));
-            let mut other = None;
-            let next = outcome.and_then(|received| next_piece(received, |e| other = Some(e)));
-            if let Some(event) = other {
-                self.conn.with(|d| d.put_back(event));
-            }
-            match next {
-                Ok((piece, last)) => (self.piece, self.ended) = (piece, last),
-                Err(e) => {
-                    self.ended = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
+        if let Err(e) = ready!(self.poll_more(cx)) {
+            return Poll::Ready(Some(Err(e)));
         }
+        Poll::Ready(self.reader.take_piece().map(Ok))
     }
 
     /// The message's next piece as it arrives: `None` after the last (an
@@ -183,15 +153,9 @@ impl<'a, S, R: Runtime<S>> MessageStream<'a, S, R> {
 
     /// Makes the piece being read non-empty, unless the message is over.
     #[cfg(any(feature = "tokio", feature = "futures-io"))]
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.piece.is_empty() {
-            match ready!(self.poll_next_piece(cx)) {
-                Some(Ok(piece)) => self.piece = piece,
-                Some(Err(e)) => return Poll::Ready(Err(e.into())),
-                None => {}
-            }
-        }
-        Poll::Ready(Ok(()))
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut Bytes>> {
+        ready!(self.poll_more(cx))?;
+        Poll::Ready(Ok(self.reader.piece_mut()))
     }
 
     /// `AsyncRead`: copies from the piece being read into `buf`.
@@ -200,19 +164,17 @@ impl<'a, S, R: Runtime<S>> MessageStream<'a, S, R> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        ready!(self.poll_fill(cx))?;
-        let n = buf.len().min(self.piece.len());
-        buf[..n].copy_from_slice(&self.piece[..n]);
-        self.piece.advance(n);
+        let piece = ready!(self.poll_fill(cx))?;
+        let n = buf.len().min(piece.len());
+        piece.copy_to_slice(&mut buf[..n]);
         Poll::Ready(Ok(n))
     }
 }
 
 impl<S, R: Runtime<S>> Drop for MessageStream<'_, S, R> {
     fn drop(&mut self) {
-        if !self.ended {
-            self.conn.with(Driver::discard_message);
-        }
+        let reader = &self.reader;
+        self.conn.with(|d| reader.abandon(d));
     }
 }
 
@@ -235,10 +197,10 @@ impl<S, R: Runtime<S>> tokio::io::AsyncRead for MessageStream<'_, S, R> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        ready!(this.poll_fill(cx))?;
-        let n = buf.remaining().min(this.piece.len());
-        buf.put_slice(&this.piece[..n]);
-        this.piece.advance(n);
+        let piece = ready!(this.poll_fill(cx))?;
+        let n = buf.remaining().min(piece.len());
+        buf.put_slice(&piece[..n]);
+        piece.advance(n);
         Poll::Ready(Ok(()))
     }
 }
@@ -455,12 +417,12 @@ macro_rules! io_traits {
                 cx: &mut Context<'_>,
             ) -> Poll<io::Result<&[u8]>> {
                 let this = self.get_mut();
-                ready!(this.poll_fill(cx))?;
-                Poll::Ready(Ok(&this.piece))
+                let piece = ready!(this.poll_fill(cx))?;
+                Poll::Ready(Ok(&piece[..]))
             }
 
             fn consume(self: Pin<&mut Self>, amt: usize) {
-                self.get_mut().piece.advance(amt);
+                self.get_mut().reader.piece_mut().advance(amt);
             }
         }
 

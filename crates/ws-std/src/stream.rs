@@ -2,14 +2,14 @@
 //! piece ([`MessageReader`]), a sent one written piece by piece
 //! ([`MessageWriter`]), over a whole socket or one half of a split one.
 
-use core::{fmt, mem, time::Duration};
+use core::{fmt, time::Duration};
 use std::{
     io::{self, Read, Write},
     time::Instant,
 };
 
 use bytes::{Buf, Bytes};
-use ws_proto::adapter::next_piece;
+use ws_proto::adapter::PieceReader;
 use ws_proto::{Connection, Driver, Event, Message, Op, PieceSender};
 
 use crate::{Error, Result, Transport, WebSocket, socket::Timer};
@@ -90,36 +90,22 @@ pub(crate) fn message<S>(
 #[derive(Debug)]
 pub struct MessageReader<'a, S> {
     socket: &'a mut dyn Socket<S>,
-    text: bool,
-    /// What is left of the piece being read.
-    piece: Bytes,
-    /// The message's last piece arrived.
-    last: bool,
+    /// The piece in hand and what each receive means for the message.
+    reader: PieceReader,
 }
 
 impl<'a, S> MessageReader<'a, S> {
-    /// The next message's reader: a streamed message
-    /// ([`Event::Fragment`]) from its piece, or a whole one as one piece.
+    /// The next message's reader: a streamed message from its first piece,
+    /// or a whole one as one piece.
     pub(crate) fn start(socket: &'a mut dyn Socket<S>) -> Option<Result<Self>> {
-        let (piece, last) = match socket.recv().transpose()? {
-            Ok(Event::Fragment { piece, last, .. }) => (piece, last),
-            Ok(Event::Message(message)) => (message, true),
-            Ok(_) => unreachable!("Op::RecvMessage delivers data messages only"),
-            Err(e) => return Some(Err(e)),
-        };
-        let (text, piece) = (piece.is_text(), piece.into_bytes());
-        Some(Ok(Self {
-            socket,
-            text,
-            piece,
-            last,
-        }))
+        let reader = PieceReader::start(socket.recv());
+        reader.map(|reader| reader.map(|reader| Self { socket, reader }))
     }
 
     /// Whether this is a text message (its pieces are whole code points,
     /// UTF-8 checked).
     pub const fn is_text(&self) -> bool {
-        self.text
+        self.reader.is_text()
     }
 
     /// The next piece of the message (what is left of it after `read`),
@@ -127,40 +113,38 @@ impl<'a, S> MessageReader<'a, S> {
     /// (`set_read_timeout`): past it, `Error::Io` of kind `TimedOut`, and
     /// nothing is lost.
     pub fn next_piece(&mut self) -> Option<Result<Bytes>> {
-        let more = self.fill();
-        more.map(|more| more.then(|| mem::take(&mut self.piece)))
-            .transpose()
+        match self.fill() {
+            Ok(()) => self.reader.take_piece().map(Ok),
+            Err(e) => Some(Err(e)),
+        }
     }
 
-    /// Receives until a piece with bytes is held: `false` at the end.
-    fn fill(&mut self) -> Result<bool> {
-        while self.piece.is_empty() && !self.last {
+    /// Receives until a piece is in hand or the message is over. A timeout
+    /// returns before the reader sees it: the stream goes on.
+    fn fill(&mut self) -> Result<()> {
+        while self.reader.wants_more() {
             let received = self.socket.recv()?;
-            let mut other = None;
-            let next = next_piece(received, |event| other = Some(event));
-            if let Some(event) = other {
-                self.socket.with(|d| d.put_back(event));
-            }
-            (self.piece, self.last) = next?;
+            let reader = &mut self.reader;
+            self.socket.with(|d| reader.receive(Ok(received), d))?;
         }
-        Ok(!self.piece.is_empty())
+        Ok(())
     }
 }
 
 impl<S> Read for MessageReader<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.fill()?;
-        let n = buf.len().min(self.piece.len());
-        self.piece.copy_to_slice(&mut buf[..n]);
+        let piece = self.reader.piece_mut();
+        let n = buf.len().min(piece.len());
+        piece.copy_to_slice(&mut buf[..n]);
         Ok(n)
     }
 }
 
 impl<S> Drop for MessageReader<'_, S> {
     fn drop(&mut self) {
-        if !self.last {
-            self.socket.with(Driver::discard_message);
-        }
+        let reader = &self.reader;
+        self.socket.with(|d| reader.abandon(d));
     }
 }
 

@@ -83,28 +83,107 @@ impl Error {
     }
 }
 
-/// What a streamed message's reader (an adapter's message stream) makes of
-/// what its receive returned: the message's next piece and whether it is
-/// the last; or, when the connection ended inside the message,
-/// [`Error::CutShort`]: never a short message. An event that is not the
-/// message's next piece (the core delivers none inside a message) goes to
-/// `give_back` ([`Driver::put_back`](crate::Driver::put_back)) for the
-/// next receive, and the message is cut short too.
-pub fn next_piece(
-    received: Option<crate::Event>,
-    give_back: impl FnOnce(crate::Event),
-) -> Result<(bytes::Bytes, bool)> {
-    match received {
-        Some(crate::Event::Fragment {
-            piece,
-            first: false,
-            last,
-        }) => Ok((piece.into_bytes(), last)),
-        Some(other) => {
-            give_back(other);
-            Err(Error::CutShort)
+/// The receiving end of one streamed message, for an adapter's message
+/// stream (`recv_stream`): the piece in hand, the message's type, and
+/// whether the last piece came. What each receive means for the stream is
+/// decided here, once for every adapter: the first event starts the message
+/// (a whole message is a stream of one piece); a later one is its next
+/// piece, or the connection ended inside it, or another message began
+/// (the core delivers none inside a message), which is given back to the
+/// driver for the next receive. A message cut short is
+/// [`Error::CutShort`], never a short message.
+///
+/// The adapter receives with [`Op::RecvMessage`](crate::Op::RecvMessage)
+/// while [`wants_more`](Self::wants_more), hands each result to
+/// [`receive`](Self::receive), hands out [`take_piece`](Self::take_piece),
+/// and calls [`abandon`](Self::abandon) when its stream is dropped.
+#[derive(Debug)]
+pub struct PieceReader {
+    text: bool,
+    piece: bytes::Bytes,
+    ended: bool,
+}
+
+impl PieceReader {
+    /// Starts a stream from what a receive of the next data message
+    /// returned: `None` when the connection ended (or was over) first.
+    pub fn start(received: Result<Option<crate::Event>>) -> Option<Result<Self>> {
+        let (piece, ended) = match received {
+            Err(e) => return Some(Err(e)),
+            Ok(Some(crate::Event::Message(message))) => (message, true),
+            Ok(Some(crate::Event::Fragment { piece, last, .. })) => (piece, last),
+            // `Op::RecvMessage` delivers nothing else.
+            Ok(_) => return None,
+        };
+        let text = piece.is_text();
+        let piece = piece.into_bytes();
+        Some(Ok(Self { text, piece, ended }))
+    }
+
+    /// Whether the message is text (its pieces are UTF-8, each whole code
+    /// points).
+    pub const fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// Whether a receive is needed before there is anything to hand out:
+    /// no piece in hand, and more to come.
+    pub fn wants_more(&self) -> bool {
+        self.piece.is_empty() && !self.ended
+    }
+
+    /// Takes in what the next receive returned: the next piece, or the end
+    /// of the stream with [`Error::CutShort`] (the connection ended, or an
+    /// event of another message, given back to `driver`), or the receive's
+    /// own error. The stream ends with any error.
+    pub fn receive(
+        &mut self,
+        received: Result<Option<crate::Event>>,
+        driver: &mut crate::Driver,
+    ) -> Result<()> {
+        let next = match received {
+            Ok(Some(crate::Event::Fragment {
+                piece,
+                first: false,
+                last,
+            })) => Ok((piece.into_bytes(), last)),
+            Ok(Some(other)) => {
+                driver.put_back(other);
+                Err(Error::CutShort)
+            }
+            Ok(None) => Err(Error::CutShort),
+            Err(e) => Err(e),
+        };
+        match next {
+            Ok((piece, last)) => {
+                (self.piece, self.ended) = (piece, last);
+                Ok(())
+            }
+            Err(e) => {
+                self.ended = true;
+                Err(e)
+            }
         }
-        None => Err(Error::CutShort),
+    }
+
+    /// The piece in hand, if not empty; `None` once the stream has ended
+    /// or while a receive is needed ([`wants_more`](Self::wants_more)).
+    pub fn take_piece(&mut self) -> Option<bytes::Bytes> {
+        (!self.piece.is_empty()).then(|| core::mem::take(&mut self.piece))
+    }
+
+    /// The piece in hand, for reading part of it (an `io::Read` or
+    /// `BufRead` over the stream): advance it by what was consumed.
+    pub fn piece_mut(&mut self) -> &mut bytes::Bytes {
+        &mut self.piece
+    }
+
+    /// For a stream dropped before its end: the rest of the message is
+    /// read and discarded by the driver, not delivered.
+    pub fn abandon(&self, driver: &mut crate::Driver) {
+        if !self.ended {
+            driver.discard_message();
+        }
     }
 }
 
@@ -250,20 +329,54 @@ mod tests {
 
     #[test]
     fn a_streamed_message_is_never_cut_short_silently() {
-        use crate::{Event, Message};
+        use crate::{Config, Connection, Driver, Event, Message, Role};
         let piece = |first, last| Event::Fragment {
             piece: Message::binary(&b"ab"[..]),
             first,
             last,
         };
-        let mut given_back = None;
-        let next = next_piece(Some(piece(false, true)), |e| given_back = Some(e));
-        assert_eq!(next.unwrap(), (bytes::Bytes::from_static(b"ab"), true));
-        // The end of the connection, or another message's start.
-        assert!(matches!(next_piece(None, drop), Err(Error::CutShort)));
-        let next = next_piece(Some(piece(true, false)), |e| given_back = Some(e));
-        assert!(matches!(next, Err(Error::CutShort)));
-        assert_eq!(given_back, Some(piece(true, false)));
+        let mut driver = Driver::new(Connection::new(Role::Server, Config::default()));
+        let Some(Ok(mut reader)) = PieceReader::start(Ok(Some(piece(true, false)))) else {
+            panic!("a first piece starts a stream");
+        };
+        assert!(!reader.is_text() && !reader.wants_more());
+        assert_eq!(
+            reader.take_piece().unwrap(),
+            bytes::Bytes::from_static(b"ab")
+        );
+        assert!(reader.wants_more() && reader.take_piece().is_none());
+        reader
+            .receive(Ok(Some(piece(false, false))), &mut driver)
+            .unwrap();
+        assert_eq!(
+            reader.take_piece().unwrap(),
+            bytes::Bytes::from_static(b"ab")
+        );
+        // Another message's start: given back, and this one is cut short.
+        let cut = reader.receive(Ok(Some(piece(true, false))), &mut driver);
+        assert!(matches!(cut, Err(Error::CutShort)));
+        assert!(!reader.wants_more(), "the stream ended");
+        assert_eq!(driver.take_event(), Some(piece(true, false)));
+        // The end of the connection inside a message.
+        let Some(Ok(mut reader)) = PieceReader::start(Ok(Some(piece(true, false)))) else {
+            panic!("a first piece starts a stream");
+        };
+        assert!(matches!(
+            reader.receive(Ok(None), &mut driver),
+            Err(Error::CutShort)
+        ));
+        // A whole message is a stream of one piece; no message, no stream.
+        let whole = Ok(Some(Event::Message(Message::text("hi"))));
+        let Some(Ok(mut reader)) = PieceReader::start(whole) else {
+            panic!("a whole message starts a stream");
+        };
+        assert!(reader.is_text());
+        assert_eq!(
+            reader.take_piece().unwrap(),
+            bytes::Bytes::from_static(b"hi")
+        );
+        assert!(!reader.wants_more());
+        assert!(PieceReader::start(Ok(None)).is_none());
         let as_io = io::Error::from(Error::CutShort);
         assert_eq!(as_io.kind(), io::ErrorKind::UnexpectedEof);
     }
