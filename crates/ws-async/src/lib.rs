@@ -45,7 +45,7 @@ pub use crate::handshake::{
     Incoming, accept_with, client, connect_with, read_request_with, within_handshake_timeout,
 };
 pub use crate::socket::WebSocket;
-pub use crate::split::{ReadHalf, WriteHalf, broadcast};
+pub use crate::split::{ReadHalf, WriteHalf};
 pub use crate::stream::{MessageStream, MessageWriter};
 
 /// Reading a stream `T` (a whole stream or its read half) of the runtime
@@ -220,21 +220,6 @@ macro_rules! adapter {
         /// A valid opening request waiting for the application's answer; see
         /// [`ws_async::Incoming`].
         pub type Incoming<S> = $crate::Incoming<S, $rt>;
-        /// Sends `message` to every connection in `targets` (write halves,
-        /// or `&`/`Arc` of them) without waiting for any: one whose
-        /// outgoing queue is full misses it, and is closed if `when_full`
-        /// says so. See [`ws_async::broadcast`].
-        pub fn broadcast<S, T>(
-            targets: impl IntoIterator<Item = T>,
-            message: &Message,
-            when_full: WhenFull<'_>,
-        ) -> Broadcast
-        where
-            $rt: $crate::Runtime<S>,
-            T: AsRef<WriteHalf<S>>,
-        {
-            $crate::broadcast(targets, message, when_full)
-        }
         /// Connects to a `ws://` URL (`wss://` where the adapter speaks
         /// TLS: see its crate docs) with the default [`Options`]: DNS, TCP
         /// (with `TCP_NODELAY`), TLS and the handshake, all within the

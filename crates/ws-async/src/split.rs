@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use ws_proto::adapter::{Error, Result};
 use ws_proto::{
-    Broadcast, CloseCode, CloseFrame, Connection, Driver, Event, Message, Offered, Op, WhenFull,
+    CloseCode, CloseFrame, Connection, Driver, Event, Message, Offer, Offered, Op, WhenFull,
 };
 
 use crate::socket::{
@@ -345,17 +345,6 @@ impl<S, R: Runtime<S>> WriteHalf<S, R> {
         self.start_close(code, reason)
     }
 
-    /// Offers `message` as one connection of a broadcast: queued without
-    /// waiting, or, if the queue is full, skipped or the connection closed
-    /// as `when_full` says ([`Driver::offer`]). See [`broadcast`].
-    pub fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
-        let offered = lock(&self.0.shared.driver).offer(message, when_full);
-        if offered != Offered::Skipped {
-            self.0.wake_all();
-        }
-        offered
-    }
-
     fn start_close(&self, code: CloseCode, reason: &str) -> Result<()> {
         lock(&self.0.shared.driver).close(code, reason)?;
         // The close timer starts: let the reader arm it.
@@ -384,34 +373,14 @@ send_api!(
     close
 );
 
-impl<S, R: Runtime<S>> AsRef<Self> for WriteHalf<S, R> {
-    fn as_ref(&self) -> &Self {
-        self
+/// One connection of a [`broadcast`](ws_proto::broadcast): queued without
+/// waiting ([`Driver::offer`]), and the halves woken to write it.
+impl<S, R: Runtime<S>> Offer for WriteHalf<S, R> {
+    fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+        let offered = lock(&self.0.shared.driver).offer(message, when_full);
+        if offered != Offered::Skipped {
+            self.0.wake_all();
+        }
+        offered
     }
-}
-
-/// Sends `message` to every connection in `targets` without waiting for any
-/// of them: each takes it into its outgoing queue, and one whose queue is at
-/// its high-water mark ([`Config::max_write_buffer`]) misses it and stays
-/// open or is closed, as `when_full` says. A slow or stalled peer never
-/// holds up the others. Connections that are closing are skipped.
-///
-/// `targets` yields write halves, or anything that refers to one (`&`,
-/// `Arc`). The message's payload is shared, not copied, between them
-/// (with permessage-deflate each connection compresses its own copy).
-/// Each target's [`ReadHalf`] writes the queued bytes: keep them receiving.
-///
-/// [`Config::max_write_buffer`]: ws_proto::Config::max_write_buffer
-pub fn broadcast<S, R, T>(
-    targets: impl IntoIterator<Item = T>,
-    message: &Message,
-    when_full: WhenFull<'_>,
-) -> Broadcast
-where
-    R: Runtime<S>,
-    T: AsRef<WriteHalf<S, R>>,
-{
-    Broadcast::each(targets, message, |target, message| {
-        target.as_ref().offer(message, when_full)
-    })
 }

@@ -92,5 +92,5 @@ pub use ws_proto::{self, adapter::exports::*};
 pub use crate::{
     handshake::*,
     socket::{Transport, WebSocket},
-    split::{ReadHalf, WriteHalf, broadcast},
+    split::{ReadHalf, WriteHalf},
 };

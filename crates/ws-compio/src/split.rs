@@ -16,7 +16,7 @@ use std::{io, rc::Rc};
 
 use ws_proto::adapter::{Error, Result};
 use ws_proto::{
-    Broadcast, CloseCode, CloseFrame, Connection, Driver, Event, Message, Offered, Op, WhenFull,
+    CloseCode, CloseFrame, Connection, Driver, Event, Message, Offer, Offered, Op, WhenFull,
 };
 
 use crate::Bytes;
@@ -205,13 +205,6 @@ impl<S: Transport> WriteHalf<S> {
         Ok(with(&self.0, Some(READER), |d| d.close(code, reason))?)
     }
 
-    /// Offers `message` as one connection of a broadcast: queued without
-    /// waiting, or, if the queue is full, skipped or the connection closed
-    /// as `when_full` says ([`Driver::offer`]). See [`broadcast`].
-    pub fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
-        with(&self.0, Some(READER), |d| d.offer(message, when_full))
-    }
-
     /// Runs `f` on the shared connection (e.g. `send_fragment`); then
     /// [`flush`](Self::flush).
     pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
@@ -252,31 +245,10 @@ impl<S: Transport> futures_sink::Sink<Message> for WriteHalf<S> {
     }
 }
 
-impl<S> AsRef<Self> for WriteHalf<S> {
-    fn as_ref(&self) -> &Self {
-        self
+/// One connection of a [`broadcast`](crate::broadcast): queued without
+/// waiting ([`Driver::offer`]); the [`ReadHalf`]'s receive writes it.
+impl<S: Transport> Offer for WriteHalf<S> {
+    fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+        with(&self.0, Some(READER), |d| d.offer(message, when_full))
     }
-}
-
-/// Sends `message` to every connection in `targets` without waiting for any
-/// of them: each takes it into its outgoing queue, and one whose queue is at
-/// its high-water mark ([`Config::max_write_buffer`](crate::Config::max_write_buffer))
-/// misses it and stays open or is closed, as `when_full` says. A slow peer
-/// never holds up the others; connections that are closing are skipped.
-///
-/// `targets` yields write halves or anything that refers to one (`&`,
-/// `Rc`); the payload is shared, not copied. Each target's [`ReadHalf`]
-/// writes the queued bytes: keep them receiving.
-pub fn broadcast<S, T>(
-    targets: impl IntoIterator<Item = T>,
-    message: &Message,
-    when_full: WhenFull<'_>,
-) -> Broadcast
-where
-    S: Transport,
-    T: AsRef<WriteHalf<S>>,
-{
-    Broadcast::each(targets, message, |target, message| {
-        target.as_ref().offer(message, when_full)
-    })
 }

@@ -156,7 +156,7 @@ pub use crate::{
     close::{CloseCode, CloseFrame},
     config::{Config, Streaming},
     connection::{Connection, Outgoing, PieceSender, Role, State},
-    driver::{Action, Broadcast, Driver, Offered, Op, Options, WhenFull},
+    driver::{Action, Broadcast, Driver, Offer, Offered, Op, Options, WhenFull, broadcast},
     entropy::Entropy,
     error::{HandshakeError, ProtocolError, SendError},
     event::{Event, Message},

@@ -140,7 +140,7 @@ pub use crate::tls::TlsStream;
 pub use crate::{
     handshake::*,
     socket::WebSocket,
-    split::{ReadHalf, WriteHalf, broadcast},
+    split::{ReadHalf, WriteHalf},
     stream::{MessageReader, MessageWriter},
 };
 #[cfg(feature = "rustls")]

@@ -10,7 +10,7 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use ws_proto::{
-    Broadcast, CloseCode, CloseFrame, Connection, Driver, Event, Message, Offered, Op, WhenFull,
+    CloseCode, CloseFrame, Connection, Driver, Event, Message, Offer, Offered, Op, WhenFull,
 };
 
 use crate::{
@@ -288,43 +288,18 @@ impl<S> WriteHalf<S> {
         Ok(self.with(|d| d.close(code, reason))?)
     }
 
-    /// Offers `message` as one connection of a broadcast: queued without
-    /// waiting, or, if the queue is full, skipped or the connection closed
-    /// as `when_full` says ([`Driver::offer`]). See [`broadcast`].
-    pub fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
-        self.with(|d| d.offer(message, when_full))
-    }
-
     fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
         f(&mut lock(&self.shared.driver))
     }
 }
 
-impl<S> AsRef<Self> for WriteHalf<S> {
-    fn as_ref(&self) -> &Self {
-        self
+/// One connection of a [`broadcast`](crate::broadcast): queued without
+/// waiting ([`Driver::offer`]); the [`ReadHalf`]'s receive writes it
+/// (within 100 ms).
+impl<S> Offer for WriteHalf<S> {
+    fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+        self.with(|d| d.offer(message, when_full))
     }
-}
-
-/// Sends `message` to every connection in `targets` without waiting for any
-/// of them: each takes it into its outgoing queue, and one whose queue is at
-/// its high-water mark
-/// ([`Config::max_write_buffer`](crate::Config::max_write_buffer)) misses
-/// it and stays open or is closed, as `when_full` says. A slow or stalled
-/// peer never holds up the others. Connections that are closing are
-/// skipped.
-///
-/// `targets` yields write halves, or anything that refers to one (`&`,
-/// `Arc`). Each target's [`ReadHalf`] writes the queued bytes (within
-/// 100 ms): keep them receiving.
-pub fn broadcast<S, T: AsRef<WriteHalf<S>>>(
-    targets: impl IntoIterator<Item = T>,
-    message: &Message,
-    when_full: WhenFull<'_>,
-) -> Broadcast {
-    Broadcast::each(targets, message, |target, message| {
-        target.as_ref().offer(message, when_full)
-    })
 }
 
 impl<S> WriteHalf<S>

@@ -20,7 +20,8 @@ pub mod exports {
     pub use crate::{
         AcceptOptions, Accepted, Broadcast, ClientRequest, ClientResponse, CloseCode, CloseFrame,
         Config, Connection, Driver, Event, HandshakeConfig, HandshakeError, Message, Negotiated,
-        Offered, ProtocolError, Role, SendError, ServerRequest, Streaming, Utf8Bytes, WhenFull,
+        Offer, Offered, ProtocolError, Role, SendError, ServerRequest, Streaming, Utf8Bytes,
+        WhenFull, broadcast,
         bytes::{self, Buf, BufMut, Bytes, BytesMut},
     };
     /// permessage-deflate settings, for [`Options::handshake`]'s `deflate`.

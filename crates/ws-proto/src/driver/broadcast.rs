@@ -9,6 +9,8 @@
 //! high-water mark) misses the message, and may be closed for it. The
 //! decision is written here once, for every adapter.
 
+use alloc::{boxed::Box, rc::Rc, sync::Arc};
+
 use crate::{CloseCode, Driver, Message, SendError, State};
 
 /// What a broadcast does with a connection whose outgoing queue is full.
@@ -51,6 +53,50 @@ pub struct Broadcast {
     pub skipped: usize,
     /// Connections closed because their queue was full.
     pub closed: usize,
+}
+
+/// A connection a broadcast can offer a message to without waiting: an
+/// adapter's write half (which queues through [`Driver::offer`] and wakes
+/// whatever writes its queue), or anything that refers to one (`&`, `Rc`,
+/// `Arc`, `Box`).
+pub trait Offer {
+    /// Queues `message` without waiting; if the outgoing queue is full, the
+    /// connection misses it, or is closed, as `when_full` says.
+    fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered;
+}
+
+/// The blanket implementations for the ways an application holds its
+/// connections.
+macro_rules! offer_through {
+    ($($holder:ty),+) => {$(
+        impl<T: Offer + ?Sized> Offer for $holder {
+            fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+                (**self).offer(message, when_full)
+            }
+        }
+    )+};
+}
+
+offer_through!(&T, &mut T, Box<T>, Rc<T>, Arc<T>);
+
+/// Sends `message` to every connection in `targets` without waiting for any
+/// of them: each takes it into its outgoing queue, and one whose queue is at
+/// its high-water mark ([`Config::max_write_buffer`](crate::Config::max_write_buffer))
+/// misses it and stays open or is closed, as `when_full` says. A slow or
+/// stalled peer never holds up the others; connections that are closing are
+/// skipped. The payload is shared between the connections, not copied.
+///
+/// `targets` yields write halves of any adapter, or anything that refers to
+/// one ([`Offer`]). Each connection's reader writes the queued bytes: keep
+/// them receiving.
+pub fn broadcast<T: Offer>(
+    targets: impl IntoIterator<Item = T>,
+    message: &Message,
+    when_full: WhenFull<'_>,
+) -> Broadcast {
+    Broadcast::each(targets, message, |target, message| {
+        target.offer(message, when_full)
+    })
 }
 
 impl Broadcast {
@@ -147,5 +193,34 @@ mod tests {
             closed: 1,
         };
         assert_eq!(tally, expected);
+    }
+
+    /// A connection as an adapter's write half holds it: shared, locked.
+    struct Half(core::cell::RefCell<Driver>);
+
+    impl Offer for Half {
+        fn offer(&self, message: Message, when_full: WhenFull<'_>) -> Offered {
+            self.0.borrow_mut().offer(message, when_full)
+        }
+    }
+
+    #[test]
+    fn one_broadcast_reaches_halves_however_they_are_held() {
+        let half = |room| Half(core::cell::RefCell::new(driver(room)));
+        let message = Message::binary(vec![0u8; 64]);
+        let slow = WhenFull::Close(CloseCode::TRY_AGAIN_LATER, "too slow");
+        let owned = [half(1 << 20), half(10)];
+        let _ = owned[1].offer(message.clone(), WhenFull::Skip); // now full
+        let tally = broadcast(&owned, &message, slow);
+        assert_eq!((tally.queued, tally.skipped, tally.closed), (1, 0, 1));
+        let shared = [Rc::new(half(1 << 20)), Rc::new(half(1 << 20))];
+        let tally = broadcast(shared.iter().cloned(), &message, WhenFull::Skip);
+        assert_eq!(tally.queued, 2);
+        let boxed: [Box<dyn Offer>; 2] =
+            [Box::new(half(1 << 20)), Box::new(Arc::new(half(1 << 20)))];
+        assert_eq!(broadcast(&boxed, &message, WhenFull::Skip).queued, 2);
+        // Each took the message into its own queue.
+        let first = shared[0].0.borrow_mut().outgoing().len();
+        assert!(first > 64, "queued: {first}");
     }
 }

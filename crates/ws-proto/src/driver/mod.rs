@@ -100,7 +100,7 @@ mod pool;
 mod read_buffer;
 
 pub use self::{
-    broadcast::{Broadcast, Offered, WhenFull},
+    broadcast::{Broadcast, Offer, Offered, WhenFull, broadcast},
     opening::Options,
     read_buffer::ReadBuffer,
 };
