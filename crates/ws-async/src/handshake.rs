@@ -8,7 +8,7 @@ use core::task::Poll;
 use core::time::Duration;
 
 use ws_proto::ServerRequest;
-use ws_proto::adapter::{Options, Result};
+use ws_proto::adapter::{Options, Result, check_request, unanswered};
 use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
 use crate::socket::{Timer, poll_op};
@@ -94,11 +94,11 @@ pub fn accept_with<S, R: Runtime<S>>(
 
 /// A valid opening request waiting for the application's answer.
 #[derive(Debug)]
-pub struct Incoming<S, R: Clock> {
-    /// The stream, and the driver holding bytes read past the request.
-    ws: WebSocket<S, R>,
-    request: ServerRequest,
-}
+pub struct Incoming<S, R: Clock>(
+    /// The stream, and the driver holding the request and the bytes read
+    /// past it.
+    WebSocket<S, R>,
+);
 
 /// Reads the opening request, for the application to inspect before it
 /// [accepts](Incoming::accept) or [rejects](Incoming::reject) it.
@@ -108,19 +108,19 @@ pub async fn read_request_with<S, R: Runtime<S>>(
 ) -> Result<Incoming<S, R>> {
     let mut ws = WebSocket::from_driver(stream, Driver::server(options));
     open(&mut ws).await?;
-    let request = ws.driver.take_request()?;
-    Ok(Incoming { ws, request })
+    check_request(&ws.driver)?;
+    Ok(Incoming(ws))
 }
 
 impl<S, R: Clock> Incoming<S, R> {
     /// The request: path, headers, offered subprotocols.
-    pub const fn request(&self) -> &ServerRequest {
-        &self.request
+    pub fn request(&self) -> &ServerRequest {
+        unanswered(&self.0.driver)
     }
 
     /// The underlying stream (e.g. for the peer address).
     pub const fn get_ref(&self) -> &S {
-        self.ws.get_ref()
+        self.0.get_ref()
     }
 }
 
@@ -131,9 +131,9 @@ impl<S, R: Runtime<S>> Incoming<S, R> {
     /// unoffered subprotocol) is an error and nothing is written.
     /// Cancelling drops the stream, possibly mid-response.
     pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S, R>> {
-        self.ws.driver.accept(&self.request, options)?;
-        open(&mut self.ws).await?;
-        Ok(self.ws)
+        self.0.driver.accept(options)?;
+        open(&mut self.0).await?;
+        Ok(self.0)
     }
 
     /// Refuses: writes a response with `status`, `headers` and `body` (a
@@ -145,8 +145,7 @@ impl<S, R: Runtime<S>> Incoming<S, R> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<()> {
-        let request = &self.request;
-        self.ws.driver.reject(request, status, headers, body);
-        open(&mut self.ws).await
+        self.0.driver.reject(status, headers, body);
+        open(&mut self.0).await
     }
 }

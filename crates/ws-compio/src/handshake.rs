@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use compio::net::TcpStream;
 use ws_proto::ServerRequest;
-use ws_proto::adapter::{Options, Result, plain_tcp_target};
+use ws_proto::adapter::{Options, Result, check_request, plain_tcp_target, unanswered};
 use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
 use crate::socket::{Timer, Transport, WebSocket};
@@ -94,36 +94,36 @@ pub async fn read_request<S: Transport>(stream: S) -> Result<Incoming<S>> {
 pub async fn read_request_with<S: Transport>(stream: S, options: &Options) -> Result<Incoming<S>> {
     let mut ws = WebSocket::from_driver(stream, Driver::server(options));
     open(&mut ws).await?;
-    let request = ws.driver.take_request()?;
-    Ok(Incoming { ws, request })
+    check_request(&ws.driver)?;
+    Ok(Incoming(ws))
 }
 
 /// A valid opening request waiting for the application's answer.
 #[derive(Debug)]
-pub struct Incoming<S = TcpStream> {
-    /// The stream, and the driver holding bytes read past the request.
-    ws: WebSocket<S>,
-    request: ServerRequest,
-}
+pub struct Incoming<S = TcpStream>(
+    /// The stream, and the driver holding the request and the bytes read
+    /// past it.
+    WebSocket<S>,
+);
 
 impl<S: Transport> Incoming<S> {
     /// The request: path, headers, offered subprotocols.
-    pub const fn request(&self) -> &ServerRequest {
-        &self.request
+    pub fn request(&self) -> &ServerRequest {
+        unanswered(&self.0.driver)
     }
 
     /// The underlying stream (e.g. for the peer address).
     pub const fn get_ref(&self) -> &S {
-        self.ws.get_ref()
+        self.0.get_ref()
     }
 
     /// Writes the `101` response (within `handshake_timeout`) and returns
     /// the WebSocket. A subprotocol the client did not offer is an error
     /// and nothing is written.
     pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        self.ws.driver.accept(&self.request, options)?;
-        open(&mut self.ws).await?;
-        Ok(self.ws)
+        self.0.driver.accept(options)?;
+        open(&mut self.0).await?;
+        Ok(self.0)
     }
 
     /// Refuses with `status` (e.g. 401, 403), extra headers and a body, then
@@ -134,7 +134,7 @@ impl<S: Transport> Incoming<S> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<()> {
-        self.ws.driver.reject(&self.request, status, headers, body);
-        open(&mut self.ws).await
+        self.0.driver.reject(status, headers, body);
+        open(&mut self.0).await
     }
 }

@@ -188,6 +188,29 @@ impl PieceReader {
     }
 }
 
+/// For an adapter's `read_request`, after a server's
+/// [`Op::Open`](crate::Op::Open) succeeded: that the driver holds the
+/// request for the application to answer (it always does then; this makes
+/// [`unanswered`] safe to call on the adapter's `Incoming`).
+pub fn check_request(driver: &crate::Driver) -> Result<(), HandshakeError> {
+    match driver.request() {
+        Some(_) => Ok(()),
+        None => Err(HandshakeError::InvalidRequest("no request was read")),
+    }
+}
+
+/// The request an adapter's `Incoming` waits to answer: held by `driver`
+/// from [`check_request`] until the answer, which consumes the `Incoming`.
+///
+/// # Panics
+/// If `driver` holds no request: `Incoming` is made only after
+/// [`check_request`].
+pub fn unanswered(driver: &crate::Driver) -> &crate::ServerRequest {
+    driver
+        .request()
+        .expect("an Incoming's driver holds its request until the answer")
+}
+
 /// Where an adapter's `connect` opens its plain TCP connection: `request`'s
 /// host and port. A `wss://` request is refused (before any connection is
 /// made): an adapter calls this only where it speaks no TLS (built without

@@ -216,8 +216,7 @@ mod tests {
         let shared = [Rc::new(half(1 << 20)), Rc::new(half(1 << 20))];
         let tally = broadcast(shared.iter().cloned(), &message, WhenFull::Skip);
         assert_eq!(tally.queued, 2);
-        let boxed: [Box<dyn Offer>; 2] =
-            [Box::new(half(1 << 20)), Box::new(Arc::new(half(1 << 20)))];
+        let boxed: [Box<dyn Offer + '_>; 2] = [Box::new(half(1 << 20)), Box::new(&shared[0])];
         assert_eq!(broadcast(&boxed, &message, WhenFull::Skip).queued, 2);
         // Each took the message into its own queue.
         let first = shared[0].0.borrow_mut().outgoing().len();

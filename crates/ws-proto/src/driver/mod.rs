@@ -76,10 +76,10 @@
 //! request or response, reads the other side's head, answers a malformed
 //! request with its 400 / 426 / 431, and bounds it all with the handshake
 //! timeout through the one timer. The client then takes the response
-//! ([`Driver::take_response`]); the server takes the request
-//! ([`Driver::take_request`]), [`accept`](Driver::accept)s or
-//! [`reject`](Driver::reject)s it, and runs `Op::Open` again to write the
-//! answer. What was negotiated (subprotocol, extensions) configures the
+//! ([`Driver::take_response`]); the server's driver keeps the request
+//! ([`Driver::request`]) until the application
+//! [`accept`](Driver::accept)s or [`reject`](Driver::reject)s it, and
+//! `Op::Open` runs again to write the answer. What was negotiated (subprotocol, extensions) configures the
 //! connection there; bytes read past the head stay in the read buffer as
 //! the connection's first input. A stream upgraded elsewhere (hyper, axum)
 //! skips this: [`Driver::new`] or [`Driver::with_buffer`] with the
@@ -156,7 +156,7 @@ pub enum Op {
     Reserve,
     /// Run the opening handshake of a driver made with [`Driver::client`]
     /// or [`Driver::server`] until the application's turn: the response
-    /// ([`Driver::take_response`]) or the request ([`Driver::take_request`])
+    /// ([`Driver::take_response`]) or the request ([`Driver::request`])
     /// is in, or, after [`Driver::accept`] / [`Driver::reject`], the answer
     /// is written (and, for a refusal, the transport shut down). Ends at
     /// once when the connection is open. A failure ends it too: see

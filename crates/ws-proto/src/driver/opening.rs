@@ -131,9 +131,8 @@ enum Side {
     },
     Server {
         handshake: ServerHandshake,
+        /// The request read, kept while the application decides.
         request: Option<ServerRequest>,
-        /// The request was handed out: the application decides.
-        deciding: bool,
         /// The `101` response is queued: once written, the connection opens.
         accepted: bool,
         /// Accept any valid request with no subprotocol, without handing it
@@ -159,9 +158,7 @@ impl Opening {
     fn awaits_application(&self) -> bool {
         match &self.side {
             Side::Client { response, .. } => response.is_some(),
-            Side::Server {
-                request, deciding, ..
-            } => request.is_some() || *deciding,
+            Side::Server { request, .. } => request.is_some(),
         }
     }
 
@@ -213,8 +210,8 @@ impl Driver {
 
     /// A server's driver: [`Op::Open`](super::Op::Open) reads the opening
     /// request (a malformed one is answered with its 400, 426 or 431 and the
-    /// handshake fails); [`take_request`](Self::take_request) returns it for
-    /// the application to [`accept`](Self::accept) or
+    /// handshake fails); the driver keeps it ([`request`](Self::request))
+    /// for the application to [`accept`](Self::accept) or
     /// [`reject`](Self::reject), and `Op::Open` again writes the answer.
     pub fn server(options: &Options) -> Self {
         Self::server_side(options, false)
@@ -238,7 +235,6 @@ impl Driver {
         let side = Side::Server {
             handshake: ServerHandshake::with_config(options.handshake.clone()),
             request: None,
-            deciding: false,
             accepted: false,
             accept_any,
         };
@@ -268,66 +264,56 @@ impl Driver {
         Err(HandshakeError::InvalidRequest("no response was read"))
     }
 
-    /// After [`Op::Open`](super::Op::Open): the client's request, or why
-    /// the handshake failed. Answer it with [`accept`](Self::accept) or
-    /// [`reject`](Self::reject), then run `Op::Open` again.
-    pub fn take_request(&mut self) -> Result<ServerRequest, HandshakeError> {
-        self.handshake_result()?;
-        if let Some(Opening {
-            side: Side::Server {
-                request, deciding, ..
-            },
-            ..
-        }) = self.opening.as_deref_mut()
-            && let Some(request) = request.take()
-        {
-            *deciding = true;
-            return Ok(request);
+    /// The client's request, read by [`Op::Open`](super::Op::Open) and
+    /// kept until it is answered with [`accept`](Self::accept) or
+    /// [`reject`](Self::reject) (then run `Op::Open` again). `None` before
+    /// it is read, after the answer, and when the handshake failed
+    /// ([`handshake_result`](Self::handshake_result) says why).
+    pub fn request(&self) -> Option<&ServerRequest> {
+        match self.opening.as_deref() {
+            Some(Opening {
+                side: Side::Server { request, .. },
+                ..
+            }) => request.as_ref(),
+            _ => None,
         }
-        Err(HandshakeError::InvalidRequest("no request was read"))
     }
 
-    /// Accepts `request` (from [`take_request`](Self::take_request)): queues
-    /// the `101` response and configures the connection with what it
-    /// negotiated. Run [`Op::Open`](super::Op::Open) to write it. An
-    /// `options` the request does not allow (an unoffered subprotocol) is
-    /// an error, and nothing is queued.
-    pub fn accept(
-        &mut self,
-        request: &ServerRequest,
-        options: &AcceptOptions,
-    ) -> Result<(), HandshakeError> {
+    /// Accepts the [`request`](Self::request): queues the `101` response and
+    /// configures the connection with what it negotiated. Run
+    /// [`Op::Open`](super::Op::Open) to write it. An `options` the request
+    /// does not allow (an unoffered subprotocol) is an error, and nothing is
+    /// queued: the request can still be answered.
+    pub fn accept(&mut self, options: &AcceptOptions) -> Result<(), HandshakeError> {
         let Some(Opening {
             side: Side::Server {
-                deciding, accepted, ..
+                request, accepted, ..
             },
             ..
         }) = self.opening.as_deref_mut()
         else {
             return Err(HandshakeError::InvalidRequest("no request to accept"));
         };
-        let answer = request.accept(options)?;
-        (*deciding, *accepted) = (false, true);
+        let Some(read) = request else {
+            return Err(HandshakeError::InvalidRequest("no request to accept"));
+        };
+        let answer = read.accept(options)?;
+        (*request, *accepted) = (None, true);
         queue_answer(&mut self.conn, answer);
         Ok(())
     }
 
-    /// Refuses the request with `status`, `headers` and `body` (see
-    /// [`ServerRequest::reject`]): run [`Op::Open`](super::Op::Open) to
-    /// write the refusal and shut the transport down.
-    pub fn reject(
-        &mut self,
-        request: &ServerRequest,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) {
-        let refusal: Vec<u8> = request.reject(status, headers, body);
-        if let Some(opening) = self.opening.as_deref_mut() {
+    /// Refuses the [`request`](Self::request) with `status`, `headers` and
+    /// `body` (see [`ServerRequest::reject`]): run
+    /// [`Op::Open`](super::Op::Open) to write the refusal and shut the
+    /// transport down. Without a request to answer, nothing happens.
+    pub fn reject(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if let Some(opening) = self.opening.as_deref_mut()
+            && let Side::Server { request, .. } = &mut opening.side
+            && let Some(read) = request.take()
+        {
+            let refusal: Vec<u8> = read.reject(status, headers, body);
             opening.refusing = true;
-            if let Side::Server { deciding, .. } = &mut opening.side {
-                *deciding = false;
-            }
             self.conn.outgoing().push(Bytes::from(refusal));
         }
     }
