@@ -336,22 +336,6 @@ pub(crate) async fn command<L: Link>(
     Ok(())
 }
 
-/// What `recv` makes of a receive that delivered no whole message: `None`
-/// (the connection is over), or a streamed message's piece, given back to
-/// the driver for `recv_stream` (the driver delivers nothing else to
-/// [`Op::RecvMessage`]).
-#[cold]
-#[inline(never)]
-pub(crate) fn not_message<L: Link>(link: &mut L, event: Option<Event>) -> Option<Result<Message>> {
-    match event? {
-        event @ Event::Fragment { .. } => {
-            link.with(|d| d.put_back(event));
-            Some(Err(Error::Streamed))
-        }
-        _ => None,
-    }
-}
-
 /// The receive methods and `Stream` of [`WebSocket`] and
 /// [`ReadHalf`](crate::ReadHalf) (`$link`: its field that is the [`Link`]).
 macro_rules! recv_api {
@@ -368,7 +352,9 @@ macro_rules! recv_api {
                 let outcome = ready!(poll_op(link, cx, Op::RecvMessage));
                 Poll::Ready(match outcome {
                     Ok(Some(Event::Message(message))) => Some(Ok(message)),
-                    Ok(event) => not_message(link, event),
+                    Ok(event) => {
+                        ws_proto::adapter::not_a_message(event, |e| link.with(|d| d.put_back(e)))
+                    }
                     Err(e) => Some(Err(e)),
                 })
             }

@@ -25,9 +25,7 @@ use ws_proto::{
     CloseCode, CloseFrame, Connection, Driver, Event, Message, Offer, Offered, Op, WhenFull,
 };
 
-use crate::socket::{
-    Done, Io, Link, Timer, command, not_message, poll_op, recv_api, report, send_api,
-};
+use crate::socket::{Done, Io, Link, Timer, command, poll_op, recv_api, report, send_api};
 use crate::stream::{Conn, Source};
 use crate::{Runtime, WebSocket};
 

@@ -19,7 +19,7 @@ use compio::buf::{IntoInner, IoBuf};
 use compio::driver::BufferRef;
 use compio::io::{AsyncRead, AsyncReadManaged, AsyncWrite, AsyncWriteExt};
 use compio::runtime::Runtime;
-use ws_proto::adapter::{Error, Result};
+use ws_proto::adapter::{Error, Result, whole_message};
 use ws_proto::{Action, CloseCode, Config, Connection, Driver, Event, Message, Op, Role};
 
 use crate::Bytes;
@@ -417,7 +417,7 @@ impl<S: Transport> WebSocket<S> {
     /// Polls for the next data message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let received = ready!(poll_op(self, cx, Op::RecvMessage, false));
-        Poll::Ready(message(received, |e| self.driver.put_back(e)))
+        Poll::Ready(whole_message(received, |e| self.driver.put_back(e)))
     }
 
     /// Like [`recv`](Self::recv), but yields every event: pings (already
@@ -519,22 +519,5 @@ impl<S: Transport + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
         let ws = self.get_mut();
         ws.driver.close(CloseCode::NORMAL, "")?;
         poll_op(ws, cx, Op::Close, false).map_ok(drop)
-    }
-}
-
-/// What `recv` makes of a receive: a data message, `None` (the connection
-/// is over), or a streamed message's piece, given back to the driver.
-pub(crate) fn message(
-    received: Result<Option<Event>>,
-    put_back: impl FnOnce(Event),
-) -> Option<Result<Message>> {
-    match received {
-        Ok(Some(Event::Message(message))) => Some(Ok(message)),
-        Ok(Some(event @ Event::Fragment { .. })) => {
-            put_back(event);
-            Some(Err(Error::Streamed))
-        }
-        Ok(_) => None,
-        Err(e) => Some(Err(e)),
     }
 }

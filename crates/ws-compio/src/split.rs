@@ -14,13 +14,13 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker, ready};
 use std::{io, rc::Rc};
 
-use ws_proto::adapter::{Error, Result};
+use ws_proto::adapter::{Error, Result, whole_message};
 use ws_proto::{
     CloseCode, CloseFrame, Connection, Driver, Event, Message, Offer, Offered, Op, WhenFull,
 };
 
 use crate::Bytes;
-use crate::socket::{Transport, WebSocket, message, poll_op};
+use crate::socket::{Transport, WebSocket, poll_op};
 
 const READER: usize = 0;
 const WRITER: usize = 1;
@@ -114,7 +114,7 @@ impl<S: Transport> ReadHalf<S> {
     /// Like [`WebSocket::poll_recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let received = ready!(poll_half(&self.0, cx, Op::RecvMessage, READER));
-        Poll::Ready(message(received, |e| {
+        Poll::Ready(whole_message(received, |e| {
             with(&self.0, None, |d| d.put_back(e))
         }))
     }

@@ -9,10 +9,10 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
-use ws_proto::adapter::PieceReader;
+use ws_proto::adapter::{PieceReader, whole_message};
 use ws_proto::{Connection, Driver, Event, Message, Op, PieceSender};
 
-use crate::{Error, Result, Transport, WebSocket, socket::Timer};
+use crate::{Result, Transport, WebSocket, socket::Timer};
 
 /// What a message reader or writer drives: a socket, or one half of it.
 pub(crate) trait Socket<S> {
@@ -65,14 +65,8 @@ pub(crate) fn message<S>(
     socket: &mut dyn Socket<S>,
 ) -> Option<Result<Message>> {
     let until = Timer::until(timeout);
-    Some(match socket.step(Op::RecvMessage, until).transpose()? {
-        Ok(Event::Message(message)) => Ok(message),
-        Ok(event) => {
-            socket.with(|d| d.put_back(event));
-            Err(Error::Streamed)
-        }
-        Err(e) => Err(e),
-    })
+    let received = socket.step(Op::RecvMessage, until);
+    whole_message(received, |event| socket.with(|d| d.put_back(event)))
 }
 
 /// A received data message, read piece by piece as it arrives, from

@@ -84,6 +84,43 @@ impl Error {
     }
 }
 
+/// What a whole-message receive (an adapter's `recv`) makes of what
+/// [`Op::RecvMessage`](crate::Op::RecvMessage) returned: the data message;
+/// `None` once the connection is over; the receive's error; or, for a
+/// streamed message's piece, [`Error::Streamed`], the piece given back with
+/// `put_back` ([`Driver::put_back`](crate::Driver::put_back)) for the
+/// stream receive.
+#[inline]
+pub fn whole_message(
+    received: Result<Option<crate::Event>>,
+    put_back: impl FnOnce(crate::Event),
+) -> Option<Result<crate::Message>> {
+    match received {
+        Ok(Some(crate::Event::Message(message))) => Some(Ok(message)),
+        Ok(event) => not_a_message(event, put_back),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// [`whole_message`] when the receive delivered no data message: the end
+/// of the connection (`None`), or a streamed message's piece, given back.
+/// Apart, so that a hot receive loop can match the common case itself.
+#[cold]
+#[inline(never)]
+pub fn not_a_message(
+    event: Option<crate::Event>,
+    put_back: impl FnOnce(crate::Event),
+) -> Option<Result<crate::Message>> {
+    match event? {
+        event @ crate::Event::Fragment { .. } => {
+            put_back(event);
+            Some(Err(Error::Streamed))
+        }
+        // `Op::RecvMessage` delivers nothing else.
+        _ => None,
+    }
+}
+
 /// The receiving end of one streamed message, for an adapter's message
 /// stream (`recv_stream`): the piece in hand, the message's type, and
 /// whether the last piece came. What each receive means for the stream is
