@@ -291,15 +291,6 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
         })
     }
 
-    /// Refuses more of a finished message.
-    fn check_open(&self) -> Result<()> {
-        if self.sender.is_finished() {
-            let why = "the streamed message was finished";
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, why).into());
-        }
-        Ok(())
-    }
-
     /// Polls writing `data` as the message's next frame (copied): waits for
     /// room, queues it, writes what the transport takes now. The count is
     /// what was queued: all of `data`, or its first
@@ -307,7 +298,6 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
     /// least 64 KiB) when it is longer, so that one write copies a
     /// bounded amount whatever the slice.
     pub fn poll_write_piece(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize>> {
-        self.check_open()?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -333,7 +323,6 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
         piece: &mut Option<Message>,
     ) -> Poll<Result<()>> {
         while let Some(message) = piece.take() {
-            self.check_open()?;
             match self.conn.poll_room(cx) {
                 Poll::Pending => {
                     *piece = Some(message);

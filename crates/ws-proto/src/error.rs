@@ -281,6 +281,10 @@ pub enum SendError {
     /// was finished inside a code point. Nothing of the offending write was
     /// queued.
     InvalidUtf8,
+    /// A piece was written to a streamed message
+    /// ([`PieceSender`](crate::PieceSender)) that was finished or
+    /// abandoned: it would begin another message.
+    Finished,
 }
 
 impl fmt::Display for SendError {
@@ -297,6 +301,7 @@ impl fmt::Display for SendError {
             Self::InvalidCloseCode(code) => write!(f, "close code {} may not be sent", code.0),
             Self::FragmentInProgress => f.write_str("a fragmented message is in progress"),
             Self::InvalidUtf8 => f.write_str("text written to a streamed message is not UTF-8"),
+            Self::Finished => f.write_str("the streamed message was finished"),
         }
     }
 }

@@ -85,6 +85,9 @@ impl PieceSender {
     /// room and write again. Text that is not UTF-8 answers
     /// [`SendError::InvalidUtf8`].
     pub fn write(&mut self, conn: &mut Connection, data: &[u8]) -> Result<usize, SendError> {
+        if self.finished {
+            return Err(SendError::Finished);
+        }
         if data.is_empty() {
             return Ok(0);
         }
@@ -121,6 +124,9 @@ impl PieceSender {
     /// Queues an owned piece without copying: binary, or text (which must
     /// not follow a write that ended inside a code point).
     pub fn send(&mut self, conn: &mut Connection, piece: Message) -> Result<(), SendError> {
+        if self.finished {
+            return Err(SendError::Finished);
+        }
         if piece.is_text() != self.text || self.held_len > 0 {
             return Err(SendError::FragmentInProgress);
         }
@@ -188,5 +194,23 @@ mod tests {
         let taken = text.write(&mut conn(10), &long);
         assert_eq!(taken, Ok(PieceSender::MIN_WRITE));
         assert_eq!(text.write(&mut conn(10), &long[..5]), Ok(5));
+    }
+
+    #[test]
+    fn nothing_is_written_after_the_end() {
+        let mut c = conn(1 << 20);
+        let mut sender = PieceSender::new(false);
+        assert_eq!(sender.write(&mut c, b"abc"), Ok(3));
+        sender.finish(&mut c).unwrap();
+        let queued = c.outgoing().len();
+        // It would begin another message.
+        assert_eq!(sender.write(&mut c, b"more"), Err(SendError::Finished));
+        let piece = Message::binary(&b"more"[..]);
+        assert_eq!(sender.send(&mut c, piece), Err(SendError::Finished));
+        assert_eq!(c.outgoing().len(), queued, "nothing queued");
+        assert_eq!(sender.finish(&mut c), Ok(()), "finishing twice is harmless");
+        let mut dropped = PieceSender::new(true);
+        dropped.abandon(&mut c);
+        assert_eq!(dropped.write(&mut c, b"x"), Err(SendError::Finished));
     }
 }
