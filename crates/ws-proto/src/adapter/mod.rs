@@ -389,6 +389,30 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_message_receive_gives_a_streamed_piece_back() {
+        use crate::{Event, Message};
+        let keep = |e: Event| panic!("nothing to give back: {e:?}");
+        let message = Message::text("hi");
+        let got = whole_message(Ok(Some(Event::Message(message.clone()))), keep);
+        assert_eq!(got.unwrap().unwrap(), message);
+        assert!(whole_message(Ok(None), keep).is_none(), "the end");
+        let failed = Err(Error::Send(SendError::Closed));
+        assert!(matches!(
+            whole_message(failed, keep),
+            Some(Err(Error::Send(_)))
+        ));
+        let piece = Event::Fragment {
+            piece: Message::binary(&b"ab"[..]),
+            first: true,
+            last: false,
+        };
+        let mut given_back = None;
+        let got = whole_message(Ok(Some(piece.clone())), |e| given_back = Some(e));
+        assert!(matches!(got, Some(Err(Error::Streamed))));
+        assert_eq!(given_back, Some(piece), "kept for the stream receive");
+    }
+
+    #[test]
     fn a_streamed_message_is_never_cut_short_silently() {
         use crate::{Config, Connection, Driver, Event, Message, Role};
         let piece = |first, last| Event::Fragment {
