@@ -173,8 +173,7 @@ impl<'a, S, R: Runtime<S>> MessageStream<'a, S, R> {
 
 impl<S, R: Runtime<S>> Drop for MessageStream<'_, S, R> {
     fn drop(&mut self) {
-        let reader = &self.reader;
-        self.conn.with(|d| reader.abandon(d));
+        self.reader.abandon(|discard| self.conn.with(discard));
     }
 }
 

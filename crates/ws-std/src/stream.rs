@@ -137,8 +137,7 @@ impl<S> Read for MessageReader<'_, S> {
 
 impl<S> Drop for MessageReader<'_, S> {
     fn drop(&mut self) {
-        let reader = &self.reader;
-        self.socket.with(|d| reader.abandon(d));
+        self.reader.abandon(|discard| self.socket.with(discard));
     }
 }
 

@@ -179,29 +179,24 @@ impl PieceReader {
         received: Result<Option<crate::Event>>,
         driver: &mut crate::Driver,
     ) -> Result<()> {
-        let next = match received {
+        let error = match received {
             Ok(Some(crate::Event::Fragment {
                 piece,
                 first: false,
                 last,
-            })) => Ok((piece.into_bytes(), last)),
+            })) => {
+                (self.piece, self.ended) = (piece.into_bytes(), last);
+                return Ok(());
+            }
             Ok(Some(other)) => {
                 driver.put_back(other);
-                Err(Error::CutShort)
+                Error::CutShort
             }
-            Ok(None) => Err(Error::CutShort),
-            Err(e) => Err(e),
+            Ok(None) => Error::CutShort,
+            Err(e) => e,
         };
-        match next {
-            Ok((piece, last)) => {
-                (self.piece, self.ended) = (piece, last);
-                Ok(())
-            }
-            Err(e) => {
-                self.ended = true;
-                Err(e)
-            }
-        }
+        self.ended = true;
+        Err(error)
     }
 
     /// The piece in hand, if not empty; `None` once the stream has ended
@@ -217,10 +212,12 @@ impl PieceReader {
     }
 
     /// For a stream dropped before its end: the rest of the message is
-    /// read and discarded by the driver, not delivered.
-    pub fn abandon(&self, driver: &mut crate::Driver) {
+    /// read and discarded by the driver, not delivered. `with_driver` lends
+    /// the driver (behind a lock, in a split half) only when there is a
+    /// rest to discard.
+    pub fn abandon(&self, with_driver: impl FnOnce(fn(&mut crate::Driver))) {
         if !self.ended {
-            driver.discard_message();
+            with_driver(crate::Driver::discard_message);
         }
     }
 }
@@ -442,10 +439,14 @@ mod tests {
         assert!(matches!(cut, Err(Error::CutShort)));
         assert!(!reader.wants_more(), "the stream ended");
         assert_eq!(driver.take_event(), Some(piece(true, false)));
+        reader.abandon(|_| panic!("nothing left to discard"));
         // The end of the connection inside a message.
         let Some(Ok(mut reader)) = PieceReader::start(Ok(Some(piece(true, false)))) else {
             panic!("a first piece starts a stream");
         };
+        let mut lent = false;
+        reader.abandon(|_| lent = true);
+        assert!(lent, "dropped half way: the rest is discarded");
         assert!(matches!(
             reader.receive(Ok(None), &mut driver),
             Err(Error::CutShort)
