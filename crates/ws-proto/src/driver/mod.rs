@@ -79,9 +79,10 @@
 //! ([`Driver::take_response`]); the server's driver keeps the request
 //! ([`Driver::request`]) until the application
 //! [`accept`](Driver::accept)s or [`reject`](Driver::reject)s it, and
-//! `Op::Open` runs again to write the answer. What was negotiated (subprotocol, extensions) configures the
-//! connection there; bytes read past the head stay in the read buffer as
-//! the connection's first input. A stream upgraded elsewhere (hyper, axum)
+//! `Op::Open` runs again to write the answer. What was negotiated
+//! (subprotocol, extensions) configures the connection there; bytes read
+//! past the head stay in the read buffer as the connection's first input.
+//! A stream upgraded elsewhere (hyper, axum)
 //! skips this: [`Driver::new`] or [`Driver::with_buffer`] with the
 //! connection from [`Accepted::connection`](crate::Accepted::connection).
 //!

@@ -285,22 +285,20 @@ impl Driver {
     /// does not allow (an unoffered subprotocol) is an error, and nothing is
     /// queued: the request can still be answered.
     pub fn accept(&mut self, options: &AcceptOptions) -> Result<(), HandshakeError> {
-        let Some(Opening {
+        if let Some(Opening {
             side: Side::Server {
                 request, accepted, ..
             },
             ..
         }) = self.opening.as_deref_mut()
-        else {
-            return Err(HandshakeError::InvalidRequest("no request to accept"));
-        };
-        let Some(read) = request else {
-            return Err(HandshakeError::InvalidRequest("no request to accept"));
-        };
-        let answer = read.accept(options)?;
-        (*request, *accepted) = (None, true);
-        queue_answer(&mut self.conn, answer);
-        Ok(())
+            && let Some(read) = request
+        {
+            let answer = read.accept(options)?;
+            (*request, *accepted) = (None, true);
+            queue_answer(&mut self.conn, answer);
+            return Ok(());
+        }
+        Err(HandshakeError::InvalidRequest("no request to accept"))
     }
 
     /// Refuses the [`request`](Self::request) with `status`, `headers` and
