@@ -33,19 +33,13 @@ pub(crate) struct Io<T> {
     /// Bytes taken out of the driver's queue and not yet written (a split
     /// half writes owned chunks outside the driver's lock): they go first.
     pub(crate) held: Bytes,
-    /// Bytes were written since the stream was last flushed.
-    pub(crate) unflushed: bool,
 }
 
 impl<T> Io<T> {
     /// The write side of `stream`, with nothing held.
     pub(crate) fn new(stream: T) -> Self {
-        let (held, unflushed) = (Bytes::new(), false);
-        Self {
-            stream,
-            held,
-            unflushed,
-        }
+        let held = Bytes::new();
+        Self { stream, held }
     }
 
     /// One write: from the held bytes if any, else from `out`; a plain
@@ -75,22 +69,18 @@ impl<T> Io<T> {
             ))?
         };
         out.advance(n);
-        self.unflushed = true;
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         Poll::Ready(Ok(n))
     }
 
-    /// Flushes the stream if it was written to. Held bytes are not written
-    /// here: they count as in flight until a write reports them.
+    /// Performs [`Action::Flush`]. Held bytes are not written here: they
+    /// count as in flight until a write reports them (the driver asks for a
+    /// flush once none are).
     #[inline(always)]
     pub(crate) fn poll_flush<R: Write<T>>(&mut self, cx: &mut Context<'_>) -> Done {
-        if self.unflushed {
-            ready!(R::poll_flush(&mut self.stream, cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
+        R::poll_flush(&mut self.stream, cx)
     }
 
     /// Performs [`Action::Shutdown`] (its error does not matter), dropping
@@ -151,8 +141,19 @@ pub(crate) trait Link {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Io<Self::W>, &mut Context<'_>) -> Poll<T>,
     ) -> Poll<T>;
-    /// Performs [`Action::Write`] and reports it, except an error.
+    /// Performs [`Action::Write`] (and a whole socket the flush after it:
+    /// see [`Driver::wrote`]) and reports it, except an error.
     fn write(&mut self, cx: &mut Context<'_>) -> Done;
+    /// Performs [`Action::Flush`] and reports it, except an error.
+    fn flush(&mut self, cx: &mut Context<'_>) -> Done {
+        let done = self.with_io(cx, Io::poll_flush::<Self::Rt>);
+        match done {
+            Poll::Ready(Ok(())) => self.with(Driver::flushed),
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => self.with(Driver::write_blocked),
+        }
+        done
+    }
     /// Performs [`Action::Read`] (`wait`: a receive waits for it) and
     /// reports it, except an error.
     fn read(&mut self, cx: &mut Context<'_>, wait: bool) -> Done;
@@ -212,36 +213,25 @@ pub(crate) fn poll_op<L: Link>(
     cx: &mut Context<'_>,
     op: Op,
 ) -> Poll<Result<Option<Event>>> {
-    // The last write completed (it is flushed before returning or waiting);
-    // this call reported I/O blocked.
-    let (mut wrote, mut blocked) = (false, false);
+    // This call reported I/O blocked.
+    let mut blocked = false;
     loop {
         let outcome = match link.with(|driver| driver.poll(op)) {
-            Action::Deliver => {
-                if wrote {
-                    // Best effort: a flush still pending is the next call's.
-                    let _ = link.with_io(cx, Io::poll_flush::<L::Rt>);
-                }
-                return Poll::Ready(Ok(link.with(Driver::take_event)));
-            }
+            Action::Deliver => return Poll::Ready(Ok(link.with(Driver::take_event))),
             Action::Done => {
-                if let Some(e) = link.with(Driver::take_error) {
-                    return Poll::Ready(Err(e.into()));
-                }
-                if link.with(|d| d.is_done()) {
-                    return Poll::Ready(Ok(None));
-                }
-                match ready!(link.with_io(cx, Io::poll_flush::<L::Rt>)) {
-                    Ok(()) => return Poll::Ready(Ok(None)),
-                    Err(e) => Err(e),
-                }
+                return Poll::Ready(
+                    link.with(Driver::take_error)
+                        .map_or(Ok(None), |e| Err(e.into())),
+                );
             }
             Action::Write { .. } => {
-                // A blocked write is flushed once it completes: flushing
-                // now would wait the same way (and `async-net` drops the
-                // write's wakeup on a flush).
                 let done = link.write(cx);
-                (wrote, blocked) = (done.is_ready(), blocked | done.is_pending());
+                blocked |= done.is_pending();
+                ready_err(done)
+            }
+            Action::Flush => {
+                let done = link.flush(cx);
+                blocked |= done.is_pending();
                 ready_err(done)
             }
             Action::Read { wait } => {
@@ -262,16 +252,7 @@ pub(crate) fn poll_op<L: Link>(
             // reported blocked: this half has no wakeup yet. The driver
             // forgot that at `Wait`; ask again.
             Action::Wait if L::SHARED && !blocked => Ok(()),
-            Action::Wait => match link.with_io(cx, |io, cx| {
-                if wrote {
-                    io.poll_flush::<L::Rt>(cx)
-                } else {
-                    Poll::Pending
-                }
-            }) {
-                Poll::Ready(Err(e)) => Err(e),
-                _ => return Poll::Pending,
-            },
+            Action::Wait => return Poll::Pending,
         };
         if let Err(e) = outcome
             && link.with(Driver::io_error)
@@ -547,6 +528,10 @@ impl<S, R: Runtime<S>> Link for WebSocket<S, R> {
     #[inline(always)]
     fn write(&mut self, cx: &mut Context<'_>) -> Done {
         let written = self.io.poll_write::<R>(cx, self.driver.outgoing());
+        if let Poll::Ready(Ok(n)) = written {
+            self.driver.wrote(n);
+            return Link::flush(self, cx);
+        }
         report(&mut self.driver, written, true)
     }
 

@@ -227,17 +227,9 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
         let Self {
             io, driver, timer, ..
         } = self;
-        let Io {
-            stream,
-            held,
-            unflushed,
-        } = io;
+        let Io { stream, held } = io;
         let (read, stream) = R::split(stream);
-        let write = Io {
-            stream,
-            held,
-            unflushed,
-        };
+        let write = Io { stream, held };
         let wakers = Arc::<Wakers>::default();
         let shared = Arc::new(Shared {
             driver: Mutex::new(driver),
@@ -275,17 +267,9 @@ impl<S, R: Runtime<S>> WebSocket<S, R> {
         let Some((shared, half)) = Arc::into_inner(read.shared).zip(read.read) else {
             unreachable!("both halves are here")
         };
-        let Io {
-            stream,
-            held,
-            unflushed,
-        } = unlock(shared.write);
+        let Io { stream, held } = unlock(shared.write);
         let stream = R::unsplit(half, stream).ok_or_else(|| invalid("different streams"))?;
-        let io = Io {
-            stream,
-            held,
-            unflushed,
-        };
+        let io = Io { stream, held };
         Ok(Self::from_parts(io, unlock(shared.driver), read.timer))
     }
 }

@@ -211,6 +211,7 @@ impl<S: Transport> Io<S> {
         chunks.clear();
         self.chunks = chunks;
         driver.wrote(written?);
+        driver.flushed(); // by the write itself
         Poll::Ready(Ok(()))
     }
 
@@ -249,9 +250,10 @@ fn pool_usable() -> bool {
 }
 
 /// Writes `chunks` whole (one chunk with a plain write, several with a
-/// vectored one), then flushes: the adapter-wide rule that what was written
-/// is flushed before the driver waits is kept by the write itself. The
-/// list comes back with the outcome, for the next write.
+/// vectored one), then flushes: an owned-buffer write runs as one future,
+/// and flushing in it spares a second boxed future per [`Action::Flush`]
+/// (which then has nothing left to do). The list comes back with the
+/// outcome, for the next write.
 fn write_all<S: Transport>(mut stream: S, mut chunks: Vec<Bytes>) -> Flight<Written> {
     Box::pin(async move {
         let len = chunks.iter().map(Bytes::len).sum();
@@ -352,6 +354,11 @@ pub(crate) fn poll_op<S: Transport>(
                 return Poll::Ready(driver.take_error().map_or(Ok(None), |e| Err(e.into())));
             }
             Action::Write { wait } => io.poll_write(cx, driver, wait),
+            // Each write's future ends with a flush (see `write_all`).
+            Action::Flush => {
+                driver.flushed();
+                Poll::Ready(Ok(()))
+            }
             Action::Read { .. } => io.poll_read(cx, driver),
             Action::Timer => timer.poll(cx, driver).map(Ok),
             Action::Shutdown { discard } => {

@@ -103,7 +103,8 @@ pub(crate) trait Link {
     /// Writes the driver's outgoing bytes, and reports the outcome: `true`
     /// when blocked (errors are left to the loop).
     fn write(&mut self, block: bool) -> io::Result<bool>;
-    /// Flushes what was written (a TLS or buffered stream holds it).
+    /// Performs [`Action::Flush`] (a TLS or buffered stream holds what was
+    /// written); the loop reports it.
     fn flush(&mut self) -> io::Result<()>;
 }
 
@@ -116,20 +117,9 @@ pub(crate) fn run<L: Link>(
     until: Option<Instant>,
 ) -> Result<Option<Event>> {
     let (mut write_blocked, mut woke, mut timed_out) = (false, false, false);
-    // Whatever was written is flushed before the call returns or waits.
-    let mut wrote = false;
     timer.deadline = None;
     loop {
-        let action = link.with(|d| d.poll(op));
-        let waits = matches!(action, Action::Read { wait: true } | Action::Wait);
-        if std::mem::take(&mut wrote)
-            && (waits || matches!(action, Action::Deliver | Action::Done))
-            && let Err(e) = link.flush()
-        {
-            fail(link, e)?;
-            continue;
-        }
-        match action {
+        match link.with(|d| d.poll(op)) {
             Action::Deliver => return Ok(link.with(Driver::take_event)),
             Action::Done => {
                 return link
@@ -137,9 +127,15 @@ pub(crate) fn run<L: Link>(
                     .map_or(Ok(None), |e| Err(e.into()));
             }
             Action::Write { wait } => match link.write(wait) {
-                Ok(blocked) => (write_blocked, wrote) = (blocked, !blocked),
+                Ok(blocked) => write_blocked = blocked,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Unwritten bytes stay queued: the call can be retried.
+                Err(e) if is_timeout(&e) => return Err(e.into()),
+                Err(e) => fail(link, e)?,
+            },
+            Action::Flush => match link.flush() {
+                Ok(()) => link.with(Driver::flushed),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => return Err(e.into()),
                 Err(e) => fail(link, e)?,
             },

@@ -116,7 +116,8 @@ where
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // A reader that finds the write side busy leaves it to the writer.
+        // A reader that finds the write side busy leaves it to the writer,
+        // whose write or flush ends with a flush of everything before it.
         let side = self.0.write_side(!READER);
         side.map_or(Ok(()), |_side| (&self.0.io).flush())
     }

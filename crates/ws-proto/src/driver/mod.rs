@@ -17,17 +17,19 @@
 //! |---|---|---|
 //! | [`Deliver`](Action::Deliver) | hand the application the event [`take_event`](Driver::take_event) returns | nothing: the operation is over |
 //! | [`Write`](Action::Write) | write (waiting only if `wait`) from [`outgoing`](Driver::outgoing) (a `Buf`), `advance` it | [`wrote`](Driver::wrote), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
+//! | [`Flush`](Action::Flush) | flush the transport (a TLS or buffered stream holds written bytes until then) | [`flushed`](Driver::flushed), or [`write_blocked`](Driver::write_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Timer`](Action::Timer) | read the clock, call [`timer`](Driver::timer); arm a sleep at the deadline it gives | [`timer_fired`](Driver::timer_fired), or [`timer_blocked`](Driver::timer_blocked) |
 //! | [`Read`](Action::Read) | read into [`read_buf`](Driver::read_buf) (or [`read_slice`](Driver::read_slice); completion I/O lends the kernel [`take_read_room`](Driver::take_read_room)) | [`filled`](Driver::filled) (0 is end of stream), or [`read_blocked`](Driver::read_blocked), or [`io_error`](Driver::io_error) |
 //! | [`Shutdown`](Action::Shutdown) | shut the transport's write side (errors do not matter), dropping held bytes if `discard` | [`shut_down`](Driver::shut_down) |
 //! | [`Wait`](Action::Wait) | wait for whatever reported blocked (async: return `Pending`) | nothing |
 //! | [`Done`](Action::Done) | finish the operation: failed with [`take_error`](Driver::take_error)'s error, if any | nothing |
 //!
-//! After a [`Write`](Action::Write), flush the transport (a TLS or buffered
-//! stream holds bytes until then) before performing a `Wait` and when the
-//! operation ends (`Deliver`, `Done`), unless that write was blocked (it is
-//! flushed once it completes): the same rule in every adapter, so that
-//! nothing written waits in a buffer while the driver waits.
+//! Written bytes are flushed before the driver waits for the peer or the
+//! operation ends: once the queue is written out, the driver asks for a
+//! [`Flush`](Action::Flush) where it would otherwise ask for a write (a
+//! blocked write is flushed once it completes: flushing then would wait
+//! the same way). A transport whose flush does nothing just reports
+//! [`flushed`](Driver::flushed).
 //!
 //! "Blocked" means the transport would have to wait (`Poll::Pending`, or
 //! `WouldBlock`). An async adapter has then registered its waker; the driver
@@ -190,6 +192,10 @@ pub enum Action {
         /// Whether the write may wait for the transport.
         wait: bool,
     },
+    /// Flush the transport (everything queued was written, and a TLS or
+    /// buffered stream may hold it), then call [`Driver::flushed`]; report
+    /// [`Driver::write_blocked`] if the flush has to wait.
+    Flush,
     /// Read into [`Driver::read_buf`] or [`Driver::read_slice`]. With `wait:
     /// false` the read must not wait for bytes: report
     /// [`Driver::read_blocked`] if none are there already.
@@ -254,6 +260,8 @@ pub struct Driver {
     in_flight: usize,
     /// The read buffer is out with the adapter ([`take_read_buf`](Self::take_read_buf)).
     buf_out: bool,
+    /// Bytes were written since the transport was last flushed.
+    unflushed: bool,
     /// The write side was shut down.
     shut: bool,
     /// The transport is finished with: no more I/O.
@@ -292,6 +300,7 @@ impl Driver {
             background_reads: 0,
             receiving: false,
             in_flight: 0,
+            unflushed: false,
             buf_out: false,
             shut: false,
             done: false,
@@ -440,8 +449,10 @@ impl Driver {
                 self.poll_receive(op)
             }
             Op::Flush | Op::WriteOut => {
-                if self.wants_write() && !self.done {
-                    return self.write_or_wait(op);
+                if !self.done
+                    && let Some(step) = self.write_step(true)
+                {
+                    return self.unless_write_blocked(step);
                 }
                 if op == Op::Flush && !core::mem::take(&mut self.receiving) {
                     return self.poll_background();
@@ -451,7 +462,7 @@ impl Driver {
             Op::Open => self.poll_open(),
             Op::Reserve => {
                 if self.conn.is_write_buffer_full() && !self.done {
-                    self.write_or_wait(op)
+                    self.unless_write_blocked(Action::Write { wait: true })
                 } else {
                     Action::Done
                 }
@@ -495,17 +506,30 @@ impl Driver {
         None
     }
 
-    /// Whether bytes wait to be written: queued, or popped and unwritten.
+    /// Whether bytes wait to be written (queued, or popped and unwritten)
+    /// or flushed.
     #[inline]
     fn wants_write(&self) -> bool {
-        self.conn.wants_write() || self.in_flight > 0
+        self.conn.wants_write() || self.in_flight > 0 || self.unflushed
     }
 
-    fn write_or_wait(&self, op: Op) -> Action {
+    /// The next step of writing out, if one is due: the bytes (queued, or
+    /// popped and unwritten), then the flush.
+    #[inline]
+    fn write_step(&self, wait: bool) -> Option<Action> {
+        if self.conn.wants_write() || self.in_flight > 0 {
+            Some(Action::Write { wait })
+        } else if self.unflushed {
+            Some(Action::Flush)
+        } else {
+            None
+        }
+    }
+
+    /// `step`, or a wait while the transport takes no bytes.
+    fn unless_write_blocked(&self, step: Action) -> Action {
         if self.blocked & WRITE == 0 {
-            Action::Write {
-                wait: !matches!(op, Op::Recv | Op::RecvMessage | Op::Close),
-            }
+            step
         } else {
             Action::Wait
         }
@@ -522,8 +546,11 @@ impl Driver {
     /// transport takes it, so a pong is not held up by the application.
     #[inline]
     fn deliver_ready(&self) -> Action {
-        if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
-            return Action::Write { wait: false };
+        if self.blocked & WRITE == 0
+            && !self.done
+            && let Some(step) = self.write_step(false)
+        {
+            return step;
         }
         Action::Deliver
     }
@@ -561,11 +588,13 @@ impl Driver {
                         if let Some(action) = self.on_event(op, event) {
                             return action;
                         }
-                        if self.wants_write() && self.blocked & WRITE == 0 {
+                        if self.blocked & WRITE == 0
+                            && let Some(step) = self.write_step(false)
+                        {
                             // Answer each ping before parsing the next, so a
                             // burst of pings gets every pong the transport
                             // takes (RFC 6455 section 5.5.3 allows fewer).
-                            return Action::Write { wait: false };
+                            return step;
                         }
                         continue;
                     }
@@ -573,8 +602,10 @@ impl Driver {
                     Err(error) => self.error = Some(error),
                 }
             }
-            if self.wants_write() && self.blocked & WRITE == 0 {
-                return Action::Write { wait: false };
+            if self.blocked & WRITE == 0
+                && let Some(step) = self.write_step(false)
+            {
+                return step;
             }
             if self.error.is_some() || self.conn.should_close_transport() {
                 match self.poll_over() {
@@ -664,8 +695,11 @@ impl Driver {
                     Some(Event::Message(_) | Event::Fragment { .. } | Event::Close(_))
                 );
             if stop {
-                if self.wants_write() && self.blocked & WRITE == 0 && !self.done {
-                    return Action::Write { wait: true };
+                if self.blocked & WRITE == 0
+                    && !self.done
+                    && let Some(step) = self.write_step(true)
+                {
+                    return step;
                 }
                 return Action::Done;
             }
@@ -701,6 +735,7 @@ impl Driver {
     /// The transport is finished with: free what it held.
     fn finish(&mut self) {
         self.done = true;
+        self.unflushed = false;
         self.read.buf = BytesMut::new();
     }
 
@@ -729,15 +764,26 @@ impl Driver {
     /// `n` bytes were written: popped ones first, else `advance`d in
     /// [`outgoing`](Self::outgoing) already. A write of 0 bytes is an error
     /// the adapter reports as [`io_error`](Self::io_error) (`WriteZero`).
+    ///
+    /// An adapter may flush right after each write it performs (and report
+    /// it as for [`Action::Flush`]): that saves the poll asking for the
+    /// flush once the queue is written out.
     #[inline]
     pub fn wrote(&mut self, n: usize) {
         if n > 0 {
             self.in_flight = self.in_flight.saturating_sub(n);
             self.blocked = 0;
+            self.unflushed = true;
         }
     }
 
-    /// The transport cannot take bytes now.
+    /// The transport was flushed ([`Action::Flush`]).
+    #[inline]
+    pub fn flushed(&mut self) {
+        self.unflushed = false;
+    }
+
+    /// The transport cannot take bytes now (a write or a flush waits).
     #[inline]
     pub fn write_blocked(&mut self) {
         self.blocked |= WRITE;
@@ -968,6 +1014,7 @@ impl Driver {
     pub fn shut_down(&mut self) {
         // Popped bytes of an abandoned peer are dropped with the transport.
         self.in_flight = 0;
+        self.unflushed = false;
         self.shut = true;
         self.blocked = 0;
     }

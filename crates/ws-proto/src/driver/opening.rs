@@ -330,6 +330,7 @@ impl Driver {
     #[cold]
     pub(super) fn poll_open(&mut self) -> Action {
         loop {
+            let write_step = self.write_step(false);
             let Some(opening) = self.opening.as_deref_mut() else {
                 return Action::Done;
             };
@@ -339,9 +340,11 @@ impl Driver {
             let timed_out = opening.error == Some(HandshakeError::TimedOut);
             let ending = opening.error.is_some() || opening.refusing;
             let timer = opening.timeout.is_some() && !ending;
-            if self.conn.wants_write() && !timed_out {
+            if let Some(step) = write_step
+                && !timed_out
+            {
                 if self.blocked & WRITE == 0 {
-                    return Action::Write { wait: false };
+                    return step;
                 }
             } else if ending {
                 if !self.shut {
@@ -360,7 +363,7 @@ impl Driver {
             if timer && self.blocked & TIMER == 0 {
                 return Action::Timer;
             }
-            if self.blocked & READ != 0 || self.conn.wants_write() || self.buf_out {
+            if self.blocked & READ != 0 || write_step.is_some() || self.buf_out {
                 return Action::Wait;
             }
             return Action::Read { wait: true };

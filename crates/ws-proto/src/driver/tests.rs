@@ -23,6 +23,12 @@ struct Script {
     written: Vec<u8>,
     /// Writes block once this many bytes were written.
     write_limit: usize,
+    /// Bytes written since the last flush.
+    unflushed: usize,
+    /// Flushes block while this is set.
+    flush_blocked: bool,
+    /// Flushes performed.
+    flushes: usize,
     now: Duration,
     shut: bool,
 }
@@ -42,17 +48,34 @@ impl Script {
             reads: reads.into_iter().collect(),
             written: Vec::new(),
             write_limit: usize::MAX,
+            unflushed: 0,
+            flush_blocked: false,
+            flushes: 0,
             now: Duration::ZERO,
             shut: false,
         }
     }
 
     /// Runs `op` until it delivers, ends or waits (a timer wait advances the
-    /// clock to the deadline when `sleep` is set).
+    /// clock to the deadline when `sleep` is set). Checks that what was
+    /// written is flushed before the driver waits for the peer or the
+    /// operation ends, unless the transport blocks it (a reserve only makes
+    /// room: the flush after the send flushes).
     fn run(&mut self, driver: &mut Driver, op: Op, sleep: bool) -> End {
         let mut deadline = None;
         for _ in 0..1000 {
-            match driver.poll(op) {
+            let action = driver.poll(op);
+            if matches!(
+                action,
+                Action::Deliver | Action::Done | Action::Wait | Action::Read { wait: true }
+            ) && !(self.flush_blocked
+                || self.written.len() >= self.write_limit
+                || driver.done
+                || op == Op::Reserve)
+            {
+                assert_eq!(self.unflushed, 0, "{action:?} before a flush");
+            }
+            match action {
                 Action::Deliver => return End::Event(driver.take_event().expect("delivered")),
                 Action::Done => return End::Done(driver.take_error().map_or(Ok(()), Err)),
                 Action::Wait => match deadline.take() {
@@ -72,7 +95,14 @@ impl Script {
                     let n = out.chunk().len().min(room);
                     self.written.extend_from_slice(&out.chunk()[..n]);
                     out.advance(n);
+                    self.unflushed += n;
                     driver.wrote(n);
+                }
+                Action::Flush if self.flush_blocked => driver.write_blocked(),
+                Action::Flush => {
+                    self.unflushed = 0;
+                    self.flushes += 1;
+                    driver.flushed();
                 }
                 Action::Read { .. } => match self.reads.pop_front() {
                     Some(In::Bytes(bytes)) => {
@@ -95,6 +125,7 @@ impl Script {
                     }
                 }
                 Action::Shutdown { .. } => {
+                    self.unflushed = 0; // dropped with the transport
                     self.shut = true;
                     driver.shut_down();
                 }
@@ -456,4 +487,23 @@ fn bytes_read_elsewhere_are_parsed_and_the_buffer_counts_what_is_left() {
         driver.poll(Op::RecvMessage),
         Action::Shutdown { .. } | Action::Done
     ));
+}
+
+#[test]
+fn a_blocked_flush_holds_up_a_flush_but_not_a_delivery() {
+    let mut driver = server(Config::default());
+    let mut t = Script::new([In::Bytes(masked(0x89, b"p"))]);
+    t.flush_blocked = true;
+    assert_eq!(
+        t.run(&mut driver, Op::Recv, false),
+        End::Event(Event::Ping(bytes::Bytes::from_static(b"p"))),
+        "the pong is written; its flush is the next operation's"
+    );
+    assert_eq!(t.unflushed, 3);
+    assert_eq!(t.run(&mut driver, Op::WriteOut, false), End::Wait);
+    t.flush_blocked = false;
+    assert_eq!(t.run(&mut driver, Op::WriteOut, false), End::Done(Ok(())));
+    assert_eq!((t.unflushed, t.flushes), (0, 1));
+    assert_eq!(t.run(&mut driver, Op::WriteOut, false), End::Done(Ok(())));
+    assert_eq!(t.flushes, 1, "nothing written: nothing to flush");
 }

@@ -110,6 +110,8 @@ impl Net {
                     out.advance(n);
                     driver.wrote(n);
                 }
+                // The pipes hold nothing back.
+                Action::Flush => driver.flushed(),
                 Action::Read { .. } => {
                     self.reads += 1;
                     let (input, _, end) = self.pipes(role);
@@ -625,6 +627,7 @@ fn no_close_timeout_and_a_huge_one_never_overflow_a_clock() {
                     out.advance(n);
                     client.wrote(n);
                 }
+                Action::Flush => client.flushed(),
                 Action::Read { .. } => client.read_blocked(),
                 Action::Wait => {
                     assert!(timeout.is_none());
