@@ -358,3 +358,59 @@ fn idle_deflate_connections_free_their_compression_contexts() {
         assert!(idle <= 8 << 10, "only the windows once idle: {idle} B");
     });
 }
+
+/// A stream that holds written bytes until flushed.
+struct Buffered {
+    read: TcpStream,
+    write: std::io::BufWriter<TcpStream>,
+}
+
+impl Read for Buffered {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read.read(buf)
+    }
+}
+
+impl Write for Buffered {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write.flush()
+    }
+}
+
+/// Over a transport that holds written bytes until flushed, the
+/// handshake's response, a pong written inside `recv`, an echo and the
+/// Close echo all reach the peer: each was flushed before the socket waited
+/// or returned.
+#[test]
+fn a_buffering_transport_is_flushed_before_every_wait() {
+    bounded(30, || {
+        let (url, server) = serve(|stream| {
+            let write = std::io::BufWriter::new(stream.try_clone().unwrap());
+            let buffered = ws_std::Plain(Buffered {
+                read: stream,
+                write,
+            });
+            let mut ws = ws_std::accept(buffered).unwrap();
+            // The ping is answered inside, while waiting for the message.
+            let message = ws.recv().unwrap().unwrap();
+            ws.send(message).unwrap();
+            assert!(ws.recv().is_none(), "the client closed");
+        });
+        let (mut client, _) = ws_std::connect(&url).unwrap();
+        client.ping(Bytes::from_static(b"p")).unwrap();
+        let pong = client.recv_event().unwrap().unwrap();
+        assert_eq!(pong, Event::Pong(Bytes::from_static(b"p")));
+        client.send(Message::text("hello")).unwrap();
+        assert_eq!(client.recv().unwrap().unwrap(), Message::text("hello"));
+        client.close(CloseCode::NORMAL, "").unwrap();
+        assert_eq!(
+            client.close_frame().map(|f| f.code),
+            Some(CloseCode::NORMAL)
+        );
+        server.join().unwrap();
+    });
+}

@@ -454,3 +454,42 @@ async fn idle_deflate_connections_free_their_compression_contexts() {
     })
     .await;
 }
+
+/// Over a transport that holds written bytes until flushed (`BufStream`),
+/// the handshake's response, a pong written inside `recv`, an echo, a split
+/// writer's message and the Close echoed by a split reader all reach the
+/// peer: each was flushed before the socket waited or returned.
+#[tokio::test]
+async fn a_buffering_transport_is_flushed_before_every_wait() {
+    timed(async {
+        let (listener, url) = listener().await;
+        let server = tokio::spawn(async move {
+            let tcp = listener.accept().await.unwrap().0;
+            let mut ws = ws_tokio::accept(tokio::io::BufStream::new(tcp))
+                .await
+                .unwrap();
+            // The ping is answered inside, while waiting for the message.
+            let message = ws.recv().await.unwrap().unwrap();
+            ws.send(message).await.unwrap();
+            let (mut read, mut write) = ws.split();
+            write.send(Message::text("from the writer")).await.unwrap();
+            assert!(read.recv().await.is_none(), "the client closed");
+        });
+        let (mut client, _) = ws_tokio::connect(&url).await.unwrap();
+        client.ping(Bytes::from_static(b"p")).await.unwrap();
+        let pong = client.recv_event().await.unwrap().unwrap();
+        assert_eq!(pong, Event::Pong(Bytes::from_static(b"p")));
+        client.send(Message::text("hello")).await.unwrap();
+        let echo = client.recv().await.unwrap().unwrap();
+        assert_eq!(echo, Message::text("hello"));
+        let pushed = client.recv().await.unwrap().unwrap();
+        assert_eq!(pushed, Message::text("from the writer"));
+        client.close(CloseCode::NORMAL, "").await.unwrap();
+        assert_eq!(
+            client.close_frame().map(|f| f.code),
+            Some(CloseCode::NORMAL)
+        );
+        server.await.unwrap();
+    })
+    .await;
+}
