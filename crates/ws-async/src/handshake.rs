@@ -7,9 +7,8 @@ use core::pin::pin;
 use core::task::Poll;
 use core::time::Duration;
 
-use ws_proto::ServerRequest;
-use ws_proto::adapter::{Options, Result, check_request, unanswered};
-use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
+use ws_proto::adapter::{Options, Result, check_request};
+use ws_proto::{ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
 use crate::socket::{Timer, poll_op};
 use crate::{Clock, Connect, Runtime, WebSocket};
@@ -112,40 +111,9 @@ pub async fn read_request_with<S, R: Runtime<S>>(
     Ok(Incoming(ws))
 }
 
-impl<S, R: Clock> Incoming<S, R> {
-    /// The request: path, headers, offered subprotocols.
-    pub fn request(&self) -> &ServerRequest {
-        unanswered(&self.0.driver)
-    }
-
-    /// The underlying stream (e.g. for the peer address).
-    pub const fn get_ref(&self) -> &S {
-        self.0.get_ref()
-    }
-}
-
 impl<S, R: Runtime<S>> Incoming<S, R> {
-    /// Accepts: writes the `101` response (with the chosen subprotocol and
-    /// headers) and returns the connection; bytes the client sent after its
-    /// request are kept. An `options` the request does not allow (an
-    /// unoffered subprotocol) is an error and nothing is written.
-    /// Cancelling drops the stream, possibly mid-response.
-    pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S, R>> {
-        self.0.driver.accept(options)?;
-        open(&mut self.0).await?;
-        Ok(self.0)
-    }
-
-    /// Refuses: writes a response with `status`, `headers` and `body` (a
-    /// `Content-Length` is added), then shuts the stream down. Cancelling
-    /// drops the stream, possibly mid-response.
-    pub async fn reject(
-        mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<()> {
-        self.0.driver.reject(status, headers, body);
-        open(&mut self.0).await
-    }
+    ws_proto::incoming_methods!(S, WebSocket<S, R>, async await
+        ///
+        /// Cancelling drops the stream, possibly mid-response.
+    );
 }

@@ -5,9 +5,8 @@ use core::future::Future;
 use std::time::Instant;
 
 use compio::net::TcpStream;
-use ws_proto::ServerRequest;
-use ws_proto::adapter::{Options, Result, check_request, plain_tcp_target, unanswered};
-use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, HandshakeError, Op};
+use ws_proto::adapter::{Options, Result, check_request, plain_tcp_target};
+use ws_proto::{ClientRequest, ClientResponse, Driver, HandshakeError, Op};
 
 use crate::socket::{Timer, Transport, WebSocket};
 
@@ -107,34 +106,8 @@ pub struct Incoming<S = TcpStream>(
 );
 
 impl<S: Transport> Incoming<S> {
-    /// The request: path, headers, offered subprotocols.
-    pub fn request(&self) -> &ServerRequest {
-        unanswered(&self.0.driver)
-    }
-
-    /// The underlying stream (e.g. for the peer address).
-    pub const fn get_ref(&self) -> &S {
-        self.0.get_ref()
-    }
-
-    /// Writes the `101` response (within `handshake_timeout`) and returns
-    /// the WebSocket. A subprotocol the client did not offer is an error
-    /// and nothing is written.
-    pub async fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        self.0.driver.accept(options)?;
-        open(&mut self.0).await?;
-        Ok(self.0)
-    }
-
-    /// Refuses with `status` (e.g. 401, 403), extra headers and a body, then
-    /// shuts the stream down.
-    pub async fn reject(
-        mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<()> {
-        self.0.driver.reject(status, headers, body);
-        open(&mut self.0).await
-    }
+    ws_proto::incoming_methods!(S, WebSocket<S>, async await
+        ///
+        /// Cancelling drops the stream, possibly mid-response.
+    );
 }

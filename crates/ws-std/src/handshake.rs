@@ -8,9 +8,8 @@ use std::{
     time::Instant,
 };
 
-use ws_proto::ServerRequest;
-use ws_proto::adapter::{self, check_request, unanswered};
-use ws_proto::{AcceptOptions, ClientRequest, ClientResponse, Driver, Op};
+use ws_proto::adapter::{self, check_request};
+use ws_proto::{ClientRequest, ClientResponse, Driver, Op};
 
 use crate::{MaybeTlsStream, Options, Result, Transport, WebSocket};
 
@@ -141,29 +140,5 @@ pub struct Incoming<S>(
 );
 
 impl<S: Transport> Incoming<S> {
-    /// The request: path, headers, offered subprotocols.
-    pub fn request(&self) -> &ServerRequest {
-        unanswered(&self.0.driver)
-    }
-
-    /// The underlying stream (e.g. for the peer address).
-    pub const fn get_ref(&self) -> &S {
-        self.0.get_ref()
-    }
-
-    /// Writes the `101` response (within `handshake_timeout`) and returns
-    /// the WebSocket. A subprotocol the client did not offer is an error
-    /// and nothing is written.
-    pub fn accept(mut self, options: &AcceptOptions) -> Result<WebSocket<S>> {
-        self.0.driver.accept(options)?;
-        open(&mut self.0)?;
-        Ok(self.0)
-    }
-
-    /// Refuses with `status` (e.g. 401, 403), extra headers and a body, then
-    /// shuts the stream down.
-    pub fn reject(mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
-        self.0.driver.reject(status, headers, body);
-        open(&mut self.0)
-    }
+    ws_proto::incoming_methods!(S, WebSocket<S>);
 }

@@ -372,6 +372,56 @@ macro_rules! driver_accessors {
     };
 }
 
+/// The methods of every runtime adapter's `Incoming` (a newtype over its
+/// socket, whose driver holds the request until it is answered), written
+/// once so that they behave, and are documented, the same in every adapter:
+/// `request`, `get_ref`, `accept` and `reject`. `$stream` and `$socket` are
+/// the stream and socket types; an async adapter adds `async await` and any
+/// doc lines on cancelling. The caller's `open(&mut socket)` runs the
+/// handshake operation to its end and `Result` is its result type. For
+/// adapters: not a stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! incoming_methods {
+    ($stream:ty, $socket:ty $(, $async:ident $await:ident $(#[$cancel:meta])*)?) => {
+        /// The request: path, query, headers, offered subprotocols.
+        pub fn request(&self) -> &$crate::ServerRequest {
+            $crate::adapter::unanswered(&self.0.driver)
+        }
+
+        /// The underlying stream (e.g. for the peer address).
+        pub const fn get_ref(&self) -> &$stream {
+            self.0.get_ref()
+        }
+
+        /// Accepts: writes the `101` response (with the chosen subprotocol
+        /// and headers), within `handshake_timeout`, and returns the
+        /// WebSocket; bytes the client sent after its request are kept. An
+        /// `options` the request does not allow (a subprotocol the client
+        /// did not offer) is an error, and nothing is written.
+        $($(#[$cancel])*)?
+        pub $($async)? fn accept(mut self, options: &$crate::AcceptOptions) -> Result<$socket> {
+            self.0.driver.accept(options)?;
+            (open(&mut self.0)$(.$await)?)?;
+            Ok(self.0)
+        }
+
+        /// Refuses: writes a response with `status` (e.g. 401, 403), extra
+        /// `headers` and `body` (a `Content-Length` is added), then shuts
+        /// the stream down.
+        $($(#[$cancel])*)?
+        pub $($async)? fn reject(
+            mut self,
+            status: u16,
+            headers: &[(&str, &str)],
+            body: &[u8],
+        ) -> Result<()> {
+            self.0.driver.reject(status, headers, body);
+            open(&mut self.0)$(.$await)?
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
