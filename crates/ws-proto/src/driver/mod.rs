@@ -486,8 +486,7 @@ impl Driver {
             return None;
         }
         let event = self.unstash(op)?;
-        self.ready = Some(event);
-        Some(Action::Deliver)
+        Some(self.deliver_after_write(event))
     }
 
     /// The next stashed event that `op` delivers (others are dropped: their
@@ -649,8 +648,12 @@ impl Driver {
     fn on_event(&mut self, op: Op, event: Event) -> Option<Action> {
         // The hot case first, tested without moving the event.
         if matches!(event, Event::Message(_)) && matches!(op, Op::RecvMessage | Op::Recv) {
-            // A data message queues no reply: nothing to write first.
+            // A data message queues no reply: nothing to write first, but
+            // replies written before it (pongs) may wait for a flush.
             self.ready = Some(event);
+            if self.unflushed {
+                return Some(self.deliver_ready());
+            }
             return Some(Action::Deliver);
         }
         self.on_other_event(op, event)
@@ -667,8 +670,7 @@ impl Driver {
         match (op, event) {
             (Op::Recv, event) => Some(self.deliver_after_write(event)),
             (Op::RecvMessage, event @ Event::Fragment { .. }) => {
-                self.ready = Some(event);
-                Some(Action::Deliver)
+                Some(self.deliver_after_write(event))
             }
             (Op::Close, event @ (Event::Message(_) | Event::Fragment { .. })) => {
                 self.stash_bytes += data_len(&event);

@@ -507,3 +507,16 @@ fn a_blocked_flush_holds_up_a_flush_but_not_a_delivery() {
     assert_eq!(t.run(&mut driver, Op::WriteOut, false), End::Done(Ok(())));
     assert_eq!(t.flushes, 1, "nothing written: nothing to flush");
 }
+
+#[test]
+fn pongs_written_inside_a_receive_are_flushed_before_its_message() {
+    let mut driver = server(Config::default());
+    let mut bytes = masked(0x89, b"p");
+    bytes.extend(masked(0x81, b"hi"));
+    let mut t = Script::new([In::Bytes(bytes)]);
+    assert_eq!(
+        t.run(&mut driver, Op::RecvMessage, false),
+        End::Event(Event::Message(Message::text("hi")))
+    );
+    assert_eq!((t.take_written(), t.flushes), (vec![0x8A, 0x01, b'p'], 1));
+}

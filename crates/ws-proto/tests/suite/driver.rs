@@ -1,6 +1,7 @@
 //! The run-loop scenarios, once, against the [`Driver`] over a scripted
 //! in-memory transport: partial reads and writes, end of stream and resets
-//! at every stage, timers on a virtual clock. The adapters only add a short
+//! at every stage, timers on a virtual clock, and written bytes held back
+//! until flushed (as a TLS or buffered stream does). The adapters only add a short
 //! smoke test over real sockets.
 
 use std::{collections::VecDeque, time::Duration};
@@ -15,6 +16,8 @@ use ws_proto::{
 use crate::util::{close_payload, fixed, frame_to, parse_frames, text_of_len};
 
 const SECOND: Duration = Duration::from_secs(1);
+/// What an end's transport holds back until flushed, at most.
+const HELD_MAX: usize = 8 * 1024;
 
 /// One direction of an in-memory transport.
 #[derive(Debug, Default)]
@@ -35,6 +38,9 @@ struct End {
     write_chunk: usize,
     /// Writes block while the outgoing pipe holds this many bytes.
     write_window: usize,
+    /// Bytes written and not yet flushed: the peer sees them only after a
+    /// flush, as with a TLS or buffered stream.
+    held: Vec<u8>,
     shut_down: bool,
 }
 
@@ -44,6 +50,7 @@ impl Default for End {
             read_chunk: usize::MAX,
             write_chunk: usize::MAX,
             write_window: usize::MAX,
+            held: Vec::new(),
             shut_down: false,
         }
     }
@@ -99,6 +106,10 @@ impl Net {
                     if output.reset {
                         return Outcome::Io(driver.io_error());
                     }
+                    // A buffering stream pushes its buffer out when full.
+                    if end.held.len() >= HELD_MAX {
+                        output.bytes.extend(end.held.drain(..));
+                    }
                     let room = end.write_window.saturating_sub(output.bytes.len());
                     if room == 0 {
                         driver.write_blocked();
@@ -106,12 +117,15 @@ impl Net {
                     }
                     let out = driver.outgoing();
                     let n = out.chunk().len().min(room).min(end.write_chunk);
-                    output.bytes.extend(&out.chunk()[..n]);
+                    end.held.extend_from_slice(&out.chunk()[..n]);
                     out.advance(n);
                     driver.wrote(n);
                 }
-                // The pipes hold nothing back.
-                Action::Flush => driver.flushed(),
+                Action::Flush => {
+                    let (_, output, end) = self.pipes(role);
+                    output.bytes.extend(end.held.drain(..));
+                    driver.flushed();
+                }
                 Action::Read { .. } => {
                     self.reads += 1;
                     let (input, _, end) = self.pipes(role);
@@ -140,8 +154,13 @@ impl Net {
                         driver.timer_blocked();
                     }
                 }
-                Action::Shutdown { .. } => {
+                Action::Shutdown { discard } => {
                     let (_, output, end) = self.pipes(role);
+                    // A shutdown flushes first, unless told to drop.
+                    let held = end.held.drain(..);
+                    if !discard {
+                        output.bytes.extend(held);
+                    }
                     output.shut = true;
                     end.shut_down = true;
                     driver.shut_down();
