@@ -505,13 +505,6 @@ impl Driver {
         None
     }
 
-    /// Whether bytes wait to be written (queued, or popped and unwritten)
-    /// or flushed.
-    #[inline]
-    fn wants_write(&self) -> bool {
-        self.conn.wants_write() || self.in_flight > 0 || self.unflushed
-    }
-
     /// The next step of writing out, if one is due: the bytes (queued, or
     /// popped and unwritten), then the flush.
     #[inline]
@@ -627,7 +620,7 @@ impl Driver {
     /// `None`: finished; the receive reports it.
     #[cold]
     fn poll_over(&mut self) -> Option<Action> {
-        if !self.wants_write() || self.conn.is_abandoned() {
+        if self.write_step(false).is_none() || self.conn.is_abandoned() {
             if !self.shut {
                 return Some(Action::Shutdown {
                     discard: self.conn.is_abandoned(),
