@@ -672,8 +672,9 @@ impl Connection {
         }
     }
 
-    /// Gives up on the peer: close the transport now and report 1006.
-    fn abandon(&mut self, why: &'static str) {
+    /// Gives up on the peer: close the transport now and report 1006. Later
+    /// commands answer [`SendError::Closed`].
+    pub(crate) fn abandon(&mut self, why: &'static str) {
         self.abandon = true;
         self.transport_done = true;
         if !self.finished && self.error.is_none() {

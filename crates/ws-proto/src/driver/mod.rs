@@ -130,6 +130,10 @@ pub const MAX_READ_SIZE: usize = 256 * 1024;
 /// Non-blocking reads a [`Op::Flush`] makes after writing, so that pings are
 /// answered and Close frames echoed while the application only sends.
 const BACKGROUND_READS: u8 = 4;
+
+/// The reason of the 1006 closure after a transport error.
+const TRANSPORT_FAILED: &str = "the transport failed";
+
 /// The longest single wait the driver asks for: an adapter's clock may not
 /// represent "never" (`Instant + Duration::MAX` overflows), and waking once
 /// a day to find nothing due costs nothing.
@@ -1016,7 +1020,8 @@ impl Driver {
 
     /// The transport failed (a read or write error, a reset). The connection
     /// is over: [`close_frame`](Self::close_frame) reports 1006 unless it had
-    /// closed already. Returns whether to report the error to the
+    /// closed already, and later sends and pings answer
+    /// [`SendError::Closed`]. Returns whether to report the error to the
     /// application: not when the connection had already ended cleanly.
     pub fn io_error(&mut self) -> bool {
         if let Some(start) = self.read.slice_from.take() {
@@ -1025,8 +1030,11 @@ impl Driver {
         self.blocked = 0;
         self.in_flight = 0;
         let closed = self.done || self.close_frame.is_some() || self.error.is_some();
+        // Nothing can be sent any more: a later send or ping answers
+        // `SendError::Closed` instead of queueing bytes that never leave.
+        self.conn.abandon(TRANSPORT_FAILED);
         if self.close_frame.is_none() {
-            let reason = Utf8Bytes::from_static("the transport failed");
+            let reason = Utf8Bytes::from_static(TRANSPORT_FAILED);
             self.close_frame = Some(CloseFrame::new(CloseCode::ABNORMAL, reason));
         }
         self.finish();

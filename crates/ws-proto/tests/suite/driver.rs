@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes};
 use ws_proto::internals::OpCode;
 use ws_proto::{
     AcceptOptions, Action, ClientRequest, CloseCode, Config, Connection, Driver, Event,
-    HandshakeError, Message, Op, Options, ProtocolError, Role, ServerRequest,
+    HandshakeError, Message, Op, Options, ProtocolError, Role, SendError, ServerRequest, State,
 };
 
 use crate::util::{close_payload, fixed, frame_to, parse_frames, text_of_len};
@@ -773,6 +773,13 @@ fn a_reset_at_every_stage_is_reported_once_then_1006() {
             net.run(Role::Server, &mut server, Op::Flush, false),
             Outcome::Done(Ok(()))
         );
+        // Nothing sent after the failure is taken as if it could leave.
+        assert!(matches!(
+            server.send(Message::text("late")),
+            Err(SendError::Closed)
+        ));
+        assert!(matches!(server.ping(Bytes::new()), Err(SendError::Closed)));
+        assert_eq!(server.connection().state(), State::Closed, "stage {stage}");
     }
 }
 
