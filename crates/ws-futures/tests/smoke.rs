@@ -154,7 +154,11 @@ async fn split_reader_runs_while_the_writer_is_blocked<R: Rt>() {
         }
     })
     .await;
-    assert!(sent.load(SeqCst) < 256, "the write half is blocked");
+    let sent_now = sent.load(SeqCst);
+    assert!(
+        sent_now < 256,
+        "the write half should be blocked, yet {sent_now} MiB went to a peer that does not read"
+    );
     stop.store(true, SeqCst);
     let (mut pongs, mut messages) = (Vec::new(), 0);
     R::within(20, async {
