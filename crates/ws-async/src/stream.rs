@@ -274,8 +274,7 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
     }
 
     /// Runs `queue` on the sender and the connection: a full queue
-    /// (`SendError::Full`) is handed back to wait for room again, unless the
-    /// connection is over.
+    /// (`SendError::Full`) is handed back to wait for room again.
     fn queue<T, N>(
         &mut self,
         queue: impl FnOnce(&mut PieceSender, &mut Driver) -> Result<N, SendError>,
@@ -284,7 +283,6 @@ impl<'a, S, R: Runtime<S>> MessageWriter<'a, S, R> {
         let sender = &mut self.sender;
         self.conn.with(|d| match queue(sender, d) {
             Ok(taken) => Ok(Queued::Done(taken)),
-            Err(SendError::Full(_)) if d.is_done() => Err(SendError::Closed.into()),
             Err(SendError::Full(message)) => Ok(Queued::Full(full(message))),
             Err(e) => Err(e.into()),
         })

@@ -91,6 +91,9 @@ impl PieceSender {
         if data.is_empty() {
             return Ok(0);
         }
+        // An ended connection answers `Closed`, not `Full`: waiting for room
+        // would wait forever.
+        conn.check_send()?;
         if conn.is_write_buffer_full() {
             return Err(SendError::Full(Message::Binary(Bytes::new())));
         }
@@ -176,7 +179,7 @@ impl PieceSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Config, Role};
+    use crate::{CloseCode, Config, Role};
 
     fn conn(max_write_buffer: usize) -> Connection {
         let config = Config::default().with_max_write_buffer(max_write_buffer);
@@ -212,5 +215,20 @@ mod tests {
         let mut dropped = PieceSender::new(true);
         dropped.abandon(&mut c);
         assert_eq!(dropped.write(&mut c, b"x"), Err(SendError::Finished));
+    }
+
+    #[test]
+    fn an_ended_connection_answers_closed_even_when_the_queue_is_full() {
+        let mut c = conn(1);
+        let mut sender = PieceSender::new(false);
+        assert_eq!(sender.write(&mut c, b"abc"), Ok(3));
+        assert!(c.is_write_buffer_full());
+        assert!(matches!(
+            sender.write(&mut c, b"d"),
+            Err(SendError::Full(_))
+        ));
+        c.close(CloseCode::NORMAL, "").unwrap();
+        // `Full` would make the writer wait for room that never comes.
+        assert_eq!(sender.write(&mut c, b"d"), Err(SendError::Closed));
     }
 }
