@@ -101,10 +101,15 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     Message::binary(vec![0xA5; len])
                 };
-                let _ = driver.send(message);
+                let ended = driver.is_done();
+                let sent = driver.send(message);
+                // Bytes taken after the end would never leave: say so.
+                assert!(!(ended && sent.is_ok()), "a send after the end was taken");
             }
             Step::Ping(len) => {
-                let _ = driver.ping(Bytes::from(vec![1; usize::from(len)]));
+                let ended = driver.is_done();
+                let sent = driver.ping(Bytes::from(vec![1; usize::from(len)]));
+                assert!(!(ended && sent.is_ok()), "a ping after the end was taken");
             }
             Step::Close(code) => {
                 let _ = driver.close(CloseCode(code), "bye");
