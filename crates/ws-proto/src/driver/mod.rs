@@ -159,7 +159,9 @@ pub enum Op {
     /// Write everything queued, and nothing else (a split writer).
     WriteOut,
     /// Write until one more message fits ([`Connection::is_write_buffer_full`]
-    /// is false): backpressure before [`Driver::send`].
+    /// is false): backpressure before [`Driver::send`]. It does not ask for
+    /// a flush (a `feed` is not a flush); the [`Op::Flush`] after the send
+    /// does.
     Reserve,
     /// Run the opening handshake of a driver made with [`Driver::client`]
     /// or [`Driver::server`] until the application's turn: the response
