@@ -128,16 +128,11 @@ pub(crate) fn run<L: Link>(
             }
             Action::Write { wait } => match link.write(wait) {
                 Ok(blocked) => write_blocked = blocked,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // Unwritten bytes stay queued: the call can be retried.
-                Err(e) if is_timeout(&e) => return Err(e.into()),
-                Err(e) => fail(link, e)?,
+                Err(e) => write_failed(link, e)?,
             },
             Action::Flush => match link.flush() {
                 Ok(()) => link.with(Driver::flushed),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(e.into()),
-                Err(e) => fail(link, e)?,
+                Err(e) => write_failed(link, e)?,
             },
             Action::Read { wait } => {
                 woke = false;
@@ -186,6 +181,19 @@ pub(crate) fn run<L: Link>(
             }
             Action::Wait => {}
         }
+    }
+}
+
+/// A write or flush that failed: interrupted, it is retried; timed out, the
+/// call returns the error (unwritten bytes stay queued: the call can be
+/// retried); else the transport failed.
+fn write_failed(link: &mut impl Link, e: io::Error) -> Result<()> {
+    if e.kind() == ErrorKind::Interrupted {
+        Ok(())
+    } else if is_timeout(&e) {
+        Err(e.into())
+    } else {
+        fail(link, e)
     }
 }
 
