@@ -82,8 +82,8 @@ impl PieceSender {
     /// write copies a bounded amount whatever it is given; write the rest
     /// next. A connection that ended answers [`SendError::Closed`]; a full
     /// outgoing queue answers [`SendError::Full`] (with an empty message: no
-    /// byte was taken) before anything is copied: make room and write again. Text that is not UTF-8 answers
-    /// [`SendError::InvalidUtf8`].
+    /// byte was taken) before anything is copied: make room and write again.
+    /// Text that is not UTF-8 answers [`SendError::InvalidUtf8`].
     pub fn write(&mut self, conn: &mut Connection, data: &[u8]) -> Result<usize, SendError> {
         if self.finished {
             return Err(SendError::Finished);
